@@ -1,0 +1,144 @@
+import { docopt } from 'docopt';
+import type { Readable, Writable } from 'node:stream';
+import { CmError, ExitCode } from '@cm/protocol';
+
+/** Printed at the end of every command's usage text, word for word. */
+export const EXIT_CODES = `Exit codes (the same for every cm command):
+  0    ok
+  1    some jobs, hosts, transfers or reductions failed
+  2    usage error (bad command line)
+  3    input error (YAML, NDJSON, plan or inventory), with file:line:col
+  4    a program cm needs is missing or unusable (ssh, vagrant, provider)
+  5    stopped early by a --halt policy
+  70   internal error (a bug: please report it)
+  128+N  killed by signal N (130 for Ctrl-C)`;
+
+export interface CommandIO {
+  stdin: Readable;
+  stdout: Writable;
+  stderr: Writable;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  /** aborted on SIGINT/SIGTERM; commands stop starting work and clean up */
+  signal: AbortSignal;
+}
+
+export type DocoptArgs = Record<string, string | boolean | number | string[] | null>;
+
+/**
+ * docopt with the behaviour a pipeline needs: --help goes to stdout and exits 0, usage errors
+ * become a CmError (exit 2) on stderr, and nothing calls process.exit.
+ */
+export function parseUsage(usage: string, argv: string[]): DocoptArgs | 'help' {
+  const dashdash = argv.indexOf('--');
+  const opts = dashdash < 0 ? argv : argv.slice(0, dashdash);
+  if (opts.includes('-h') || opts.includes('--help')) return 'help';
+  try {
+    return docopt(usage, { argv, help: false, exit: false }) as DocoptArgs;
+  } catch (err) {
+    if ((err as Error).constructor?.name === 'DocoptExit') {
+      throw new CmError(`usage error; the usage is:\n${(err as Error).message}`, ExitCode.USAGE);
+    }
+    throw new CmError(`usage error: ${(err as Error).message}`, ExitCode.USAGE);
+  }
+}
+
+export function str(args: DocoptArgs, key: string): string | undefined {
+  const v = args[key];
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function strs(args: DocoptArgs, key: string): string[] {
+  const v = args[key];
+  if (Array.isArray(v)) return v;
+  return typeof v === 'string' ? [v] : [];
+}
+
+export function flag(args: DocoptArgs, key: string): boolean {
+  return args[key] === true || (typeof args[key] === 'number' && (args[key] as number) > 0);
+}
+
+/** Parses an integer option, failing with a usage error that names the option. */
+export function intOpt(args: DocoptArgs, key: string, { min = 0 }: { min?: number } = {}): number | undefined {
+  const v = str(args, key);
+  if (v === undefined) return undefined;
+  if (!/^-?\d+$/.test(v) || Number(v) < min) {
+    throw new CmError(`${key} must be an integer >= ${min}, got ${JSON.stringify(v)}`, ExitCode.USAGE);
+  }
+  return Number(v);
+}
+
+export function numOpt(args: DocoptArgs, key: string): number | undefined {
+  const v = str(args, key);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) {
+    throw new CmError(`${key} must be a non-negative number, got ${JSON.stringify(v)}`, ExitCode.USAGE);
+  }
+  return n;
+}
+
+const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+
+/**
+ * The whole life of a command: wires process streams, turns signals into an AbortSignal, prints
+ * expected errors as one line and bugs with a stack, and sets process.exitCode (never
+ * process.exit, which would truncate output still in the pipe).
+ */
+export function runMain(
+  name: string,
+  usage: string,
+  run: (args: DocoptArgs, io: CommandIO) => Promise<number>,
+  argv: string[] = process.argv.slice(2),
+): void {
+  const controller = new AbortController();
+  let signalled: string | undefined;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (signalled) {
+      // A second Ctrl-C means "now": skip the graceful stop.
+      process.exit(128 + (SIGNAL_NUMBERS[sig] ?? 2));
+    }
+    signalled = sig;
+    controller.abort(new CmError(`interrupted by ${sig}`, 128 + (SIGNAL_NUMBERS[sig] ?? 2)));
+  };
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
+  // The reader of our stdout went away: that is a normal end of a pipeline, not an error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
+  const report = (err: unknown): number => {
+    if (err instanceof CmError) {
+      process.stderr.write(`${name}: ${err.message}\n`);
+      return err.code;
+    }
+    process.stderr.write(`${name}: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+    return ExitCode.INTERNAL;
+  };
+  let parsed: DocoptArgs | 'help';
+  try {
+    parsed = parseUsage(usage, argv);
+  } catch (err) {
+    process.exitCode = report(err);
+    return;
+  }
+  if (parsed === 'help') {
+    process.stdout.write(`${usage.trim()}\n`);
+    return;
+  }
+  const io: CommandIO = {
+    stdin: process.stdin,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    cwd: process.cwd(),
+    signal: controller.signal,
+  };
+  run(parsed, io).then(
+    (code) => {
+      process.exitCode = signalled ? 128 + (SIGNAL_NUMBERS[signalled] ?? 2) : code;
+    },
+    (err) => {
+      process.exitCode = signalled && !(err instanceof CmError && err.code < 128) ? 128 + (SIGNAL_NUMBERS[signalled] ?? 2) : report(err);
+    },
+  );
+}

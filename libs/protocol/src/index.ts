@@ -1,0 +1,5 @@
+export * from './records';
+export * from './validate';
+export * from './errors';
+export * from './reader';
+export * from './writer';

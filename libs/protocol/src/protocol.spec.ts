@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { PassThrough } from 'node:stream';
+import { readRecords, parseRecords, RecordWriter, recordProblem, InputError } from './index';
+
+async function readAll(text: string | Buffer, maxLineBytes?: number): Promise<unknown[]> {
+  const input = new PassThrough();
+  input.end(text);
+  const out: unknown[] = [];
+  for await (const { record } of readRecords(input, { source: 'stdin', maxLineBytes })) out.push(record);
+  return out;
+}
+
+const job = { kind: 'job', v: 1, id: 'a', task: 'a', command: 'echo 1', deps: [] };
+
+describe('recordProblem', () => {
+  it('accepts a valid job and unknown kinds', () => {
+    expect(recordProblem(job)).toBeNull();
+    expect(recordProblem({ kind: 'something-else', x: 1 })).toBeNull();
+  });
+  it('names the field that is wrong', () => {
+    expect(recordProblem({ ...job, deps: 'a' })).toMatch(/job record at deps/);
+    expect(recordProblem({ ...job, id: '-oProxyCommand=x' })).toMatch(/job record at id/);
+    expect(recordProblem({ ...job, id: '../x' })).toMatch(/at id/);
+    expect(recordProblem([1])).toMatch(/JSON object/);
+    expect(recordProblem({ v: 1 })).toMatch(/kind/);
+  });
+  it('rejects unknown fields of known kinds', () => {
+    expect(recordProblem({ ...job, colour: 'red' })).not.toBeNull();
+  });
+});
+
+describe('readRecords', () => {
+  it('reads records and skips blank lines', async () => {
+    expect(await readAll(`${JSON.stringify(job)}\n\n${JSON.stringify({ ...job, id: 'b' })}`)).toHaveLength(2);
+  });
+  it('names the line of malformed JSON', async () => {
+    await expect(readAll(`${JSON.stringify(job)}\ngarbage\n`)).rejects.toThrow(/^stdin:2: malformed JSON/);
+    await expect(readAll('garbage\n{"kind":"job"')).rejects.toThrow(InputError);
+  });
+  it('reports invalid UTF-8 with its line', async () => {
+    const bad = Buffer.concat([Buffer.from('{"kind":"x","s":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}\n')]);
+    await expect(readAll(bad)).rejects.toThrow(/stdin:1:\d+: invalid UTF-8/);
+  });
+  it('refuses over-long lines without buffering them', async () => {
+    await expect(readAll(`${'x'.repeat(5000)}\n`, 1000)).rejects.toThrow(/stdin:1: line longer than 1000 bytes/);
+  });
+});
+
+describe('parseRecords', () => {
+  it('validates like the stream reader', () => {
+    expect(() => parseRecords('{"kind":"job","v":1}', 'f.ndjson')).toThrow(/^f\.ndjson:1: job record/);
+  });
+});
+
+describe('RecordWriter', () => {
+  it('waits for drain when the stream is full', async () => {
+    const out = new PassThrough({ highWaterMark: 16 });
+    const w = new RecordWriter(out);
+    const pending = w.write(job);
+    expect(pending).toBeInstanceOf(Promise);
+    out.read();
+    await pending;
+  });
+  it('goes quiet when the reader closes', async () => {
+    const out = new PassThrough();
+    const w = new RecordWriter(out);
+    let closed = false;
+    w.onClose(() => (closed = true));
+    out.destroy();
+    await new Promise((r) => setImmediate(r));
+    expect(closed).toBe(true);
+    expect(w.write(job)).toBeUndefined();
+  });
+});

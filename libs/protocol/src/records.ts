@@ -1,0 +1,206 @@
+// Every NDJSON record cm's commands exchange, defined once: the TypeBox value is the JSON Schema
+// (exported to config/schemas/ by scripts/schemas.mjs) and Static<> gives the TypeScript type.
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+export const PROTOCOL_VERSION = 1 as const;
+
+const Version = Type.Literal(PROTOCOL_VERSION, { description: 'protocol version' });
+
+/** A name that may become part of a local path (results tree) or a remote argument: never `-x`, `..` or `/`. */
+export const SafeId = Type.String({
+  pattern: '^[A-Za-z0-9_][A-Za-z0-9_.:@+=,-]*$',
+  maxLength: 200,
+  description: 'job, task or run identifier: letters, digits and _.:@+=,- ; never starts with - or .',
+});
+
+/** Host names and users reach the ssh command line: no leading '-', no whitespace or shell metacharacters. */
+export const HostToken = Type.String({
+  pattern: '^[A-Za-z0-9_][A-Za-z0-9_.%:\\[\\]-]*$',
+  maxLength: 255,
+});
+
+const StringMap = Type.Record(Type.String(), Type.String());
+
+export const HostRecord = Type.Object(
+  {
+    kind: Type.Literal('host'),
+    v: Version,
+    name: HostToken,
+    address: HostToken,
+    user: Type.Optional(HostToken),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    identity: Type.Optional(Type.String({ description: 'path of the private key file (never its content)' })),
+    jump: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_][A-Za-z0-9_.@:,\\[\\]-]*$' })),
+    options: Type.Optional(StringMap),
+    tags: Type.Array(Type.String({ pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]*$' })),
+    slots: Type.Integer({ minimum: 1 }),
+    local: Type.Optional(Type.Boolean({ description: 'run as a local subprocess, without ssh' })),
+  },
+  { additionalProperties: false, $id: 'host', description: 'one machine of the inventory' },
+);
+export type HostRecord = Static<typeof HostRecord>;
+
+export const JobRecord = Type.Object(
+  {
+    kind: Type.Literal('job'),
+    v: Version,
+    id: SafeId,
+    task: SafeId,
+    command: Type.String({ description: 'shell snippet run by sh -c on the host' }),
+    deps: Type.Array(SafeId, { description: 'ids of jobs that must finish successfully first' }),
+    after: Type.Optional(Type.Array(SafeId, { description: 'ids of jobs that must have ended (any state) first' })),
+    host: Type.Optional(Type.String({ description: 'pin: a host name, a host-range pattern or @tag' })),
+    env: Type.Optional(StringMap),
+    timeout: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'seconds' })),
+    retries: Type.Optional(Type.Integer({ minimum: 0 })),
+    inputs: Type.Optional(Type.Array(Type.String(), { description: 'local files staged to the host before start' })),
+    outputs: Type.Optional(Type.Array(Type.String(), { description: 'remote paths (relative to the job dir) fetched back' })),
+    result: Type.Optional(Type.String({ description: '"stdout" (default) or the output file holding the value' })),
+    sweep: Type.Optional(SafeId),
+    index: Type.Optional(Type.Integer({ minimum: 0 })),
+    run: Type.Optional(SafeId),
+  },
+  { additionalProperties: false, $id: 'job', description: 'one run of a task' },
+);
+export type JobRecord = Static<typeof JobRecord>;
+
+export const ReduceRecord = Type.Object(
+  {
+    kind: Type.Literal('reduce'),
+    v: Version,
+    id: SafeId,
+    op: Type.String({ description: 'sum, min, max, mean, count, concat, histogram, or cmd:<shell command>' }),
+    inputs: Type.Array(SafeId, { description: 'job or reduce ids, in plan order' }),
+    sweeps: Type.Optional(
+      Type.Record(Type.String(), Type.Integer({ minimum: 0 }), {
+        description: 'sweep name -> number of runs; every job of the sweep is an input (keeps 1e6-run sweeps off one line)',
+      }),
+    ),
+    final: Type.Optional(Type.Boolean({ description: 'the value of the whole plan' })),
+    run: Type.Optional(SafeId),
+  },
+  { additionalProperties: false, $id: 'reduce', description: 'fold the results of inputs into one value' },
+);
+export type ReduceRecord = Static<typeof ReduceRecord>;
+
+export const EventType = Type.Union(
+  [
+    Type.Literal('queued'),
+    Type.Literal('started'),
+    Type.Literal('finished'),
+    Type.Literal('retry'),
+    Type.Literal('gave-up'),
+    Type.Literal('skipped'),
+    Type.Literal('host-down'),
+    Type.Literal('host-up'),
+  ],
+  { description: 'finished (exit 0 = done, else failed), gave-up and skipped are final states of a job' },
+);
+export type EventType = Static<typeof EventType>;
+
+export const EventRecord = Type.Object(
+  {
+    kind: Type.Literal('event'),
+    v: Version,
+    event: EventType,
+    job: Type.Optional(SafeId),
+    task: Type.Optional(SafeId),
+    run: Type.Optional(SafeId),
+    host: Type.Optional(Type.String()),
+    attempt: Type.Optional(Type.Integer({ minimum: 1 })),
+    transport: Type.Optional(Type.String()),
+    exit: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+    signal: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    start: Type.Optional(Type.String({ description: 'ISO 8601' })),
+    end: Type.Optional(Type.String({ description: 'ISO 8601' })),
+    duration: Type.Optional(Type.Number({ description: 'seconds' })),
+    stdout: Type.Optional(Type.String()),
+    stderr: Type.Optional(Type.String()),
+    stdout_bytes: Type.Optional(Type.Integer({ minimum: 0 })),
+    stderr_bytes: Type.Optional(Type.Integer({ minimum: 0 })),
+    truncated: Type.Optional(Type.Boolean()),
+    log: Type.Optional(Type.String({ description: 'local file with the whole output when the cap cut it' })),
+    workdir: Type.Optional(Type.String({ description: 'remote directory the job ran in' })),
+    outputs: Type.Optional(Type.Array(Type.String())),
+    result: Type.Optional(Type.String()),
+    sweep: Type.Optional(SafeId),
+    index: Type.Optional(Type.Integer({ minimum: 0 })),
+    reason: Type.Optional(Type.String()),
+    running: Type.Optional(Type.Integer({ minimum: 0, description: 'jobs running on the host when this one started' })),
+  },
+  { additionalProperties: false, $id: 'event', description: 'what cm-exec did with a job or host' },
+);
+export type EventRecord = Static<typeof EventRecord>;
+
+export const FetchedFile = Type.Object(
+  {
+    remote: Type.String(),
+    path: Type.String({ description: 'local path inside the results tree' }),
+    size: Type.Integer({ minimum: 0 }),
+    sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  },
+  { additionalProperties: false },
+);
+export type FetchedFile = Static<typeof FetchedFile>;
+
+export const FetchRecord = Type.Object(
+  {
+    kind: Type.Literal('fetch'),
+    v: Version,
+    job: SafeId,
+    task: Type.Optional(SafeId),
+    run: Type.Optional(SafeId),
+    host: Type.Optional(Type.String()),
+    direction: Type.Union([Type.Literal('in'), Type.Literal('out')]),
+    ok: Type.Boolean(),
+    files: Type.Array(FetchedFile),
+    result: Type.Optional(Type.String({ description: 'local path of the job result file, if it declared one' })),
+    attempt: Type.Optional(Type.Integer({ minimum: 1 })),
+    error: Type.Optional(Type.String()),
+    sweep: Type.Optional(SafeId),
+    index: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: false, $id: 'fetch', description: 'files moved to or from a job' },
+);
+export type FetchRecord = Static<typeof FetchRecord>;
+
+export const ValueRecord = Type.Object(
+  {
+    kind: Type.Literal('value'),
+    v: Version,
+    id: SafeId,
+    op: Type.Optional(Type.String()),
+    value: Type.Unknown({ description: 'the value; integers beyond 2^53 are decimal strings' }),
+    partial: Type.Boolean(),
+    have: Type.Optional(Type.Integer({ minimum: 0 })),
+    want: Type.Optional(Type.Integer({ minimum: 0 })),
+    missing: Type.Optional(Type.Array(Type.String())),
+    error: Type.Optional(Type.String()),
+    final: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false, $id: 'value', description: 'a (partial) reduced value' },
+);
+export type ValueRecord = Static<typeof ValueRecord>;
+
+export const RECORD_SCHEMAS = {
+  host: HostRecord,
+  job: JobRecord,
+  reduce: ReduceRecord,
+  event: EventRecord,
+  fetch: FetchRecord,
+  value: ValueRecord,
+} as const satisfies Record<string, TSchema>;
+
+export type RecordKind = keyof typeof RECORD_SCHEMAS;
+export type AnyRecord = HostRecord | JobRecord | ReduceRecord | EventRecord | FetchRecord | ValueRecord;
+export type RecordOf<K extends RecordKind> = Static<(typeof RECORD_SCHEMAS)[K]>;
+
+/** A record of a kind this version of cm does not know: passed through untouched. */
+export interface ForeignRecord {
+  kind: string;
+  [key: string]: unknown;
+}
+
+export function isKnownKind(kind: string): kind is RecordKind {
+  return Object.prototype.hasOwnProperty.call(RECORD_SCHEMAS, kind);
+}

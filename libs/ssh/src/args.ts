@@ -1,0 +1,105 @@
+import { CmError, ExitCode, type HostRecord } from '@cm/protocol';
+
+/**
+ * ssh options a user may set per host. Anything that runs a command (ProxyCommand,
+ * LocalCommand, KnownHostsCommand) or redirects our own control files is left out on purpose.
+ */
+export const ALLOWED_SSH_OPTIONS = new Set(
+  [
+    'AddressFamily',
+    'BindAddress',
+    'CheckHostIP',
+    'Ciphers',
+    'Compression',
+    'ConnectionAttempts',
+    'ConnectTimeout',
+    'GlobalKnownHostsFile',
+    'HostKeyAlgorithms',
+    'HostKeyAlias',
+    'IdentitiesOnly',
+    'IPQoS',
+    'KexAlgorithms',
+    'LogLevel',
+    'MACs',
+    'PreferredAuthentications',
+    'PubkeyAcceptedAlgorithms',
+    'RekeyLimit',
+    'ServerAliveCountMax',
+    'ServerAliveInterval',
+    'StrictHostKeyChecking',
+    'TCPKeepAlive',
+    'UpdateHostKeys',
+    'UserKnownHostsFile',
+  ].map((o) => o.toLowerCase()),
+);
+
+const TOKEN = /^[A-Za-z0-9_][A-Za-z0-9_.%:[\]-]*$/;
+
+/** Throws unless `value` is safe to hand to ssh as a host, address or user (never an option). */
+export function assertSshToken(what: string, value: string): void {
+  if (!TOKEN.test(value)) {
+    throw new CmError(
+      `${what} ${JSON.stringify(value)} is not allowed: it must start with a letter, digit or _ and hold no spaces or shell characters`,
+      ExitCode.INPUT,
+    );
+  }
+}
+
+export interface SshArgOptions {
+  /** directory for ControlMaster sockets; no multiplexing when absent */
+  controlDir?: string;
+  /** seconds an idle master stays up */
+  controlPersist?: number;
+  connectTimeout?: number;
+  /** 'accept-new' (default): trust on first use, refuse changed keys; 'yes': known hosts only */
+  hostKeyChecking?: 'accept-new' | 'yes';
+  /** extra ssh_config file (tests use a generated one) */
+  configFile?: string;
+}
+
+/** The ssh arguments up to and including the destination; the remote command goes after them. */
+export function sshArgs(host: HostRecord, opts: SshArgOptions = {}): string[] {
+  assertSshToken('host address', host.address);
+  if (host.user !== undefined) assertSshToken('user', host.user);
+  const args: string[] = [];
+  if (opts.configFile) args.push('-F', opts.configFile);
+  args.push(
+    '-o', 'BatchMode=yes',
+    '-o', `ConnectTimeout=${opts.connectTimeout ?? 10}`,
+    '-o', `StrictHostKeyChecking=${opts.hostKeyChecking ?? 'accept-new'}`,
+    '-o', 'ServerAliveInterval=15',
+    '-o', 'ServerAliveCountMax=3',
+    '-T',
+  );
+  if (opts.controlDir) {
+    args.push(
+      '-o', 'ControlMaster=auto',
+      '-o', `ControlPath=${opts.controlDir}/%C`,
+      '-o', `ControlPersist=${opts.controlPersist ?? 60}`,
+    );
+  }
+  if (host.port !== undefined) args.push('-p', String(host.port));
+  if (host.identity !== undefined) args.push('-i', host.identity, '-o', 'IdentitiesOnly=yes');
+  if (host.jump !== undefined) {
+    for (const hop of host.jump.split(',')) {
+      const [user, addr] = hop.includes('@') ? hop.split('@', 2) : [undefined, hop];
+      if (user !== undefined) assertSshToken('jump user', user);
+      assertSshToken('jump host', (addr ?? '').replace(/:\d+$/, ''));
+    }
+    args.push('-J', host.jump);
+  }
+  for (const [key, value] of Object.entries(host.options ?? {})) {
+    if (!ALLOWED_SSH_OPTIONS.has(key.toLowerCase())) {
+      throw new CmError(`ssh option ${JSON.stringify(key)} of host ${host.name} is not on the allow-list`, ExitCode.INPUT);
+    }
+    if (/[\r\n]/.test(value)) throw new CmError(`ssh option ${key} of host ${host.name} holds a newline`, ExitCode.INPUT);
+    args.push('-o', `${key}=${value}`);
+  }
+  if (host.user !== undefined) args.push('-l', host.user);
+  // `--` ends ssh's options: whatever follows is the destination, never an option.
+  args.push('--', host.address);
+  return args;
+}
+
+/** ssh's own failures (as opposed to the remote command's) exit with 255. */
+export const SSH_CONNECTION_FAILURE = 255;
