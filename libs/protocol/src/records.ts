@@ -127,6 +127,7 @@ export const EventRecord = Type.Object(
     index: Type.Optional(Type.Integer({ minimum: 0 })),
     reason: Type.Optional(Type.String()),
     running: Type.Optional(Type.Integer({ minimum: 0, description: 'jobs running on the host when this one started' })),
+    replayed: Type.Optional(Type.Boolean({ description: 'a final event read back from the joblog by --resume' })),
   },
   { additionalProperties: false, $id: 'event', description: 'what cm-exec did with a job or host' },
 );
