@@ -1,0 +1,48 @@
+// The seam between the scheduler (which job runs where, when) and the transports (how a command
+// reaches a host). Every transport gives the same result shape, so events and the joblog are
+// identical whichever one ran the job.
+import type { HostRecord } from '@cm/protocol';
+
+export interface JobLaunch {
+  /** job id (CM_JOB) */
+  id: string;
+  /** shell snippet, run by `sh -c` on the host */
+  command: string;
+  /** extra environment: the job's env plus CM_JOB, CM_RUN, CM_TASK */
+  env: Record<string, string>;
+  /** working directory relative to the login directory on the host; created if missing */
+  workdir: string;
+  /** seconds; the whole remote process group is killed when it expires */
+  timeout?: number;
+  /** bytes of stdout and of stderr kept in memory for the event; the rest goes to the log files only */
+  maxOutput: number;
+  /** local files receiving the complete stdout and stderr (created only when the cap is exceeded) */
+  logBase: string;
+}
+
+export interface JobOutcome {
+  /** the remote command ran and ended (exit or signal); false when the host could not be reached */
+  ran: boolean;
+  exit: number | null;
+  signal: string | null;
+  /** why the job did not run or was stopped: 'connection refused', 'timeout after 5s', ... */
+  reason?: string;
+  timedOut?: boolean;
+  stdout: Buffer;
+  stderr: Buffer;
+  stdoutBytes: number;
+  stderrBytes: number;
+  truncated: boolean;
+  /** path of the full-output log when truncated */
+  log?: string;
+  start: Date;
+  end: Date;
+}
+
+export interface Transport {
+  readonly name: string;
+  /** runs one job; resolves (never rejects) with the outcome; `signal` cancels it (kills the remote group) */
+  run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome>;
+  /** closes connections and removes any local state (control sockets) this transport made */
+  close(): Promise<void>;
+}
