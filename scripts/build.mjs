@@ -26,3 +26,26 @@ await Promise.all(
     }),
   ),
 );
+
+// The JSON Schemas in config/schemas/ are written from the protocol's TypeBox definitions, so the
+// schema editors and other tools see is the one cm validates with.
+if (only.length === 0) {
+  const { createRequire } = await import('node:module');
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  const tmp = join(root, 'node_modules', '.cache', 'cm', 'protocol.cjs');
+  await build({
+    entryPoints: [join(root, 'libs', 'protocol', 'src', 'records.ts')],
+    outfile: tmp,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    logLevel: 'warning',
+  });
+  const { RECORD_SCHEMAS } = createRequire(import.meta.url)(tmp);
+  const dir = join(root, 'config', 'schemas');
+  mkdirSync(dir, { recursive: true });
+  for (const [kind, schema] of Object.entries(RECORD_SCHEMAS)) {
+    const doc = { $schema: 'https://json-schema.org/draft/2020-12/schema', title: `cm ${kind} record`, ...schema, $id: `cm-${kind}.schema.json` };
+    writeFileSync(join(dir, `${kind}.schema.json`), `${JSON.stringify(doc, null, 2)}\n`);
+  }
+}
