@@ -1,0 +1,224 @@
+// Edits the inventory the way a person would: comments, key order and quoting stay as written
+// (yaml's Document API edits the parsed tree in place) and the file is replaced atomically.
+import { randomBytes } from 'node:crypto';
+import { open as openFile, rename, stat, unlink, mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { isMap, isScalar, type Scalar, YAMLMap, YAMLSeq, parseDocument, type Document, type Pair } from 'yaml';
+import { CmError, ExitCode } from '@cm/protocol';
+import { expandRange, isPattern } from './ranges';
+import { HOST_FIELDS, inventoryFromDocument, parseYaml, readInventoryText, type HostField, type HostFields, type InventoryView } from './load';
+
+const NEW_FILE = `# cm inventory: see config/hosts.example.yaml for every field.
+hosts: {}
+`;
+
+const TOKEN = /^[A-Za-z0-9_][A-Za-z0-9_.%:-]*$/;
+
+export class InventoryFile {
+  private original: string | undefined;
+
+  private constructor(
+    readonly path: string,
+    private doc: Document,
+    text: string | undefined,
+    private readonly env: NodeJS.ProcessEnv,
+  ) {
+    this.original = text;
+  }
+
+  /** Opens (and validates) an inventory for editing; `create` starts an empty one when it is missing. */
+  static async open(file: string, opts: { create?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<InventoryFile> {
+    const env = opts.env ?? process.env;
+    let text: string | undefined;
+    try {
+      text = await readInventoryText(file);
+    } catch (err) {
+      if (!(opts.create && err instanceof CmError && /no such inventory file/.test(err.message))) throw err;
+    }
+    const { doc } = text === undefined ? { doc: parseDocument(NEW_FILE) } : parseYaml(text, file);
+    // Refuse to edit a file that is already invalid: the user fixes it first, nothing is written.
+    inventoryFromDocument(doc, file, env);
+    return new InventoryFile(file, doc, text, env);
+  }
+
+  private hostsMap(create: boolean): YAMLMap<unknown, unknown> | undefined {
+    const contents = this.doc.contents;
+    if (contents === null || (isScalar(contents) && contents.value === null)) {
+      if (!create) return undefined;
+      this.doc.contents = this.doc.createNode({ hosts: {} }) as never;
+    }
+    const root = this.doc.contents as unknown as YAMLMap<unknown, unknown>;
+    let hosts = root.get('hosts', true) as unknown;
+    if (!isMap(hosts)) {
+      if (!create) return undefined;
+      const m = new YAMLMap<unknown, unknown>();
+      root.set('hosts', m);
+      hosts = m;
+    }
+    const m = hosts as YAMLMap<unknown, unknown>;
+    // `hosts: {}` in a new file is flow style; real entries read better in block style.
+    if (create && m.items.length === 0) m.flow = false;
+    return m;
+  }
+
+  private entries(): Array<{ key: string; pair: Pair<unknown, unknown> }> {
+    const m = this.hostsMap(false);
+    return (m?.items ?? []).map((pair) => ({ key: String(isScalar(pair.key) ? pair.key.value : pair.key), pair }));
+  }
+
+  /** The keys as written (a range stays one entry). */
+  hostNames(): string[] {
+    return this.entries().map((e) => e.key);
+  }
+
+  private find(name: string): Pair<unknown, unknown> | undefined {
+    const exact = this.entries().find((e) => e.key === name);
+    if (exact) return exact.pair;
+    const inRange = this.entries().find((e) => isPattern(e.key) && safeExpand(e.key).includes(name));
+    if (inRange) {
+      throw new CmError(`host ${name} is part of the range ${inRange.key}; edit the whole range, or split it in the file first`, ExitCode.INPUT);
+    }
+    return undefined;
+  }
+
+  addHost(name: string, fields: HostFields): void {
+    checkFields(fields);
+    const names = expandRange(name);
+    const existing = new Set(this.toInventory().hosts.map((h) => h.name));
+    const clash = names.find((n) => existing.has(n));
+    if (clash !== undefined) throw new CmError(`host ${clash} is already in ${this.path}; use cm-hosts set to change it`, ExitCode.INPUT);
+    const m = this.hostsMap(true) as YAMLMap<unknown, unknown>;
+    m.add(this.doc.createPair(name, this.fieldsNode(fields)) as never);
+  }
+
+  /** Adds the host or updates the given fields, leaving the others (and their comments) alone. */
+  setHost(name: string, fields: HostFields): void {
+    checkFields(fields);
+    const pair = this.find(name);
+    if (!pair) {
+      this.addHost(name, fields);
+      return;
+    }
+    if (!isMap(pair.value)) {
+      pair.value = this.fieldsNode(fields);
+      return;
+    }
+    const m = pair.value as YAMLMap<unknown, unknown>;
+    for (const key of HOST_FIELDS) {
+      const value = fields[key];
+      if (value === undefined) continue;
+      const current = m.get(key, true) as unknown;
+      if (isScalar(current) && typeof value !== 'object') {
+        // Changing the scalar in place keeps its trailing comment.
+        (current as Scalar).value = value;
+      } else {
+        m.set(key, this.valueNode(key, value));
+      }
+    }
+  }
+
+  /** Removes fields from one entry (`cm-hosts set th1 jump=`). */
+  unsetFields(name: string, keys: HostField[]): void {
+    const pair = this.find(name);
+    if (!pair) throw new CmError(`no host ${name} in ${this.path}`, ExitCode.INPUT);
+    if (!isMap(pair.value)) return;
+    for (const k of keys) (pair.value as YAMLMap<unknown, unknown>).delete(k);
+  }
+
+  removeHost(name: string): boolean {
+    const pair = this.find(name);
+    if (!pair) return false;
+    const m = this.hostsMap(false) as YAMLMap<unknown, unknown>;
+    m.items.splice(m.items.indexOf(pair), 1);
+    return true;
+  }
+
+  /** The validated view of the document as it would be saved. */
+  toInventory(): InventoryView {
+    return inventoryFromDocument(this.doc, this.path, this.env);
+  }
+
+  toString(): string {
+    // Keep flow lists as people write them ([a, b]) and never re-wrap long lines.
+    return this.doc.toString({ flowCollectionPadding: false, lineWidth: 0 });
+  }
+
+  /**
+   * Validates, then writes a temp file in the same directory, fsyncs it and renames it over the
+   * original: readers see the old file or the new one, never half of one.
+   */
+  async save(): Promise<void> {
+    this.toInventory();
+    const text = this.toString();
+    const dir = path.dirname(this.path);
+    await mkdir(dir, { recursive: true });
+    const current = await readFile(this.path, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (current !== this.original) {
+      throw new CmError(`${this.path} changed while cm-hosts was editing it; nothing written, run the command again`, ExitCode.INPUT);
+    }
+    const mode = await stat(this.path).then(
+      (s) => s.mode & 0o7777,
+      () => 0o644,
+    );
+    const tmp = path.join(dir, `.${path.basename(this.path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    const fh = await openFile(tmp, 'wx', mode);
+    try {
+      await fh.writeFile(text, 'utf8');
+      await fh.sync();
+      await fh.close();
+      await rename(tmp, this.path);
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    // The rename itself is durable only once the directory is synced.
+    const dh = await openFile(dir, 'r').catch(() => undefined);
+    if (dh) await dh.sync().catch(() => undefined).finally(() => dh.close());
+    this.original = text;
+  }
+
+  private valueNode(key: HostField, value: unknown): unknown {
+    if (key === 'tags') {
+      const seq = new YAMLSeq();
+      seq.flow = true;
+      for (const t of value as string[]) seq.add(this.doc.createNode(t));
+      return seq;
+    }
+    return this.doc.createNode(value);
+  }
+
+  private fieldsNode(fields: HostFields): YAMLMap<unknown, unknown> {
+    const m = new YAMLMap<unknown, unknown>();
+    for (const key of HOST_FIELDS) {
+      const value = fields[key];
+      if (value !== undefined) m.set(key, this.valueNode(key, value));
+    }
+    return m;
+  }
+}
+
+function safeExpand(key: string): string[] {
+  try {
+    return expandRange(key);
+  } catch {
+    return [];
+  }
+}
+
+/** Checks values given on the command line before they enter the tree (the file check follows at save). */
+function checkFields(fields: HostFields): void {
+  for (const key of Object.keys(fields)) {
+    if (!(HOST_FIELDS as readonly string[]).includes(key)) throw new CmError(`unknown host field ${JSON.stringify(key)}; one of ${HOST_FIELDS.join(', ')}`, ExitCode.USAGE);
+  }
+  for (const key of ['user'] as const) {
+    const v = fields[key];
+    if (v !== undefined && !TOKEN.test(v)) throw new CmError(`${key} ${JSON.stringify(v)} is not allowed: it must start with a letter, digit or _ and hold no spaces or shell characters`, ExitCode.USAGE);
+  }
+  if (fields.slots !== undefined && (!Number.isInteger(fields.slots) || fields.slots < 1)) throw new CmError(`slots must be an integer >= 1, got ${fields.slots}`, ExitCode.USAGE);
+  if (fields.port !== undefined && (!Number.isInteger(fields.port) || fields.port < 1 || fields.port > 65535)) throw new CmError(`port must be between 1 and 65535, got ${fields.port}`, ExitCode.USAGE);
+  if (fields.tags !== undefined && !Array.isArray(fields.tags)) throw new CmError('tags must be a list', ExitCode.USAGE);
+}
