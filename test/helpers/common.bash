@@ -7,3 +7,6 @@ export CM_REPO
 
 load "$CM_REPO/node_modules/bats-support/load.bash"
 load "$CM_REPO/node_modules/bats-assert/load.bash"
+
+# `run --separate-stderr` and `run !` need bats >= 1.5; saying so silences warning BW02
+bats_require_minimum_version 1.5.0
