@@ -102,6 +102,17 @@ th3 $CM_TEST_HOSTS_PREFIX.3 2 test"
   assert_output th3
 }
 
+@test "a frozen host accepts connections but never answers until thawed" {
+  cm_host_freeze 2
+  run --separate-stderr ssh -F "$CM_TEST_SSH_CONFIG" -o ConnectTimeout=1 th2 hostname
+  cm_host_thaw 2
+  assert_equal "$status" 255
+  [[ $stderr == *"timed out"* ]]
+  run --separate-stderr ssh -F "$CM_TEST_SSH_CONFIG" th2 hostname
+  assert_equal "$status" 0
+  assert_output th2
+}
+
 @test "cm_hosts_start_many 64 serves ssh on m1 and m64" {
   cm_hosts_start_many 64 1
   run --separate-stderr ssh -F "$CM_TEST_SSH_CONFIG" m1 'hostname; echo $SSH_CONNECTION'

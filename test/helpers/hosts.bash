@@ -5,6 +5,7 @@
 #   cm_host_kill I                 th$I dies: its sshd, connections and sessions are SIGKILLed
 #   cm_host_restart I              th$I comes back (same host key, same address)
 #   cm_hosts_start_many N [SLOTS]  hosts m1..mN on 127.0.20.1.., 127.0.21.1.. (250 per octet)
+#   cm_host_freeze I / cm_host_thaw I   th$I hangs (SIGSTOP of its sshd and sessions) / resumes
 #   cm_host_home NAME              the directory that is NAME's /root (its login directory)
 #   cm_ssh NAME CMD...             ssh to a test host with the generated ssh_config
 #
@@ -108,6 +109,13 @@ _cm_hosts_dir() {
   [[ -x $CM_SSHD ]] || _cm_die "$CM_SSHD not found: run test/install-deps.sh"
 }
 
+# Without PAM, sshd refuses a locked account ('!' in shadow) even with a valid key; PAM does not.
+_cm_use_pam() {
+  local pw
+  pw=$(getent shadow root 2>/dev/null | cut -d: -f2)
+  if [[ $pw == '!'* ]]; then echo yes; else echo no; fi
+}
+
 # _cm_sshd_config DIR NAME ADDRESSES... : the sshd_config of one daemon
 _cm_sshd_config() {
   local dir=$1 name=$2 port=${CM_TEST_HOSTS_PORT:-22} a
@@ -122,7 +130,7 @@ PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
-UsePAM no
+UsePAM $(_cm_use_pam)
 StrictModes no
 UseDNS no
 MaxSessions 100
@@ -383,6 +391,21 @@ cm_host_restart() {
   addr=$(awk -v n="th$i" '$1 == n { print $2 }' "$CM_TEST_HOSTS_DIR/th.list")
   _cm_launch "$dir" "th$i" "$dir/home"
   _cm_await "$dir" "$addr" || _cm_die "th$i did not come back (log: $dir/log)"
+}
+
+# cm_host_freeze I: th$I hangs (daemon and sessions SIGSTOPped): connections are accepted by the
+# kernel but never answered, running commands make no progress; cm_host_thaw I resumes it.
+cm_host_freeze() { _cm_signal_host "${1:?usage: cm_host_freeze I}" STOP; }
+cm_host_thaw() { _cm_signal_host "${1:?usage: cm_host_thaw I}" CONT; }
+
+_cm_signal_host() {
+  local dir pid start tree
+  dir=$(_cm_th_dir "$1") || return 1
+  read -r pid start <"$dir/pid"
+  _cm_alive "$pid" "$start" || _cm_die "th$1 is not running" || return 1
+  tree=$(_cm_tree "$pid")
+  # shellcheck disable=SC2086
+  kill -"$2" $tree 2>/dev/null || true
 }
 
 cm_host_home() {
