@@ -1,0 +1,4 @@
+export * from './decimal';
+export * from './value';
+export * from './ops';
+export * from './engine';
