@@ -322,6 +322,7 @@ export class ReduceEngine {
     }
     if (r.error !== undefined) {
       this.failures += 1;
+      this.opts.warn?.(`reduce ${r.rec.id}: ${r.error}`);
       this.reduceResults.set(r.rec.id, { ok: false, reason: `reduce ${r.rec.id} failed` });
       const rec = this.record(r, null, false);
       rec.error = r.error;
