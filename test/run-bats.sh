@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Runs the bats suites one file at a time, timing each, and ends with the totals line
+# "N passed, M failed" (skipped tests are counted apart).
+#
+#   bash test/run-bats.sh [FILE.bats...]     default: every test/*.bats
+#   CM_BATS_FILTER=REGEX                     only files whose path matches the extended regex
+#   CM_BATS_TIMEOUT=SECONDS                  a file still running after this is killed (default 900)
+#   CM_BATS_SUMMARY=FILE                     the totals line is also written there (test/run-all.sh)
+#
+# After each file, any sshd that test/helpers/hosts.bash started and that is still alive is reported
+# as a leak and stopped, by pid, so one careless suite cannot break the next.
+set -uo pipefail
+
+CM_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$CM_REPO" || exit 70
+bats=$CM_REPO/node_modules/bats/bin/bats
+if [[ ! -x $bats ]]; then
+  echo "run-bats.sh: $bats not found: run npm ci first" >&2
+  exit 4
+fi
+# shellcheck source=helpers/hosts.bash
+source "$CM_REPO/test/helpers/hosts.bash"
+
+if (($#)); then
+  files=("$@")
+else
+  shopt -s nullglob
+  files=(test/*.bats)
+fi
+if [[ -n ${CM_BATS_FILTER:-} ]]; then
+  kept=()
+  for f in "${files[@]}"; do
+    [[ $f =~ $CM_BATS_FILTER ]] && kept+=("$f")
+  done
+  files=("${kept[@]}")
+fi
+
+((${#files[@]})) || echo "run-bats.sh: no .bats file to run${CM_BATS_FILTER:+ (CM_BATS_FILTER=$CM_BATS_FILTER)}" >&2
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/cm-bats.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+export CM_TEST_PID_LEDGER=$work/pids
+: >"$CM_TEST_PID_LEDGER"
+
+total_pass=0 total_fail=0 total_skip=0
+report=()
+for f in "${files[@]}"; do
+  echo "=== $f"
+  t0=$(date +%s%N)
+  timeout --kill-after=10 "${CM_BATS_TIMEOUT:-900}" \
+    "$bats" --formatter tap --print-output-on-failure --timing "$f" </dev/null 2>&1 | tee "$work/out"
+  rc=${PIPESTATUS[0]}
+  t1=$(date +%s%N)
+  skip=$(grep -cE '^ok [0-9]+ .*# skip' "$work/out")
+  pass=$(($(grep -cE '^ok [0-9]+ ' "$work/out") - skip))
+  fail=$(grep -cE '^not ok [0-9]+ ' "$work/out")
+  note=""
+  if ((rc == 124 || rc == 137)); then
+    note=" (killed after ${CM_BATS_TIMEOUT:-900}s)"
+    ((fail == 0)) && fail=1
+  elif ((rc != 0 && fail == 0)); then
+    # a syntax error or a failing setup_file before any test reported
+    note=" (bats exited $rc)"
+    fail=1
+  fi
+  leaks=0
+  while read -r pid start; do
+    if _cm_alive "$pid" "$start"; then
+      leaks=$((leaks + 1))
+      _cm_kill_tree "$pid" "$start"
+    fi
+  done <"$CM_TEST_PID_LEDGER"
+  : >"$CM_TEST_PID_LEDGER"
+  ((leaks)) && note+=" (leaked $leaks sshd: stopped; call cm_hosts_stop in teardown_file)"
+  secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
+  line="$f: $pass passed, $fail failed, $skip skipped, ${secs}s$note"
+  echo "=== $line"
+  report+=("$line")
+  total_pass=$((total_pass + pass))
+  total_fail=$((total_fail + fail))
+  total_skip=$((total_skip + skip))
+done
+
+echo
+echo "bats, per file:"
+for line in "${report[@]}"; do echo "  $line"; done
+((total_skip)) && echo "$total_skip skipped"
+summary="$total_pass passed, $total_fail failed"
+[[ -n ${CM_BATS_SUMMARY:-} ]] && echo "$summary" >"$CM_BATS_SUMMARY"
+echo "$summary"
+((total_fail == 0 && ${#files[@]} > 0))
