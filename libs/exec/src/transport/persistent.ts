@@ -1,0 +1,483 @@
+// The persistent transport: one long-lived `ssh` child per host (by default) running the POSIX sh
+// loop of remote-loop.ts, which starts up to any number of jobs at once and ships each one's
+// stdout, stderr and status back in frames. A tiny job then costs a few forks on the host instead
+// of an ssh client process, an sshd session and a key exchange or mux round trip.
+//
+// Why one session per host rather than one per slot: at 1,000 hosts x 4 slots, per-slot sessions
+// mean 4,000 ssh children and 12,000 pipe ends in cm-exec; per-host sessions need 1,000 and 3,000,
+// under the usual 20k-64k descriptor limit with room to spare. The loop runs every job in its own
+// background runner, so one session does not serialise a host's slots. `sessionsPerHost` can raise
+// the count when one loop's request handling becomes the bottleneck.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { homedir } from 'node:os';
+import type { HostRecord } from '@cm/protocol';
+import { SSH_CONNECTION_FAILURE, sshArgs, type SshArgOptions } from '@cm/ssh';
+import { bootstrapCommand, FrameDecoder, remoteProgram, shQuote, type Frame } from './remote-loop';
+import type { JobLaunch, JobOutcome, Transport } from './types';
+
+/** Start of `reason` when the loop cannot run on a host; the caller should use the per-job transport there. */
+export const PERSISTENT_UNAVAILABLE = 'persistent session unavailable';
+
+export interface PersistentTransportOptions {
+  /** ssh options (control sockets, timeouts, config file) */
+  ssh?: SshArgOptions;
+  /** sessions per host: a number, or 'slots' for one per slot; default 1 */
+  sessionsPerHost?: number | 'slots';
+  /** seconds between TERM and KILL of a timed-out or cancelled job's process group; default 2 */
+  killGrace?: number;
+  /** restart back-off after a session fails to start or dies: first delay, cap (ms) */
+  restartBackoff?: { initialMs: number; maxMs: number };
+  /** seconds to wait for the loop's hello after spawning ssh; default connectTimeout + 20 */
+  helloTimeout?: number;
+  /** the command that carries the loop; default ssh (local hosts: sh). Tests substitute sh. */
+  sessionCommand?: (host: HostRecord, remoteCommand: string) => { file: string; args: string[]; cwd?: string };
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const STDERR_TAIL = 4096;
+
+function defaultSessionCommand(ssh: SshArgOptions) {
+  return (host: HostRecord, remoteCommand: string) =>
+    host.local
+      ? { file: 'sh', args: ['-c', remoteCommand], cwd: homedir() }
+      : { file: 'ssh', args: [...sshArgs(host, ssh), remoteCommand] };
+}
+
+/** Keeps the first `cap` bytes for the event; past the cap, the whole stream goes to a log file. */
+class Capture {
+  private kept: Buffer[] = [];
+  private keptBytes = 0;
+  bytes = 0;
+  private fd: number | null = null;
+
+  constructor(
+    private readonly cap: number,
+    readonly path: string,
+  ) {}
+
+  write(b: Buffer): void {
+    this.bytes += b.length;
+    if (this.fd === null && this.keptBytes + b.length <= this.cap) {
+      this.kept.push(b);
+      this.keptBytes += b.length;
+      return;
+    }
+    if (this.fd === null) {
+      this.fd = openSync(this.path, 'w');
+      for (const k of this.kept) writeSync(this.fd, k);
+    }
+    writeSync(this.fd, b);
+    if (this.keptBytes < this.cap) {
+      const head = b.subarray(0, this.cap - this.keptBytes);
+      this.kept.push(head);
+      this.keptBytes += head.length;
+    }
+  }
+
+  get truncated(): boolean {
+    return this.bytes > this.cap;
+  }
+
+  finish(): Buffer {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+    return Buffer.concat(this.kept);
+  }
+}
+
+interface Running {
+  serial: number;
+  lane: number;
+  job: JobLaunch;
+  out: Capture;
+  err: Capture;
+  start: Date;
+  timedOut: boolean;
+  reason?: string;
+  timers: NodeJS.Timeout[];
+  done: (outcome: JobOutcome) => void;
+}
+
+class StartError extends Error {
+  constructor(
+    message: string,
+    /** true: the host answered but cannot run the loop; false: could not connect */
+    readonly unavailable: boolean,
+  ) {
+    super(message);
+  }
+}
+
+function notRan(reason: string, start = new Date()): JobOutcome {
+  return {
+    ran: false,
+    exit: null,
+    signal: null,
+    reason,
+    stdout: Buffer.alloc(0),
+    stderr: Buffer.alloc(0),
+    stdoutBytes: 0,
+    stderrBytes: 0,
+    truncated: false,
+    start,
+    end: new Date(),
+  };
+}
+
+/** One ssh child running the loop. */
+class Session {
+  state: 'starting' | 'ready' | 'dead' = 'starting';
+  readonly ready: Promise<void>;
+  private child: ChildProcessWithoutNullStreams | null = null;
+  private readonly running = new Map<number, Running>();
+  private readonly lanes: boolean[] = [];
+  private serial = 0;
+  private stderrTail = '';
+  private deathReason = '';
+  private exited: Promise<void> = Promise.resolve();
+  private hello: (err?: StartError) => void = () => {};
+  private helloTimer: NodeJS.Timeout | undefined;
+  private readonly noise: string[] = [];
+
+  constructor(
+    readonly host: HostRecord,
+    private readonly opts: Required<Pick<PersistentTransportOptions, 'killGrace' | 'helloTimeout'>>,
+    private readonly command: { file: string; args: string[]; cwd?: string },
+    private readonly program: string,
+    private readonly marker: string,
+    private readonly onDeath: (s: Session) => void,
+    delayMs: number,
+  ) {
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.hello = (err) => (err ? reject(err) : resolve());
+    });
+    // Callers await `ready`; keep an unobserved rejection from crashing the process.
+    this.ready.catch(() => {});
+    if (delayMs > 0) this.helloTimer = setTimeout(() => this.spawn(), delayMs);
+    else this.spawn();
+  }
+
+  private spawn(): void {
+    if (this.state === 'dead') return;
+    const { command, opts, host } = this;
+    const child = spawn(command.file, command.args, { stdio: 'pipe', cwd: command.cwd });
+    this.child = child;
+    this.exited = new Promise((resolve) => child.once('close', () => resolve()));
+    const decoder = new FrameDecoder(this.marker, (f) => this.frame(f));
+    this.helloTimer = setTimeout(() => {
+      this.hello(new StartError(`no answer from the session loop on ${host.name} within ${opts.helloTimeout}s`, false));
+      this.die(`no hello within ${opts.helloTimeout}s`);
+    }, opts.helloTimeout * 1000);
+    child.stdout.on('data', (chunk: Buffer) => decoder.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => {
+      this.stderrTail = (this.stderrTail + chunk.toString('utf8')).slice(-STDERR_TAIL);
+    });
+    // The loop's stdin closes when the session dies; writes after that must not throw.
+    child.stdin.on('error', () => {});
+    child.on('error', (err) => {
+      clearTimeout(this.helloTimer);
+      this.hello(new StartError(`cannot run ${command.file}: ${err.message}`, false));
+      this.die(err.message);
+    });
+    child.on('close', (code, sig) => {
+      clearTimeout(this.helloTimer);
+      const said = this.lastStderrLine();
+      if (this.state === 'starting') {
+        // ssh exits 255 for its own failures; anything else means the host answered but the loop did not run
+        const unavailable = code !== SSH_CONNECTION_FAILURE && code !== null;
+        const why = said || this.noise[this.noise.length - 1] || `exit ${code ?? sig}`;
+        this.hello(
+          new StartError(
+            unavailable
+              ? `${PERSISTENT_UNAVAILABLE} on ${host.name}: the login shell could not run the POSIX sh loop (exit ${code}): ${why}`
+              : why,
+            unavailable,
+          ),
+        );
+      }
+      this.die(said || (code !== null ? `session exited with ${code}` : `session killed by ${sig}`));
+    });
+    child.stdin.write(this.program);
+  }
+
+  get load(): number {
+    return this.running.size;
+  }
+
+  private lastStderrLine(): string {
+    const lines = this.stderrTail.split('\n').filter((l) => l.trim() !== '');
+    return lines[lines.length - 1]?.trim() ?? '';
+  }
+
+  private frame(f: Frame): void {
+    const { hello, noise } = this;
+    switch (f.type) {
+      case 'hello':
+        clearTimeout(this.helloTimer);
+        if (this.state === 'starting') {
+          this.state = 'ready';
+          hello();
+        }
+        return;
+      case 'fail':
+        clearTimeout(this.helloTimer);
+        hello(new StartError(`${PERSISTENT_UNAVAILABLE} on ${this.host.name}: ${f.reason}`, true));
+        this.die(f.reason);
+        return;
+      case 'noise':
+        if (this.state === 'starting') {
+          // login banners and rc-file chatter before the loop starts are harmless
+          noise.push(f.line);
+          if (noise.length > 20) noise.shift();
+        } else {
+          this.die(`session out of step (${JSON.stringify(f.line.slice(0, 80))})`);
+        }
+        return;
+      case 'data': {
+        const r = this.running.get(f.serial);
+        if (r) (f.stream === 'stdout' ? r.out : r.err).write(f.bytes);
+        return;
+      }
+      case 'exit': {
+        const r = this.running.get(f.serial);
+        if (!r) return;
+        this.finish(r, {
+          ran: true,
+          exit: f.signal ? null : f.status,
+          signal: f.signal,
+        });
+        this.lanes[r.lane] = false;
+        return;
+      }
+    }
+  }
+
+  private finish(r: Running, how: { ran: boolean; exit: number | null; signal: string | null; reason?: string }): void {
+    if (!this.running.delete(r.serial)) return;
+    for (const t of r.timers) clearTimeout(t);
+    const stdout = r.out.finish();
+    const stderr = r.err.finish();
+    const truncated = r.out.truncated || r.err.truncated;
+    const outcome: JobOutcome = {
+      ran: how.ran,
+      exit: how.exit,
+      signal: how.signal,
+      stdout,
+      stderr,
+      stdoutBytes: r.out.bytes,
+      stderrBytes: r.err.bytes,
+      truncated,
+      start: r.start,
+      end: new Date(),
+    };
+    const reason = how.reason ?? r.reason;
+    if (reason !== undefined) outcome.reason = reason;
+    if (r.timedOut) outcome.timedOut = true;
+    if (truncated) outcome.log = r.out.truncated ? r.out.path : r.err.path;
+    r.done(outcome);
+  }
+
+  launch(job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
+    const start = new Date();
+    if (this.state !== 'ready') return Promise.resolve(notRan(`session to ${this.host.name} lost: ${this.deathReason}`, start));
+    const names = Object.keys(job.env);
+    const bad = names.find((n) => !ENV_NAME.test(n));
+    if (bad !== undefined) return Promise.resolve(notRan(`environment variable name ${JSON.stringify(bad)} is not valid in sh`, start));
+    let lane = this.lanes.indexOf(false);
+    if (lane < 0) lane = this.lanes.length;
+    this.lanes[lane] = true;
+    const serial = ++this.serial;
+    // sh treats a leading "-" as an option and the loop's cwd is the login directory
+    const wd = job.workdir === '' ? '.' : job.workdir.startsWith('/') ? job.workdir : `./${job.workdir}`;
+    const words = [shQuote(wd), shQuote(job.command)];
+    for (const n of names) words.push(shQuote(n), shQuote(job.env[n] as string));
+    return new Promise<JobOutcome>((resolve) => {
+      const r: Running = {
+        serial,
+        lane,
+        job,
+        out: new Capture(job.maxOutput, `${job.logBase}.stdout`),
+        err: new Capture(job.maxOutput, `${job.logBase}.stderr`),
+        start,
+        timedOut: false,
+        timers: [],
+        done: (o) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(o);
+        },
+      };
+      const onAbort = () => this.stop(r, 'cancelled');
+      this.running.set(serial, r);
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.child?.stdin.write(`r ${serial} ${lane} ${words.join(' ')}\n`);
+      if (job.timeout !== undefined) {
+        r.timers.push(
+          setTimeout(() => {
+            r.timedOut = true;
+            this.stop(r, `timeout after ${job.timeout}s`);
+          }, job.timeout * 1000),
+        );
+      }
+      if (signal.aborted) onAbort();
+    });
+  }
+
+  /** TERM the job's process group, KILL it after the grace, give up on it if the loop stays silent. */
+  private stop(r: Running, reason: string): void {
+    if (!this.running.has(r.serial) || r.reason !== undefined) return;
+    r.reason = reason;
+    this.signal(r, 'TERM');
+    const grace = this.opts.killGrace * 1000;
+    r.timers.push(setTimeout(() => this.signal(r, 'KILL'), grace));
+    r.timers.push(
+      setTimeout(() => {
+        // The runner itself is gone (the job killed its parent): never reuse that lane's files.
+        this.finish(r, { ran: true, exit: null, signal: 'SIGKILL', reason: `${reason}; no exit status from the host` });
+      }, grace + 5000),
+    );
+  }
+
+  private signal(r: Running, sig: 'TERM' | 'KILL'): void {
+    if (this.state === 'ready' && this.running.has(r.serial)) this.child?.stdin.write(`k ${r.serial} ${r.lane} ${sig}\n`);
+  }
+
+  private die(reason: string): void {
+    if (this.state === 'dead') return;
+    this.state = 'dead';
+    this.deathReason = reason;
+    for (const r of [...this.running.values()]) {
+      this.finish(r, { ran: false, exit: null, signal: null, reason: `session to ${this.host.name} lost: ${reason}` });
+    }
+    clearTimeout(this.helloTimer);
+    if (this.state === 'dead' && this.child && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
+    this.hello(new StartError(`session to ${this.host.name} ended: ${reason}`, false));
+    this.onDeath(this);
+  }
+
+  /** Ends the loop (which kills what still runs and removes its temp dir) and waits for ssh to exit. */
+  async close(): Promise<void> {
+    if (!this.child) {
+      this.die('closed');
+      return;
+    }
+    const child = this.child;
+    child.stdin.end();
+    const timer = setTimeout(() => child.kill('SIGTERM'), 3000);
+    await this.exited;
+    clearTimeout(timer);
+    this.die('closed');
+  }
+}
+
+interface HostSessions {
+  sessions: Session[];
+  failures: number;
+  retryAt: number;
+  unavailable?: string;
+}
+
+export class PersistentTransport implements Transport {
+  readonly name = 'persistent';
+  private readonly hosts = new Map<string, HostSessions>();
+  private readonly all = new Set<Session>();
+  private readonly command: NonNullable<PersistentTransportOptions['sessionCommand']>;
+  private closed = false;
+
+  constructor(private readonly opts: PersistentTransportOptions = {}) {
+    this.command = opts.sessionCommand ?? defaultSessionCommand(opts.ssh ?? {});
+  }
+
+  /** The reason the loop cannot run on this host (use the per-job transport there), if known. */
+  unavailable(hostName: string): string | undefined {
+    return this.hosts.get(hostName)?.unavailable;
+  }
+
+  async run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
+    const start = new Date();
+    if (this.closed) return notRan('transport closed', start);
+    let hs = this.hosts.get(host.name);
+    if (!hs) {
+      hs = { sessions: [], failures: 0, retryAt: 0 };
+      this.hosts.set(host.name, hs);
+    }
+    if (hs.unavailable) return notRan(hs.unavailable, start);
+    const session = this.pick(host, hs);
+    try {
+      await abortable(session.ready, signal);
+    } catch (err) {
+      if (signal.aborted) return notRan('cancelled', start);
+      const e = err as StartError;
+      if (e.unavailable) hs.unavailable = e.message;
+      return notRan(e.message, start);
+    }
+    return session.launch(job, signal);
+  }
+
+  /** The least loaded live session; a new one while under the limit and every one is busy. */
+  private pick(host: HostRecord, hs: HostSessions): Session {
+    const limit = this.opts.sessionsPerHost === 'slots' ? host.slots : (this.opts.sessionsPerHost ?? 1);
+    let best: Session | undefined;
+    for (const s of hs.sessions) if (!best || s.load < best.load) best = s;
+    if (best && (best.load === 0 || hs.sessions.length >= limit)) return best;
+    const marker = `cm${randomBytes(12).toString('hex')}`;
+    const program = remoteProgram(marker);
+    const delay = hs.retryAt - Date.now();
+    const spawnIt = () =>
+      new Session(
+        host,
+        { killGrace: this.opts.killGrace ?? 2, helloTimeout: this.opts.helloTimeout ?? (this.opts.ssh?.connectTimeout ?? 10) + 20 },
+        this.command(host, bootstrapCommand(Buffer.byteLength(program))),
+        program,
+        marker,
+        (dead) => this.forget(hs, dead),
+        delay,
+      );
+    const session = spawnIt();
+    hs.sessions.push(session);
+    this.all.add(session);
+    session.ready.then(
+      () => {
+        hs.failures = 0;
+      },
+      () => {},
+    );
+    return session;
+  }
+
+  private forget(hs: HostSessions, dead: Session): void {
+    hs.sessions = hs.sessions.filter((s) => s !== dead);
+    this.all.delete(dead);
+    if (this.closed) return;
+    hs.failures += 1;
+    const b = this.opts.restartBackoff ?? { initialMs: 500, maxMs: 30000 };
+    hs.retryAt = Date.now() + Math.min(b.maxMs, b.initialMs * 2 ** (hs.failures - 1));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.all].map((s) => s.close()));
+    this.all.clear();
+    this.hosts.clear();
+  }
+}
+
+/** `p`, or a rejection as soon as `signal` aborts. */
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new Error('aborted'));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Error('aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}

@@ -1,0 +1,219 @@
+// The remote half of the persistent transport: a POSIX sh program that runs on the host for the life
+// of one ssh session, and the decoder for what it writes back.
+//
+// Wire format, local -> remote (one line per request; every free-form value is single-quoted by
+// shQuote, so no quoting can break out and no external decoder is needed on the host):
+//   r <serial> <lane> '<workdir>' '<command>' ['<NAME>' '<value>']...   start a job
+//   k <serial> <lane> <SIGNAL>                                         signal a job's process group
+// Remote -> local (lines; a per-session random marker starts every header, so a stray write is
+// detected, never taken as a frame):
+//   <M> hello 1 <setsid path or ->          once, when the loop is ready
+//   <M> fail <reason>                       the loop cannot run here (missing tool, no temp dir)
+//   <M> <serial> o|e                        then base64 lines of the job's stdout|stderr, then "."
+//   <M> <serial> x <status> <SIGNAME or ->  the job ended; always the last frame of a job
+// Output travels as base64, whose alphabet has no ".", so the "." end line cannot appear inside it:
+// no byte sequence a job writes can end or forge a frame. A job writes into files on the host
+// (stdout and stderr kept apart, binary safe) and its frames are shipped after it ends, under a
+// lock (one token in a fifo) so concurrent jobs never interleave their frames.
+
+/** Bumped when the wire format changes; the hello line carries it. */
+export const LOOP_VERSION = 1;
+
+const PROGRAM = `M=@MARKER@
+_cmq_nl='
+'
+_cmq_sh=$(command -v sh) || _cmq_sh=/bin/sh
+for _cmq_t in base64 mkfifo mkdir rm; do
+  command -v "$_cmq_t" >/dev/null 2>&1 || { printf '%s fail the host has no %s command\\n' "$M" "$_cmq_t"; exit 3; }
+done
+_cmq_setsid=$(command -v setsid 2>/dev/null) || _cmq_setsid=
+_cmq_d=\${TMPDIR:-/tmp}/cm-persist.$$
+mkdir -m 700 "$_cmq_d" 2>/dev/null && mkfifo "$_cmq_d/lock" || { printf '%s fail cannot create %s\\n' "$M" "$_cmq_d"; exit 3; }
+exec 3<>"$_cmq_d/lock"
+printf '\\n' >&3
+_cmq_kill() { kill -"$1" -"$2" 2>/dev/null || kill -"$1" "$2" 2>/dev/null; }
+_cmq_end() {
+  trap - EXIT
+  for _cmq_f in "$_cmq_d"/*.p; do
+    [ -s "$_cmq_f" ] && read -r _cmq_x _cmq_p <"$_cmq_f" && _cmq_kill KILL "$_cmq_p"
+  done
+  rm -rf "$_cmq_d"
+}
+trap _cmq_end EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 141' PIPE
+trap 'exit 143' TERM
+_cmq_k() {
+  printf '%s %s\\n' "$1" "$3" >"$_cmq_d/$2.k"
+  [ -s "$_cmq_d/$2.p" ] && read -r _cmq_x _cmq_p <"$_cmq_d/$2.p" && [ "$_cmq_x" = "$1" ] && _cmq_kill "$3" "$_cmq_p"
+}
+_cmq_run() {
+  _cmq_n=$1 _cmq_f=$_cmq_d/$2 _cmq_w=$3 _cmq_c=$4
+  shift 4
+  (
+    (
+      [ -d "$_cmq_w" ] || mkdir -p "$_cmq_w" || exit 1
+      cd "$_cmq_w" || exit 1
+      while [ $# -gt 1 ]; do export "$1=$2"; shift 2; done
+      exec $_cmq_setsid "$_cmq_sh" -c "$_cmq_c"
+    ) </dev/null >"$_cmq_f.o" 2>"$_cmq_f.e" 3>&- &
+    _cmq_p=$!
+    printf '%s %s\\n' "$_cmq_n" "$_cmq_p" >"$_cmq_f.p"
+    if [ -s "$_cmq_f.k" ] && read -r _cmq_x _cmq_s <"$_cmq_f.k" && [ "$_cmq_x" = "$_cmq_n" ]; then
+      _cmq_kill "$_cmq_s" "$_cmq_p"
+    fi
+    wait "$_cmq_p"
+    _cmq_rc=$?
+    : >"$_cmq_f.p"
+    _cmq_s=-
+    if [ "$_cmq_rc" -gt 128 ]; then _cmq_s=$(kill -l "$_cmq_rc" 2>/dev/null) || _cmq_s=-; fi
+    read -r _cmq_x <&3
+    if [ -s "$_cmq_f.o" ]; then printf '%s %s o\\n' "$M" "$_cmq_n"; base64 <"$_cmq_f.o"; printf '.\\n'; fi
+    if [ -s "$_cmq_f.e" ]; then printf '%s %s e\\n' "$M" "$_cmq_n"; base64 <"$_cmq_f.e"; printf '.\\n'; fi
+    printf '%s %s x %s %s\\n' "$M" "$_cmq_n" "$_cmq_rc" "\${_cmq_s:--}"
+    printf '\\n' >&3
+  ) &
+}
+printf '%s hello @VERSION@ %s\\n' "$M" "\${_cmq_setsid:--}"
+while IFS= read -r _cmq_line; do
+  case $_cmq_line in
+    'r '*) eval "_cmq_run \${_cmq_line#r }" ;;
+    'k '*) eval "_cmq_k \${_cmq_line#k }" ;;
+  esac
+done
+exit 0
+`;
+
+/** The loop's text with this session's marker in it. */
+export function remoteProgram(marker: string): string {
+  if (!/^[A-Za-z0-9]{8,64}$/.test(marker)) throw new Error(`bad session marker ${JSON.stringify(marker)}`);
+  return PROGRAM.replace('@MARKER@', marker).replace('@VERSION@', String(LOOP_VERSION));
+}
+
+/**
+ * The command ssh hands to the login shell. It reads the program (exactly `length` bytes, sent
+ * first on stdin) and runs it with sh. The text holds no backslash, `!` or newline, so csh- and
+ * fish-family login shells pass it to sh unchanged, as POSIX ones do. `head -c` may read past the
+ * program, which is harmless because nothing else is sent until the loop says hello.
+ */
+export function bootstrapCommand(length: number): string {
+  return `exec sh -c 'eval "$(head -c ${length})"'`;
+}
+
+/**
+ * A single-quoted sh word holding exactly `value`. A newline becomes '"$_cmq_nl"' so a request
+ * stays on one line; the loop defines _cmq_nl before it evaluates any request.
+ */
+export function shQuote(value: string): string {
+  if (value.includes('\0')) throw new Error('a NUL byte cannot be passed through sh');
+  return `'${value.replace(/'/g, `'\\''`).replace(/\n/g, `'"$_cmq_nl"'`)}'`;
+}
+
+export type Frame =
+  | { type: 'hello'; version: number; setsid: string | null }
+  | { type: 'fail'; reason: string }
+  | { type: 'data'; serial: number; stream: 'stdout' | 'stderr'; bytes: Buffer }
+  | { type: 'exit'; serial: number; status: number; signal: string | null }
+  /** a line that is not a frame: login-shell noise before hello, a broken session after it */
+  | { type: 'noise'; line: string };
+
+const NL = 0x0a;
+const END_OF_BLOCK = Buffer.from('\n.\n');
+
+/**
+ * Turns the loop's output, in chunks of any size, into frames. Job output is handed on as it is
+ * decoded (a block is never held whole), so a 10 MB stdout costs a few KB of memory here.
+ */
+export class FrameDecoder {
+  private pending: Buffer = Buffer.alloc(0);
+  /** inside an output block: whose, and the base64 characters not yet forming a 4-char group */
+  private block: { serial: number; stream: 'stdout' | 'stderr' } | null = null;
+  private carry = '';
+  private readonly prefix: string;
+
+  constructor(
+    marker: string,
+    private readonly onFrame: (frame: Frame) => void,
+  ) {
+    this.prefix = `${marker} `;
+  }
+
+  push(chunk: Buffer): void {
+    const buf = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    let pos = 0;
+    while (pos < buf.length) {
+      if (this.block) {
+        // A block ends at a line holding only ".": either right here or after some base64 lines.
+        if (buf[pos] === 0x2e && pos + 1 < buf.length && buf[pos + 1] === NL) {
+          this.endBlock();
+          pos += 2;
+          continue;
+        }
+        if (buf[pos] === 0x2e && pos + 1 === buf.length) break;
+        const end = buf.indexOf(END_OF_BLOCK, pos);
+        if (end >= 0) {
+          this.data(buf.subarray(pos, end));
+          this.endBlock();
+          pos = end + 3;
+          continue;
+        }
+        // No end yet: decode the complete lines, keep the partial one for the next chunk.
+        const lastNl = buf.lastIndexOf(NL);
+        if (lastNl < pos) break;
+        this.data(buf.subarray(pos, lastNl));
+        pos = lastNl + 1;
+        continue;
+      }
+      const nl = buf.indexOf(NL, pos);
+      if (nl < 0) break;
+      this.header(buf.toString('latin1', pos, nl));
+      pos = nl + 1;
+    }
+    this.pending = pos < buf.length ? Buffer.from(buf.subarray(pos)) : Buffer.alloc(0);
+  }
+
+  /** bytes received after the last complete line (a session that died mid-frame) */
+  get partial(): number {
+    return this.pending.length + (this.block ? 1 : 0);
+  }
+
+  private data(b64lines: Buffer): void {
+    const text = this.carry + b64lines.toString('latin1').replace(/\n/g, '');
+    const whole = text.length - (text.length % 4);
+    this.carry = text.slice(whole);
+    if (whole > 0 && this.block) {
+      this.onFrame({ type: 'data', ...this.block, bytes: Buffer.from(text.slice(0, whole), 'base64') });
+    }
+  }
+
+  private endBlock(): void {
+    if (this.carry.length > 0 && this.block) {
+      // base64 always pads to a multiple of 4; a remainder means the block was damaged
+      this.onFrame({ type: 'noise', line: `truncated base64 in output block of job ${this.block.serial}` });
+    }
+    this.carry = '';
+    this.block = null;
+  }
+
+  private header(line: string): void {
+    if (!line.startsWith(this.prefix)) {
+      this.onFrame({ type: 'noise', line });
+      return;
+    }
+    const f = line.slice(this.prefix.length).split(' ');
+    if (f[0] === 'hello' && f.length === 3) {
+      this.onFrame({ type: 'hello', version: Number(f[1]), setsid: f[2] === '-' ? null : (f[2] as string) });
+    } else if (f[0] === 'fail') {
+      this.onFrame({ type: 'fail', reason: f.slice(1).join(' ') });
+    } else if (/^\d+$/.test(f[0] ?? '') && (f[1] === 'o' || f[1] === 'e') && f.length === 2) {
+      this.block = { serial: Number(f[0]), stream: f[1] === 'o' ? 'stdout' : 'stderr' };
+    } else if (/^\d+$/.test(f[0] ?? '') && f[1] === 'x' && f.length === 4 && /^\d+$/.test(f[2] ?? '')) {
+      const status = Number(f[2]);
+      const signal = f[3] !== '-' && status > 128 ? `SIG${f[3]}` : null;
+      this.onFrame({ type: 'exit', serial: Number(f[0]), status, signal });
+    } else {
+      this.onFrame({ type: 'noise', line });
+    }
+  }
+}
