@@ -52,6 +52,8 @@ _cmq_run() {
   _cmq_n=$1 _cmq_f=$_cmq_d/$2 _cmq_w=$3 _cmq_c=$4
   shift 4
   (
+    # a job that signals its parent must not lose its own status; the job itself gets default handlers
+    trap : HUP INT TERM
     (
       [ -d "$_cmq_w" ] || mkdir -p "$_cmq_w" || exit 1
       cd "$_cmq_w" || exit 1
@@ -65,6 +67,7 @@ _cmq_run() {
     fi
     wait "$_cmq_p"
     _cmq_rc=$?
+    while kill -0 "$_cmq_p" 2>/dev/null; do wait "$_cmq_p"; _cmq_rc=$?; done
     : >"$_cmq_f.p"
     _cmq_s=-
     if [ "$_cmq_rc" -gt 128 ]; then _cmq_s=$(kill -l "$_cmq_rc" 2>/dev/null) || _cmq_s=-; fi

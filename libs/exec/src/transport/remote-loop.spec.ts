@@ -1,0 +1,175 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { bootstrapCommand, FrameDecoder, remoteProgram, shQuote, type Frame } from './remote-loop';
+
+const MARKER = 'cmdeadbeef0123456789';
+
+/** What the loop writes for one job: output blocks as `base64` (wrapped at `wrap`) prints them, then the status. */
+function encodeJob(serial: number, out: Buffer, err: Buffer, status: number, sig: string, wrap: number): Buffer {
+  const parts: string[] = [];
+  for (const [tag, bytes] of [['o', out], ['e', err]] as const) {
+    if (bytes.length === 0) continue;
+    const b64 = bytes.toString('base64');
+    const lines: string[] = [];
+    for (let i = 0; i < b64.length; i += wrap) lines.push(b64.slice(i, i + wrap));
+    parts.push(`${MARKER} ${serial} ${tag}\n${lines.join('\n')}\n.\n`);
+  }
+  parts.push(`${MARKER} ${serial} x ${status} ${sig}\n`);
+  return Buffer.from(parts.join(''), 'latin1');
+}
+
+function decodeAll(chunks: Buffer[]) {
+  const got = new Map<number, { out: Buffer[]; err: Buffer[]; exit?: Frame }>();
+  const other: Frame[] = [];
+  const d = new FrameDecoder(MARKER, (f) => {
+    if (f.type === 'data' || f.type === 'exit') {
+      const j = got.get(f.serial) ?? { out: [], err: [] };
+      got.set(f.serial, j);
+      if (f.type === 'exit') j.exit = f;
+      else (f.stream === 'stdout' ? j.out : j.err).push(f.bytes);
+    } else other.push(f);
+  });
+  for (const c of chunks) d.push(c);
+  return { got, other, partial: d.partial };
+}
+
+/** Output that tries hard to look like framing: the marker, end lines, base64 text, no final newline. */
+const nasty = fc.oneof(
+  fc.uint8Array({ maxLength: 600 }),
+  fc
+    .array(fc.constantFrom(`${MARKER} 1 x 0 -\n`, '.\n', '\n.\n', `${MARKER} 2 o\n`, 'QUJD\n', '.', '\n', '\0', 'é'), {
+      maxLength: 12,
+    })
+    .map((a) => Buffer.from(a.join(''))),
+).map((b) => Buffer.from(b));
+
+describe('FrameDecoder', () => {
+  it('recovers every job output exactly, whatever the bytes, wrapping and chunking', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ out: nasty, err: nasty, status: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 5 }),
+        fc.constantFrom(4, 76, 1000, 100000),
+        fc.array(fc.integer({ min: 1, max: 97 }), { minLength: 1, maxLength: 20 }),
+        (jobs, wrap, cuts) => {
+          const stream = Buffer.concat(
+            jobs.map((j, i) => encodeJob(i + 1, j.out, j.err, j.status, j.status > 128 ? 'KILL' : '-', wrap)),
+          );
+          const chunks: Buffer[] = [];
+          let pos = 0;
+          for (let i = 0; pos < stream.length; i++) {
+            const n = cuts[i % cuts.length] as number;
+            chunks.push(stream.subarray(pos, pos + n));
+            pos += n;
+          }
+          const { got, other, partial } = decodeAll(chunks);
+          expect(other).toEqual([]);
+          expect(partial).toBe(0);
+          jobs.forEach((j, i) => {
+            const g = got.get(i + 1);
+            expect(Buffer.concat(g?.out ?? [])).toEqual(j.out);
+            expect(Buffer.concat(g?.err ?? [])).toEqual(j.err);
+            expect(g?.exit).toEqual({
+              type: 'exit',
+              serial: i + 1,
+              status: j.status,
+              signal: j.status > 128 ? 'SIGKILL' : null,
+            });
+          });
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('reads hello and fail lines and reports anything without the marker as noise', () => {
+    const { other } = decodeAll([
+      Buffer.from(`Welcome to th1\n${MARKER} hello 1 /usr/bin/setsid\n${MARKER} fail no base64\ncm0000 1 x 0 -\n`),
+    ]);
+    expect(other).toEqual([
+      { type: 'noise', line: 'Welcome to th1' },
+      { type: 'hello', version: 1, setsid: '/usr/bin/setsid' },
+      { type: 'fail', reason: 'no base64' },
+      { type: 'noise', line: 'cm0000 1 x 0 -' },
+    ]);
+  });
+
+  it('counts a frame cut off by a dying session as partial', () => {
+    const { partial } = decodeAll([Buffer.from(`${MARKER} 1 o\nQUJD\nRE`)]);
+    expect(partial).toBeGreaterThan(0);
+  });
+});
+
+describe('shQuote', () => {
+  it('gives sh the exact string back, newlines and quotes included', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 80 }).filter((s) => !s.includes('\0')), (s) => {
+        const script = `_cmq_nl='\n'\neval "printf %s ${shQuote(s).replace(/["\\$`]/g, '\\$&')}"`;
+        const out = execFileSync('dash', ['-c', script]);
+        expect(out.toString('utf8')).toBe(s);
+        expect(shQuote(s)).not.toContain('\n');
+      }),
+      { numRuns: 30 },
+    );
+  });
+});
+
+describe('the loop under dash', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cm-loop-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Runs the loop with `requests`, ends its stdin once `exits` jobs have reported, returns all it wrote. */
+  function runLoop(requests: string[], exits: number): Promise<Buffer> {
+    const program = remoteProgram(MARKER);
+    const child = spawn('dash', ['-c', bootstrapCommand(Buffer.byteLength(program))], {
+      cwd: dir,
+      env: { ...process.env, TMPDIR: dir },
+    });
+    const out: Buffer[] = [];
+    let seen = 0;
+    const d = new FrameDecoder(MARKER, (f) => {
+      // requests only after hello, as the transport does; EOF ends the loop and kills what runs
+      if (f.type === 'hello') child.stdin.write(requests.join(''));
+      if (f.type === 'exit') seen += 1;
+      if ((f.type === 'hello' || f.type === 'exit') && seen === exits) child.stdin.end();
+    });
+    child.stdout.on('data', (c: Buffer) => {
+      out.push(c);
+      d.push(c);
+    });
+    child.stdin.write(program);
+    return new Promise((resolve) => child.on('close', () => resolve(Buffer.concat(out))));
+  }
+
+  it('ships arbitrary bytes of stdout and stderr back unchanged', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.record({ out: nasty, err: nasty }), { minLength: 1, maxLength: 4 }), async (jobs) => {
+        const reqs = jobs.map((j, i) => {
+          const o = join(dir, `o${i}`);
+          const e = join(dir, `e${i}`);
+          writeFileSync(o, j.out);
+          writeFileSync(e, j.err);
+          return `r ${i + 1} ${i} ${shQuote('w')} ${shQuote(`cat ${o}; cat ${e} >&2; exit ${i}`)}\n`;
+        });
+        const { got } = decodeAll([await runLoop(reqs, reqs.length)]);
+        jobs.forEach((j, i) => {
+          const g = got.get(i + 1);
+          expect(Buffer.concat(g?.out ?? [])).toEqual(j.out);
+          expect(Buffer.concat(g?.err ?? [])).toEqual(j.err);
+          expect(g?.exit).toMatchObject({ status: i, signal: null });
+        });
+      }),
+      { numRuns: 15 },
+    );
+  });
+
+  it('says hello with its setsid and cleans its temp dir on EOF', async () => {
+    const out = await runLoop([], 0);
+    const hello = out.toString().split('\n')[0] ?? '';
+    expect(hello).toMatch(new RegExp(`^${MARKER} hello 1 (/\\S+|-)$`));
+    expect(readdirSync(dir).filter((n) => n.startsWith('cm-persist.'))).toEqual([]);
+  });
+});
