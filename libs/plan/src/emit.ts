@@ -1,0 +1,137 @@
+// Turns a plan into NDJSON lines, lazily: a million-run sweep is generated one line at a time.
+import type { JobRecord, RecordWriter, ReduceRecord } from '@cm/protocol';
+import { sweepEnv } from './params';
+import type { Plan, Sum, Unit } from './plan';
+
+export interface EmitOptions {
+  /** run id put on every job and reduce record */
+  run?: string;
+}
+
+/** A dependency on a sweep lists its run ids only while that stays small; else a barrier job stands in. */
+const INLINE_DEPS = 1000;
+const INLINE_TOTAL = 100_000;
+
+/** Runs of a sweep of `count` that one barrier job waits for. */
+export function barrierFanIn(count: number): number {
+  return Math.max(INLINE_DEPS, Math.ceil(Math.sqrt(count)));
+}
+
+export function runId(u: Unit, k: number): string {
+  return u.def.sweep ? `${u.def.name}.${k}` : u.def.name;
+}
+
+/** Sweeps that need a barrier job `<name>.all` because some run waits for all of them. */
+export function barriersOf(plan: Plan): Set<Unit> {
+  const out = new Set<Unit>();
+  for (const u of plan.units) {
+    for (const d of u.deps.keys()) {
+      if (d.def.sweep && (d.def.count > INLINE_DEPS || d.def.count * u.def.count > INLINE_TOTAL)) out.add(d);
+    }
+  }
+  return out;
+}
+
+function depIds(u: Unit, barriers: Set<Unit>): string[] {
+  const ids: string[] = [];
+  for (const d of u.deps.keys()) {
+    if (!d.def.sweep) ids.push(d.def.name);
+    else if (barriers.has(d)) ids.push(`${d.def.name}.all`);
+    else for (let k = 0; k < d.def.count; k++) ids.push(runId(d, k));
+  }
+  return ids;
+}
+
+function constants(u: Unit): Record<string, string> {
+  const env: Record<string, string> = { ...u.def.options.env };
+  for (const p of u.def.params) if (p.constant !== undefined) env[p.name] = p.constant;
+  return env;
+}
+
+function jobTemplate(u: Unit, barriers: Set<Unit>, opts: EmitOptions): JobRecord {
+  const o = u.def.options;
+  const job: JobRecord = { kind: 'job', v: 1, id: u.def.name, task: u.def.name, command: u.def.body, deps: depIds(u, barriers) };
+  if (o.host !== undefined) job.host = o.host;
+  const env = constants(u);
+  if (Object.keys(env).length > 0 || u.def.sweep) job.env = env;
+  if (o.timeout !== undefined) job.timeout = o.timeout;
+  if (o.retries !== undefined) job.retries = o.retries;
+  if (o.inputs) job.inputs = o.inputs;
+  if (o.outputs) job.outputs = o.outputs;
+  if (o.result !== undefined) job.result = o.result;
+  if (opts.run !== undefined) job.run = opts.run;
+  return job;
+}
+
+function reduceRecord(s: Sum, opts: EmitOptions): ReduceRecord {
+  const r: ReduceRecord = { kind: 'reduce', v: 1, id: s.id, op: 'sum', inputs: s.inputs.map((x) => (x.kind === 'sum' ? x.id : x.def.name)) };
+  if (s.sweeps.length > 0) r.sweeps = Object.fromEntries(s.sweeps.map((u) => [u.def.name, u.def.count]));
+  if (s.final) r.final = true;
+  if (opts.run !== undefined) r.run = opts.run;
+  return r;
+}
+
+function* sweepLines(u: Unit, barriers: Set<Unit>, opts: EmitOptions): Generator<string> {
+  const t = jobTemplate(u, barriers, opts);
+  const base = t.env ?? {};
+  const name = u.def.name;
+  const params = u.def.params;
+  // Everything but id, env and index is the same for every run: serialise it once.
+  const { id: _id, env: _env, run, ...rest } = t;
+  void _id;
+  void _env;
+  const head = `{"kind":"job","v":1,"id":"${name}.`;
+  const middle = `",${JSON.stringify({ task: rest.task, command: rest.command, deps: rest.deps, host: rest.host }).slice(1, -1)}`;
+  const tail = JSON.stringify({ timeout: rest.timeout, retries: rest.retries, inputs: rest.inputs, outputs: rest.outputs, result: rest.result, sweep: name }).slice(1, -1);
+  const end = run !== undefined ? `,"run":${JSON.stringify(run)}}` : '}';
+  for (let k = 0; k < u.def.count; k++) {
+    const env = JSON.stringify({ ...base, ...sweepEnv(params, k) });
+    yield `${head}${k}${middle},"env":${env},${tail},"index":${k}${end}`;
+  }
+  if (barriers.has(u)) yield* barrierLines(u, opts);
+}
+
+function barrierJob(id: string, deps: string[], opts: EmitOptions): string {
+  const job: JobRecord = { kind: 'job', v: 1, id, task: id, command: ':', deps };
+  if (opts.run !== undefined) job.run = opts.run;
+  return JSON.stringify(job);
+}
+
+// A two-level tree of no-op jobs, so no line lists more than max(1000, sqrt(N)) ids.
+function* barrierLines(u: Unit, opts: EmitOptions): Generator<string> {
+  const n = u.def.count;
+  const fan = barrierFanIn(n);
+  const top = `${u.def.name}.all`;
+  const ids = (from: number, to: number, f: (k: number) => string): string[] => Array.from({ length: to - from }, (_, j) => f(from + j));
+  if (n <= fan) {
+    yield barrierJob(top, ids(0, n, (k) => runId(u, k)), opts);
+    return;
+  }
+  const groups = Math.ceil(n / fan);
+  for (let g = 0; g < groups; g++) {
+    yield barrierJob(`${top}.${g}`, ids(g * fan, Math.min(n, (g + 1) * fan), (k) => runId(u, k)), opts);
+  }
+  yield barrierJob(top, ids(0, groups, (g) => `${top}.${g}`), opts);
+}
+
+/** The plan's records as NDJSON lines, in dependency order, generated lazily. */
+export function* planLines(plan: Plan, opts: EmitOptions = {}): Generator<string> {
+  const barriers = barriersOf(plan);
+  for (const step of plan.steps) {
+    if (step.kind === 'sum') yield JSON.stringify(reduceRecord(step, opts));
+    else if (step.def.sweep) yield* sweepLines(step, barriers, opts);
+    else yield JSON.stringify(jobTemplate(step, barriers, opts));
+  }
+}
+
+/** Writes the plan, waiting whenever the reader is slower; stops quietly when it goes away. */
+export async function writePlan(plan: Plan, writer: RecordWriter, opts: EmitOptions = {}): Promise<number> {
+  let n = 0;
+  for (const line of planLines(plan, opts)) {
+    if (writer.closed) break;
+    const wait = writer.writeLine(line);
+    n++;
+    if (wait) await wait;
+  }
+  return n;
+}

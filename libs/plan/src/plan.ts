@@ -1,0 +1,244 @@
+// Meaning of an expression: which runs exist, what each waits for, and what is added up.
+import type { Node } from './expr';
+import type { Def } from './planfile';
+import { inputError, nearest, sourceError, where, type Pos } from './source';
+
+/** One run of a def, or all runs of a sweep (a sweep is planned as one unit and expanded lazily). */
+export interface Unit {
+  kind: 'unit';
+  def: Def;
+  /** units this one waits for, and where the plan asked for it (for error messages) */
+  deps: Map<Unit, Pos>;
+  at: Pos;
+  order: number;
+}
+
+export interface Sum {
+  kind: 'sum';
+  id: string;
+  /** single runs and sums, in plan order */
+  inputs: Array<Unit | Sum>;
+  /** whole sweeps added, in plan order */
+  sweeps: Unit[];
+  final: boolean;
+  at: Pos;
+  order: number;
+}
+
+export interface Plan {
+  defs: Def[];
+  /** units and sums in an order where everything comes after what it needs */
+  steps: Array<Unit | Sum>;
+  units: Unit[];
+  sums: Sum[];
+  final?: Sum;
+  /** defs never used by the expression */
+  unused: Def[];
+}
+
+type Value = Unit | Sum;
+
+/** Above this many units, redundant (transitive) dependencies are kept rather than computed away. */
+const REDUCE_LIMIT = 3000;
+
+export function checkDefs(defs: Def[]): Map<string, Def> {
+  const byName = new Map<string, Def>();
+  for (const d of defs) {
+    const first = byName.get(d.name);
+    if (first) throw inputError(d.at, `duplicate def ${d.name} (first defined at ${where(first.at)})`);
+    byName.set(d.name, d);
+  }
+  return byName;
+}
+
+/**
+ * Plans an expression over the defs. Throws an InputError for an undefined name, a duplicate
+ * def, or an order that cannot be kept (a cycle); nothing is printed before this has succeeded.
+ */
+export function planOf(defs: Def[], expression: Node | undefined, source = 'plan'): Plan {
+  const byName = checkDefs(defs);
+  if (!expression) throw sourceError(source, "empty plan: no expression to run (write one such as 'a | b; c')");
+  const units = new Map<string, Unit>();
+  const sums: Sum[] = [];
+  let order = 0;
+
+  const unitOf = (name: string, at: Pos): Unit => {
+    let u = units.get(name);
+    if (u) return u;
+    const def = byName.get(name);
+    if (!def) {
+      const hint = nearest(name, byName.keys());
+      const known = byName.size === 0 ? ' (the plan defines no tasks)' : hint ? `; did you mean ${hint}?` : ` (defined: ${[...byName.keys()].slice(0, 10).join(', ')})`;
+      throw inputError(at, `undefined task ${name}${known}`);
+    }
+    u = { kind: 'unit', def, deps: new Map(), at, order: order++ };
+    units.set(name, u);
+    return u;
+  };
+  const after = (u: Unit, before: Set<Unit>, at: Pos): void => {
+    for (const b of before) if (!u.deps.has(b)) u.deps.set(b, at);
+  };
+
+  // `read`: inside a `+`, a name that already ran is only read, not asked to run again after `before`.
+  const evaluate = (node: Node, before: Set<Unit>, read: boolean): { done: Set<Unit>; values: Value[] } => {
+    switch (node.kind) {
+      case 'name': {
+        const existed = units.has(node.name);
+        const u = unitOf(node.name, node.at);
+        if (!existed || !read) after(u, before, node.at);
+        return { done: new Set([u]), values: [u] };
+      }
+      case 'par': {
+        const done = new Set<Unit>();
+        const values: Value[] = [];
+        for (const item of node.items) {
+          const r = evaluate(item, before, read);
+          for (const u of r.done) done.add(u);
+          values.push(...r.values);
+        }
+        return { done, values };
+      }
+      case 'seq': {
+        const waitFor = new Set(before);
+        const done = new Set<Unit>();
+        let values: Value[] = [];
+        for (const item of node.items) {
+          const r = evaluate(item, new Set(waitFor), false);
+          for (const u of r.done) {
+            waitFor.add(u);
+            done.add(u);
+          }
+          values = r.values;
+        }
+        return { done, values };
+      }
+      case 'sum': {
+        const done = new Set<Unit>();
+        const inputs: Array<Unit | Sum> = [];
+        const sweeps: Unit[] = [];
+        for (const item of node.items) {
+          const r = evaluate(item, before, true);
+          for (const u of r.done) done.add(u);
+          for (const v of r.values) {
+            if (v.kind === 'unit' && v.def.sweep) {
+              if (sweeps.includes(v)) throw inputError(item.at, `sweep ${v.def.name} is added twice in one sum`);
+              sweeps.push(v);
+            } else inputs.push(v);
+          }
+        }
+        const sum: Sum = { kind: 'sum', id: `sum-${sums.length + 1}`, inputs, sweeps, final: false, at: node.at, order: order++ };
+        sums.push(sum);
+        return { done, values: [sum] };
+      }
+    }
+  };
+
+  const result = evaluate(expression, new Set(), false);
+  const all = [...units.values()];
+  checkCycles(all);
+  if (all.length <= REDUCE_LIMIT) reduceDeps(all);
+  let final: Sum | undefined;
+  if (result.values.length === 1 && result.values[0].kind === 'sum') {
+    final = result.values[0];
+    final.final = true;
+  }
+  return {
+    defs,
+    steps: ordered(all, sums),
+    units: all,
+    sums,
+    final,
+    unused: defs.filter((d) => !units.has(d.name)),
+  };
+}
+
+/** A task runs once, so "a after b" and "b after a" cannot both hold: report the cycle where it closes. */
+function checkCycles(units: Unit[]): void {
+  const state = new Map<Unit, 1 | 2>();
+  for (const start of units) {
+    if (state.has(start)) continue;
+    const stack: Array<{ u: Unit; it: Iterator<Unit> }> = [{ u: start, it: start.deps.keys() }];
+    state.set(start, 1);
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1];
+      const n = top.it.next();
+      if (n.done) {
+        state.set(top.u, 2);
+        stack.pop();
+        continue;
+      }
+      const d = n.value;
+      if (state.get(d) === 1) {
+        // the cycle: d ... top.u (each waiting for the next one down the stack), then d again
+        const path = stack.slice(stack.findIndex((f) => f.u === d)).map((f) => f.u);
+        const edges = path.map((u, k) => ({ u, dep: path[k + 1] ?? d }));
+        const latest = edges.reduce((a, b) => (later(a.u.deps.get(a.dep)!, b.u.deps.get(b.dep)!) ? a : b));
+        const at = latest.u.deps.get(latest.dep)!;
+        if (path.length === 1) {
+          throw inputError(at, `cycle: ${d.def.name} is asked to run after itself (a name is one run of its def; define another task to run it again)`);
+        }
+        const names = [...path, d].map((u) => u.def.name).join(' after ');
+        throw inputError(at, `cycle: ${names} (a name is one run of its def; define another task to run it again)`);
+      }
+      if (!state.has(d)) {
+        state.set(d, 1);
+        stack.push({ u: d, it: d.deps.keys() });
+      }
+    }
+  }
+}
+
+function later(a: Pos, b: Pos): boolean {
+  return a.line > b.line || (a.line === b.line && a.col > b.col);
+}
+
+/** Drops dependencies implied by others (`a; b; c`: c waits for b only), keeping deps lists short. */
+function reduceDeps(units: Unit[]): void {
+  const reach = new Map<Unit, Set<Unit>>();
+  const ancestors = (u: Unit): Set<Unit> => {
+    let r = reach.get(u);
+    if (r) return r;
+    r = new Set();
+    for (const d of u.deps.keys()) {
+      r.add(d);
+      for (const a of ancestors(d)) r.add(a);
+    }
+    reach.set(u, r);
+    return r;
+  };
+  // Visit in dependency order so the recursion above stays shallow.
+  for (const u of ordered(units, [])) ancestors(u as Unit);
+  for (const u of units) {
+    const deps = [...u.deps.keys()];
+    for (const d of deps) {
+      if (deps.some((o) => o !== d && u.deps.has(o) && ancestors(o).has(d))) u.deps.delete(d);
+    }
+  }
+}
+
+/** Depth-first post-order in creation order: every step after what it needs, otherwise as written. */
+function ordered(units: Unit[], sums: Sum[]): Array<Unit | Sum> {
+  const all = [...units, ...sums].sort((a, b) => a.order - b.order);
+  const out: Array<Unit | Sum> = [];
+  const seen = new Set<Unit | Sum>();
+  const needs = (x: Unit | Sum): Array<Unit | Sum> => (x.kind === 'unit' ? [...x.deps.keys()] : [...x.inputs, ...x.sweeps]);
+  for (const start of all) {
+    if (seen.has(start)) continue;
+    seen.add(start);
+    const stack: Array<{ x: Unit | Sum; k: number; list: Array<Unit | Sum> }> = [{ x: start, k: 0, list: needs(start).sort((a, b) => a.order - b.order) }];
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1];
+      if (top.k < top.list.length) {
+        const n = top.list[top.k++];
+        if (!seen.has(n)) {
+          seen.add(n);
+          stack.push({ x: n, k: 0, list: needs(n).sort((a, b) => a.order - b.order) });
+        }
+        continue;
+      }
+      out.push(top.x);
+      stack.pop();
+    }
+  }
+  return out;
+}

@@ -1,0 +1,122 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { CmError, ExitCode, RecordWriter } from '@cm/protocol';
+import { EXIT_CODES, flag, runMain, str, strs, type CommandIO, type DocoptArgs } from '@cm/cli';
+import { explain, loadPlan, writePlan, type PlanInput } from '@cm/plan';
+
+const USAGE = `
+cm-plan: turn tasks composed with | (parallel), ; (after) and + (add results) into job records.
+
+Usage:
+  cm-plan [options] [--def DEF]... [<expr>]
+  cm-plan -h | --help
+
+The plan comes from -f FILE, from stdin when FILE or <expr> is -, or from --def and <expr> alone.
+An <expr> given with -f replaces the file's expression (run a part of a plan).
+cm-plan reads stdin only for the plan: otherwise it is a source and starts a pipeline.
+
+Options:
+  -f FILE, --file FILE  plan file: defs and an expression, or YAML (tasks: and plan:); - = stdin
+  -d DEF, --def DEF     define a task NAME=BODY or NAME(PARAMS)=BODY (repeatable)
+  --explain             print the plan for people (stages, sums) instead of records
+  --run ID              put run ID on every record (default: cm-exec picks one)
+
+Common options:
+  -h, --help            show this help
+
+Plan files:
+  # a comment (at the start of a line)
+  @host(@gpu)                   options above a def: @host(NAME|RANGE|@TAG) @timeout(30|90s|5m)
+  @timeout(5m)                  @retries(N) @inputs(FILE, ...) @outputs(FILE, ...)
+  @result(out/value.txt)        @result(FILE: holds the value; default stdout) @env(K=V, ...)
+  def fit():
+      python3 fit.py > out/value.txt    # the body: shell lines, indented, run by sh -c remotely
+  def bench(i=1..100, size=[64, 128]):  # a sweep: 200 runs, $i and $size in the environment
+      ./bench.sh "$size"
+  (fit | bench); +bench + fit   # the expression; one step per line also means ;
+
+  a | b    a and b side by side           a; b    b after a (and after all of a's side)
+  a + b    the sum of their results        +bench  the sum of all runs of a sweep
+  A name is one run of its def: used again, it is the same run's result. Precedence: + over | over ;
+  Ranges: 1..100, 001..100 (zero-padded), 0..90 step 10; lists: [a, "b c", 3]; x=5: a constant.
+
+Output: one job record per run (a sweep's runs are NAME.0, NAME.1, ... with sweep, index and env),
+one reduce record (op sum) per +; the plan's value, when it is a sum, has final: true.
+
+${EXIT_CODES}
+
+Examples:
+  cm-plan -f examples/assignment.cm | cm-exec | cm-reduce
+  cm-plan -d a='echo 1' -d b='echo 2' '(a | b); a + b' | cm-exec | cm-reduce
+  cm-plan -d 'bench(i=1..1000)=./bench.sh $i' +bench | cm-exec | cm-reduce
+  cm-plan --explain -f examples/sweep.cm
+  cm-plan -f examples/assignment.cm 'a | b'          # run only a and b of the file
+  cat plan.yaml | cm-plan - | cm-exec --dry-run
+`;
+
+interface Args {
+  file?: string;
+  defs: string[];
+  expression?: string;
+  explain: boolean;
+  run?: string;
+}
+
+function toArgs(a: DocoptArgs): Args {
+  return {
+    file: str(a, '--file'),
+    defs: strs(a, '--def'),
+    expression: str(a, '<expr>'),
+    explain: flag(a, '--explain'),
+    run: str(a, '--run'),
+  };
+}
+
+const MAX_PLAN_BYTES = 16 * 1024 * 1024;
+
+async function readAll(io: CommandIO): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of io.stdin) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_PLAN_BYTES) throw new CmError(`stdin: a plan larger than ${MAX_PLAN_BYTES} bytes`, ExitCode.INPUT);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function readPlanFile(path: string, io: CommandIO): Promise<{ text: string; source: string }> {
+  if (path === '-') return { text: await readAll(io), source: 'stdin' };
+  try {
+    return { text: await readFile(resolve(io.cwd, path), 'utf8'), source: path };
+  } catch (err) {
+    throw new CmError(`${path}: cannot read the plan file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, ExitCode.INPUT);
+  }
+}
+
+export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
+  const args = toArgs(raw);
+  if (args.run !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.:@+=,-]*$/.test(args.run)) {
+    throw new CmError(`--run must be letters, digits and _.:@+=,- (not starting with - or .), got ${JSON.stringify(args.run)}`, ExitCode.USAGE);
+  }
+  const input: PlanInput = { defs: args.defs };
+  if (args.file !== undefined) input.file = await readPlanFile(args.file, io);
+  if (args.expression === '-' && args.file === undefined) input.file = await readPlanFile('-', io);
+  else if (args.expression !== undefined) input.expression = args.expression;
+  if (input.file === undefined && input.expression === undefined && args.defs.length === 0) {
+    throw new CmError('no plan: give -f FILE, - (stdin), or --def and an expression (see cm-plan --help)', ExitCode.USAGE);
+  }
+  // Everything is parsed and checked here, before the first record: a bad plan prints no job.
+  const { plan, expression } = loadPlan(input);
+  for (const d of plan.unused) io.stderr.write(`cm-plan: warning: def ${d.name} is never used (${d.at.source}:${d.at.line})\n`);
+  if (args.explain) {
+    io.stdout.write(explain(plan, expression));
+    return ExitCode.OK;
+  }
+  const writer = new RecordWriter(io.stdout);
+  await writePlan(plan, writer, { run: args.run });
+  await writer.end();
+  return ExitCode.OK;
+}
+
+runMain('cm-plan', USAGE, run);
