@@ -6,7 +6,7 @@ import path from 'node:path';
 import { isMap, isScalar, type Scalar, YAMLMap, YAMLSeq, parseDocument, type Document, type Pair } from 'yaml';
 import { CmError, ExitCode } from '@cm/protocol';
 import { expandRange, isPattern } from './ranges';
-import { HOST_FIELDS, inventoryFromDocument, parseYaml, readInventoryText, type HostField, type HostFields, type InventoryView } from './load';
+import { HOST_FIELDS, inventoryFromDocument, parseInventory, parseYaml, readInventoryText, type HostField, type HostFields, type InventoryView } from './load';
 
 const NEW_FILE = `# cm inventory: see config/hosts.example.yaml for every field.
 hosts: {}
@@ -81,6 +81,13 @@ export class InventoryFile {
     return undefined;
   }
 
+  /** The fields an entry sets itself (defaults not applied, ranges not expanded). */
+  entry(name: string): HostFields | undefined {
+    const pair = this.find(name);
+    if (!pair) return undefined;
+    return isMap(pair.value) ? ((pair.value as YAMLMap<unknown, unknown>).toJSON() as HostFields) : {};
+  }
+
   addHost(name: string, fields: HostFields): void {
     checkFields(fields);
     const names = expandRange(name);
@@ -135,12 +142,14 @@ export class InventoryFile {
 
   /** The validated view of the document as it would be saved. */
   toInventory(): InventoryView {
-    return inventoryFromDocument(this.doc, this.path, this.env);
+    // Validates the very text save() would write, so its errors point at real lines.
+    return parseInventory(this.toString(), this.path, this.env);
   }
 
   toString(): string {
     // Keep flow lists as people write them ([a, b]) and never re-wrap long lines.
-    return this.doc.toString({ flowCollectionPadding: false, lineWidth: 0 });
+    const text = this.doc.toString({ flowCollectionPadding: false, lineWidth: 0 });
+    return this.original === undefined ? text : keepSpacing(this.original, text);
   }
 
   /**
@@ -148,8 +157,8 @@ export class InventoryFile {
    * original: readers see the old file or the new one, never half of one.
    */
   async save(): Promise<void> {
-    this.toInventory();
     const text = this.toString();
+    parseInventory(text, this.path, this.env);
     const dir = path.dirname(this.path);
     await mkdir(dir, { recursive: true });
     const current = await readFile(this.path, 'utf8').catch((err: NodeJS.ErrnoException) => {
@@ -199,6 +208,33 @@ export class InventoryFile {
     }
     return m;
   }
+}
+
+/** Equal for lines that differ only in spacing the yaml printer normalises (before comments, in brackets). */
+function spacingKey(line: string): string {
+  return line.replace(/\s+#/, ' #').replace(/([[{])\s+/g, '$1').replace(/\s+([\]}])/g, '$1').trimEnd();
+}
+
+/**
+ * yaml re-prints untouched lines with its own spacing (`a: 1   # c` becomes `a: 1 # c`). Lines
+ * whose content is unchanged get the user's bytes back, so an edit shows up as a one-line diff.
+ */
+function keepSpacing(original: string, printed: string): string {
+  const pool = new Map<string, string[]>();
+  for (const line of original.split('\n')) {
+    const key = spacingKey(line);
+    if (key === line) continue;
+    const list = pool.get(key);
+    if (list) list.push(line);
+    else pool.set(key, [line]);
+  }
+  const lines = printed.split('\n').map((line) => {
+    const list = pool.get(spacingKey(line));
+    return list && list.length > 0 ? (list.shift() as string) : line;
+  });
+  let text = lines.join('\n');
+  if (!original.endsWith('\n') && original !== '' && text.endsWith('\n')) text = text.slice(0, -1);
+  return text;
 }
 
 function safeExpand(key: string): string[] {

@@ -1,0 +1,157 @@
+// `cm-hosts check`: one plain ssh per host, all at once (bounded), each running a tiny POSIX sh probe,
+// so checking 64 hosts costs about one round trip instead of 64.
+import { spawn } from 'node:child_process';
+import os from 'node:os';
+import { CmError, ExitCode, type HostRecord } from '@cm/protocol';
+import { sshArgs, SSH_CONNECTION_FAILURE } from '@cm/ssh';
+
+/** The NDJSON record `cm-hosts check --json` writes, one per host (a kind of its own; see the note in USAGE). */
+export interface CheckRecord {
+  kind: 'check';
+  v: 1;
+  host: string;
+  address: string;
+  up: boolean;
+  /** why the host is down, from ssh's stderr: connection refused, timed out, permission denied, ... */
+  reason?: string;
+  /** milliseconds from starting ssh to the probe's answer (connect, key exchange, auth, one command) */
+  rtt_ms: number;
+  cpus?: number;
+  /** 1, 5 and 15 minute load averages */
+  load?: number[];
+  hostname?: string;
+  slots: number;
+  /** slots suggested for this host: its CPU count */
+  suggested_slots?: number;
+  local?: boolean;
+}
+
+// No `!` (csh history) and no single quotes inside: it survives any login shell as one argument to sh.
+const PROBE =
+  'c=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null); ' +
+  'l=$(cat /proc/loadavg 2>/dev/null || sysctl -n vm.loadavg 2>/dev/null); ' +
+  'h=$(uname -n 2>/dev/null); ' +
+  'echo "cm-probe cpus=$c"; echo "cm-probe load=$l"; echo "cm-probe hostname=$h"';
+export const PROBE_COMMAND = `exec sh -c '${PROBE}'`;
+
+/** Turns ssh's stderr into a short reason people and scripts can match on. */
+export function classifySshError(stderr: string): string {
+  const rules: Array<[RegExp, string]> = [
+    [/REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for .* has changed/i, 'host key changed'],
+    [/Host key verification failed/i, 'host key verification failed'],
+    [/Connection refused/i, 'connection refused'],
+    [/timed out|Operation timed out/i, 'timed out'],
+    [/Permission denied/i, 'permission denied'],
+    [/Could not resolve hostname|Name or service not known|nodename nor servname|Temporary failure in name resolution/i, 'name not resolved'],
+    [/No route to host/i, 'no route to host'],
+    [/Network is unreachable/i, 'network unreachable'],
+    [/Connection reset|Connection closed|kex_exchange_identification/i, 'connection closed'],
+  ];
+  for (const [re, reason] of rules) if (re.test(stderr)) return reason;
+  const last = stderr.trim().split('\n').filter((l) => l.trim() !== '').pop();
+  return last ? last.trim().slice(0, 200) : 'ssh failed';
+}
+
+export function parseProbe(stdout: string): { cpus?: number; load?: number[]; hostname?: string } {
+  const out: { cpus?: number; load?: number[]; hostname?: string } = {};
+  for (const line of stdout.split('\n')) {
+    const m = /^cm-probe (\w+)=(.*)$/.exec(line.trim());
+    if (!m) continue;
+    const value = (m[2] as string).trim();
+    if (m[1] === 'cpus' && /^\d+$/.test(value) && Number(value) > 0) out.cpus = Number(value);
+    if (m[1] === 'load') {
+      const nums = value.replace(/[{}]/g, ' ').trim().split(/\s+/).slice(0, 3).map(Number);
+      if (nums.length === 3 && nums.every((n) => Number.isFinite(n))) out.load = nums;
+    }
+    if (m[1] === 'hostname' && value !== '') out.hostname = value;
+  }
+  return out;
+}
+
+export interface CheckOptions {
+  /** seconds for the whole probe of one host */
+  timeout: number;
+  /** most ssh processes at once */
+  parallel: number;
+  signal?: AbortSignal;
+  /** program to run instead of `ssh` */
+  ssh?: string;
+  /** extra ssh_config file (-F) */
+  configFile?: string;
+}
+
+function localCheck(host: HostRecord): CheckRecord {
+  const cpus = os.availableParallelism();
+  return {
+    kind: 'check', v: 1, host: host.name, address: host.address, up: true, rtt_ms: 0, cpus,
+    load: os.loadavg().map((n) => Math.round(n * 100) / 100), hostname: os.hostname(), slots: host.slots, suggested_slots: cpus, local: true,
+  };
+}
+
+function sshCheck(host: HostRecord, opts: CheckOptions): Promise<CheckRecord> {
+  const args = [
+    ...sshArgs(host, { connectTimeout: Math.max(1, Math.ceil(opts.timeout)), configFile: opts.configFile }),
+    PROBE_COMMAND,
+  ];
+  const started = process.hrtime.bigint();
+  const elapsed = () => Math.round(Number(process.hrtime.bigint() - started) / 1e5) / 10;
+  return new Promise((resolve, reject) => {
+    const child = spawn(opts.ssh ?? 'ssh', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      if (stdout.length < 64 * 1024) stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      if (stderr.length < 64 * 1024) stderr += d;
+    });
+    const kill = () => child.kill('SIGKILL');
+    const timer = setTimeout(() => {
+      timedOut = true;
+      kill();
+    }, opts.timeout * 1000);
+    opts.signal?.addEventListener('abort', kill, { once: true });
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (err.code === 'ENOENT') reject(new CmError(`${opts.ssh ?? 'ssh'} not found: install the OpenSSH client`, ExitCode.ENVIRONMENT));
+      else reject(err);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', kill);
+      const base = { kind: 'check' as const, v: 1 as const, host: host.name, address: host.address, rtt_ms: elapsed(), slots: host.slots };
+      const probe = parseProbe(stdout);
+      if (code === 0 && probe.cpus !== undefined) {
+        resolve({ ...base, up: true, ...probe, suggested_slots: probe.cpus });
+        return;
+      }
+      let reason: string;
+      if (timedOut) reason = 'timed out';
+      else if (opts.signal?.aborted) reason = 'interrupted';
+      else if (code === SSH_CONNECTION_FAILURE) reason = classifySshError(stderr);
+      else reason = `probe failed (exit ${code ?? 'signal'}): ${stderr.trim().split('\n').pop() ?? ''}`.trim();
+      resolve({ ...base, up: false, reason });
+    });
+  });
+}
+
+/**
+ * Probes every host, at most `parallel` at a time, calling `onResult` as each answers (completion
+ * order). Resolves with all results in the order of `hosts`.
+ */
+export async function checkHosts(hosts: HostRecord[], opts: CheckOptions, onResult?: (r: CheckRecord) => void | Promise<void>): Promise<CheckRecord[]> {
+  const results: CheckRecord[] = new Array(hosts.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < hosts.length && !opts.signal?.aborted) {
+      const i = next++;
+      const host = hosts[i] as HostRecord;
+      const r = host.local ? localCheck(host) : await sshCheck(host, opts);
+      results[i] = r;
+      await onResult?.(r);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.parallel, hosts.length)) }, worker));
+  return results.filter((r) => r !== undefined);
+}
