@@ -1,0 +1,104 @@
+// Runs a shell script on a host: over ssh through one ControlMaster connection per host (in a
+// private control directory removed at close), or as a local `sh -c` in $HOME for local hosts.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { HostRecord } from '@cm/protocol';
+import { sshArgs, type SshArgOptions } from '@cm/ssh';
+
+export interface ConnectionOptions {
+  ssh?: string;
+  sshOptions?: Omit<SshArgOptions, 'controlDir'>;
+  /** the login directory of local hosts (cm-exec runs local jobs there) */
+  home: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface Spawned {
+  child: ChildProcess;
+  /** true when the exit code 255 is ssh's own (connection) failure, not the script's */
+  viaSsh: boolean;
+}
+
+export function shQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export class Connections {
+  readonly controlDir: string;
+  private readonly masters = new Map<string, Promise<void>>();
+  private readonly used = new Map<string, HostRecord>();
+  private closed = false;
+
+  constructor(private readonly opts: ConnectionOptions) {
+    // Short and private: socket paths are limited to ~104 bytes and must not be shared with cm-exec.
+    this.controlDir = mkdtempSync(path.join(os.tmpdir(), 'cm-fetch-'));
+  }
+
+  private args(host: HostRecord): string[] {
+    return sshArgs(host, { ...this.opts.sshOptions, controlDir: this.controlDir });
+  }
+
+  /**
+   * Opens the host's master connection once. Without this, the first N concurrent transfers to a
+   * host would each race to become master and most would end up with a connection of their own.
+   */
+  private master(host: HostRecord): Promise<void> {
+    let p = this.masters.get(host.name);
+    if (!p) {
+      this.used.set(host.name, host);
+      p = new Promise<void>((resolve) => {
+        const child = spawn(this.opts.ssh ?? 'ssh', [...this.args(host), 'true'], { stdio: ['ignore', 'ignore', 'ignore'], env: this.opts.env });
+        // 'exit', not 'close': the persisted master may keep inherited descriptors open.
+        child.on('exit', () => resolve());
+        child.on('error', () => resolve());
+      });
+      this.masters.set(host.name, p);
+    }
+    return p;
+  }
+
+  /** Spawns `script` on host with stdin/stdout/stderr as pipes. */
+  async spawn(host: HostRecord, script: string, stdin: 'pipe' | 'ignore' = 'ignore'): Promise<Spawned> {
+    if (this.closed) throw new Error('connections closed');
+    if (host.local) {
+      const child = spawn('sh', ['-c', script], { cwd: this.opts.home, stdio: [stdin, 'pipe', 'pipe'], env: this.opts.env });
+      return { child, viaSsh: false };
+    }
+    await this.master(host);
+    const child = spawn(this.opts.ssh ?? 'ssh', [...this.args(host), script], { stdio: [stdin, 'pipe', 'pipe'], env: this.opts.env });
+    return { child, viaSsh: true };
+  }
+
+  /** Forgets a host's master so the next transfer opens a fresh one (after a connection failure). */
+  reset(host: HostRecord): void {
+    this.masters.delete(host.name);
+  }
+
+  /** Stops every master this object opened and removes the control directory. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(
+      [...this.used.values()].map(
+        (host) =>
+          new Promise<void>((resolve) => {
+            const args = this.args(host);
+            const at = args.indexOf('--');
+            const child = spawn(this.opts.ssh ?? 'ssh', [...args.slice(0, at), '-O', 'exit', ...args.slice(at)], { stdio: 'ignore', env: this.opts.env });
+            const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+            child.on('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            child.on('error', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+          }),
+      ),
+    );
+    rmSync(this.controlDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,6 @@
+export * from './paths';
+export * from './tar';
+export * from './connections';
+export * from './fetch';
+export * from './stage';
+export * from './limit';

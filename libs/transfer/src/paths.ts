@@ -1,0 +1,53 @@
+// The one rule of the results tree: nothing a remote host says (a declared output, a name inside
+// an archive) may place a file outside the job's own directory.
+import { lstat, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+
+export class UnsafePathError extends Error {}
+
+/**
+ * Checks a remote-supplied relative path and returns it normalised (`./a//b` -> `a/b`). Refuses
+ * absolute paths, `..` components, empty names, NUL and backslashes (a Windows separator on the
+ * remote would be a plain character here but is still not a name anyone means).
+ */
+export function safeRelative(name: string): string {
+  if (name === '' || name.includes('\0')) throw new UnsafePathError(`${JSON.stringify(name)}: empty name or NUL byte`);
+  if (name.startsWith('/') || /^[A-Za-z]:[\\/]/.test(name)) throw new UnsafePathError(`${JSON.stringify(name)}: absolute path`);
+  if (name.includes('\\')) throw new UnsafePathError(`${JSON.stringify(name)}: backslash in name`);
+  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.length === 0) throw new UnsafePathError(`${JSON.stringify(name)}: names no file`);
+  if (parts.includes('..')) throw new UnsafePathError(`${JSON.stringify(name)}: leaves the job directory (..)`);
+  return parts.join('/');
+}
+
+/** root joined with a checked relative path; the result is always strictly inside root. */
+export function safeJoin(root: string, rel: string): string {
+  const clean = safeRelative(rel);
+  const full = path.join(root, clean);
+  const back = path.relative(root, full);
+  if (back === '' || back.startsWith('..') || path.isAbsolute(back)) throw new UnsafePathError(`${JSON.stringify(rel)}: leaves the job directory`);
+  return full;
+}
+
+/**
+ * Creates the directories of `rel` below root one component at a time, refusing any component that
+ * already exists as something other than a real directory (a symlink planted there would redirect
+ * every later write).
+ */
+export async function ensureDirs(root: string, rel: string): Promise<void> {
+  const clean = rel === '' || rel === '.' ? '' : safeRelative(rel);
+  await mkdir(root, { recursive: true });
+  const rootStat = await lstat(root);
+  if (!rootStat.isDirectory()) throw new UnsafePathError(`${root} is not a directory`);
+  let cur = root;
+  for (const part of clean === '' ? [] : clean.split('/')) {
+    cur = path.join(cur, part);
+    try {
+      await mkdir(cur);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const st = await lstat(cur);
+    if (!st.isDirectory()) throw new UnsafePathError(`${path.relative(root, cur)}: exists and is not a directory (${st.isSymbolicLink() ? 'a symlink' : 'a file'})`);
+  }
+}
