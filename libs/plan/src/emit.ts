@@ -92,7 +92,7 @@ function* sweepLines(u: Unit, barriers: Set<Unit>, opts: EmitOptions): Generator
 }
 
 function barrierJob(id: string, deps: string[], opts: EmitOptions): string {
-  const job: JobRecord = { kind: 'job', v: 1, id, task: id, command: ':', deps };
+  const job: JobRecord = { kind: 'job', v: 1, id, task: id.replace(/\.all\..*/, '.all'), command: ':', deps };
   if (opts.run !== undefined) job.run = opts.run;
   return JSON.stringify(job);
 }

@@ -22,7 +22,7 @@ export interface Loaded {
 export function parseDefOption(text: string, k: number): Def {
   const at = (i: number): Pos => ({ source: '--def', line: k + 1, col: i + 1, text });
   const h = parseHeader(text, 0, (i) => text[i] === '=', "'=' and the shell commands (NAME=BODY)", at);
-  return makeDef(h.name, h.params, {}, text.slice(h.next).trim(), h.at);
+  return makeDef(h.name, h.params, {}, text.slice(h.next).trim(), h.at, `after the '=' (${h.name}='echo hello')`);
 }
 
 export function loadPlan(input: PlanInput): Loaded {

@@ -76,7 +76,8 @@ export function planOf(defs: Def[], expression: Node | undefined, source = 'plan
     return u;
   };
   const after = (u: Unit, before: Set<Unit>, at: Pos): void => {
-    for (const b of before) if (!u.deps.has(b)) u.deps.set(b, at);
+    // `a; a` asks nothing new of a: the same run is meant.
+    for (const b of before) if (b !== u && !u.deps.has(b)) u.deps.set(b, at);
   };
 
   // `read`: inside a `+`, a name that already ran is only read, not asked to run again after `before`.

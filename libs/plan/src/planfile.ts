@@ -139,9 +139,9 @@ export function parseHeader(line: string, start: number, end: (i: number) => boo
   return { name, params, at: nameAt, next: i + 1 };
 }
 
-export function makeDef(name: string, params: Param[], options: TaskOptions, body: string, at: Pos): Def {
+export function makeDef(name: string, params: Param[], options: TaskOptions, body: string, at: Pos, hint = 'indented on the lines below it'): Def {
   if (body.trim() === '') {
-    throw inputError(at, `def ${name} has an empty body: put the shell commands it runs on the lines below it, indented`);
+    throw inputError(at, `def ${name} has an empty body: give the shell commands it runs, ${hint}`);
   }
   const sweep = isSweep(params);
   return { name, params, options, body, at, sweep, count: sweep ? sweepSize(params, at) : 1 };

@@ -61,7 +61,10 @@ export function nearest(name: string, names: Iterable<string>): string | undefin
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const candidate of names) {
-    const d = editDistance(name.toLowerCase(), candidate.toLowerCase());
+    const a = name.toLowerCase();
+    const b = candidate.toLowerCase();
+    // A name cut short (prepare for prepare_data) is as likely a slip as a typo.
+    const d = a.length >= 3 && (b.startsWith(a) || a.startsWith(b)) ? 1 : editDistance(a, b);
     if (d < bestDistance) {
       best = candidate;
       bestDistance = d;

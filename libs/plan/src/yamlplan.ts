@@ -140,8 +140,7 @@ function taskDef(pair: Pair<YamlNode, YamlNode>, nodePos: (n: YamlNode | null | 
     throw inputError(nodePos(value ?? keyNode), `task ${h.name}: give its shell commands as a string, or a map with run: and options`);
   }
   if (body === undefined) throw inputError(keyPos, `task ${h.name} has no run: (the shell commands it runs)`);
-  void source;
-  return makeDef(h.name, params, options, dedentBlock(body), h.at);
+  return makeDef(h.name, params, options, dedentBlock(body), h.at, 'as its value or its run:');
 }
 
 function dedentBlock(body: string): string {
