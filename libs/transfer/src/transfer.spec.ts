@@ -1,0 +1,199 @@
+import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, existsSync, mkdirSync, writeFileSync, symlinkSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { ensureDirs, safeJoin, safeRelative, UnsafePathError } from './paths';
+import { readTar, TarFormatError } from './tar';
+import { SafeExtractor, parseSums, fetchScript } from './fetch';
+import { Limiter } from './limit';
+
+/** A tar header built by hand, so tests can say things GNU tar would refuse to write. */
+function header(name: string, opts: { size?: number; type?: string; link?: string } = {}): Buffer {
+  const h = Buffer.alloc(512);
+  h.write(name.slice(0, 100), 0, 'utf8');
+  h.write('0000644\0', 100);
+  h.write('0000000\0', 108);
+  h.write('0000000\0', 116);
+  h.write(`${(opts.size ?? 0).toString(8).padStart(11, '0')}\0`, 124);
+  h.write('00000000000\0', 136);
+  h.write(opts.type ?? '0', 156);
+  if (opts.link) h.write(opts.link, 157);
+  h.write('ustar\0', 257);
+  h.write('00', 263);
+  h.fill(' ', 148, 156);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+  return h;
+}
+function entry(name: string, body: string | null, opts: { type?: string; link?: string } = {}): Buffer {
+  const data = Buffer.from(body ?? '');
+  const padded = Buffer.alloc(Math.ceil(data.length / 512) * 512);
+  data.copy(padded);
+  return Buffer.concat([header(name, { ...opts, size: data.length }), padded]);
+}
+const END = Buffer.alloc(1024);
+
+async function* chunks(buf: Buffer, size = 100): AsyncGenerator<Buffer> {
+  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
+}
+
+function listTree(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (rel: string): void => {
+    for (const e of readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      out.push(r);
+      if (e.isDirectory()) walk(r);
+    }
+  };
+  walk('');
+  return out.sort();
+}
+
+const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+describe('safeRelative', () => {
+  it('normalises harmless names', () => {
+    expect(safeRelative('./a//b/./c')).toBe('a/b/c');
+    expect(safeRelative('out.txt')).toBe('out.txt');
+    expect(safeRelative('a..b')).toBe('a..b');
+  });
+  it.each(['../x', 'a/../../x', '/etc/passwd', '', '.', 'a/..', 'C:\\x', 'a\\..\\b', 'x\0y'])('refuses %j', (name) => {
+    expect(() => safeRelative(name)).toThrow(UnsafePathError);
+  });
+  it('keeps joins inside the root', () => {
+    expect(safeJoin('/r', 'a/b')).toBe('/r/a/b');
+    expect(() => safeJoin('/r', '../r2/x')).toThrow(UnsafePathError);
+  });
+  it('will not create directories through a planted symlink', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const outside = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    symlinkSync(outside, path.join(root, 'sub'));
+    await expect(ensureDirs(root, 'sub/deeper')).rejects.toThrow(/symlink/);
+    expect(readdirSync(outside)).toEqual([]);
+  });
+});
+
+describe('readTar + SafeExtractor', () => {
+  it('extracts files and directories, with sizes and sha256', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const ex = new SafeExtractor(root);
+    const big = 'x'.repeat(1300);
+    const trailer = await readTar(chunks(Buffer.concat([entry('./d/', null, { type: '5' }), entry('./d/a.txt', 'hello\n'), entry('big', big), END, Buffer.from('cm-sha256\nrest')]), 97), ex);
+    expect(trailer.toString().replace(/^\0+/, '')).toBe('cm-sha256\nrest');
+    // nothing visible before commit: only temp names
+    expect(listTree(root).filter((n) => !n.includes('.cm-part-'))).toEqual(['d']);
+    const { files, errors } = await ex.commit();
+    expect(errors).toEqual([]);
+    expect(files.map((f) => [f.rel, f.size, f.sha256])).toEqual([
+      ['d/a.txt', 6, sha('hello\n')],
+      ['big', 1300, sha(big)],
+    ]);
+    expect(listTree(root)).toEqual(['big', 'd', 'd/a.txt']);
+    expect(readFileSync(path.join(root, 'big'), 'utf8')).toBe(big);
+  });
+
+  it('refuses ../, absolute names, symlinks, devices and fifos, and keeps the other files', async () => {
+    const parent = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const root = path.join(parent, 'run', 'job');
+    mkdirSync(root, { recursive: true });
+    const ex = new SafeExtractor(root);
+    const archive = Buffer.concat([
+      entry('../../x', 'evil'),
+      entry('/tmp/abs', 'evil'),
+      entry('etc', null, { type: '2', link: '/etc' }),
+      entry('etc/passwd', 'evil-through-link'),
+      entry('null', null, { type: '3' }),
+      entry('pipe', null, { type: '6' }),
+      entry('ok.txt', 'fine'),
+      entry('hl', null, { type: '1', link: '../../x' }),
+      END,
+    ]);
+    await readTar(chunks(archive), ex);
+    const { files } = await ex.commit();
+    expect(files.map((f) => f.rel)).toEqual(['etc/passwd', 'ok.txt']);
+    expect(ex.refused.join('\n')).toMatch(/"\.\.\/\.\.\/x": leaves the job directory/);
+    expect(ex.refused.join('\n')).toMatch(/absolute path/);
+    expect(ex.refused.join('\n')).toMatch(/"etc": a symlink \(to "\/etc"\)/);
+    expect(ex.refused.join('\n')).toMatch(/"null": a device file/);
+    expect(ex.refused.join('\n')).toMatch(/"pipe": a fifo/);
+    expect(ex.refused.join('\n')).toMatch(/"hl": hard link to "\.\.\/\.\.\/x"/);
+    // `etc` became a real directory inside the job dir, never a link to /etc
+    expect(listTree(parent)).toEqual(['run', 'run/job', 'run/job/etc', 'run/job/etc/passwd', 'run/job/ok.txt']);
+    expect(existsSync('/tmp/abs')).toBe(false);
+  });
+
+  it('reports a cut stream and leaves no temp file after discard', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const ex = new SafeExtractor(root);
+    const full = entry('f', 'y'.repeat(2000));
+    await expect(readTar(chunks(full.subarray(0, 1000)), ex)).rejects.toThrow(TarFormatError);
+    await ex.discard();
+    expect(listTree(root)).toEqual([]);
+  });
+
+  it('rejects a corrupted header', async () => {
+    const bad = entry('f', 'z');
+    bad[0] = 'g'.charCodeAt(0);
+    await expect(readTar(chunks(Buffer.concat([bad, END])), new SafeExtractor(mkdtempSync(path.join(os.tmpdir(), 'cm-t-'))))).rejects.toThrow(/checksum/);
+  });
+
+  it('reads what GNU tar writes: long names, hard links', async () => {
+    const src = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const long = `${'n'.repeat(120)}/${'m'.repeat(150)}.txt`;
+    mkdirSync(path.join(src, 'n'.repeat(120)));
+    writeFileSync(path.join(src, long), 'long\n');
+    writeFileSync(path.join(src, 'a'), 'same\n');
+    execFileSync('ln', [path.join(src, 'a'), path.join(src, 'b')]);
+    const tar = execFileSync('tar', ['-cf', '-', '-C', src, `./${'n'.repeat(120)}`, './a', './b']);
+    const root = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const ex = new SafeExtractor(root);
+    await readTar(chunks(tar, 4096), ex);
+    const { files } = await ex.commit();
+    expect(files.map((f) => f.rel).sort()).toEqual(['a', 'b', long]);
+    expect(readFileSync(path.join(root, 'b'), 'utf8')).toBe('same\n');
+  });
+});
+
+describe('remote script and checksums', () => {
+  it('runs with sh and produces an archive plus sums', () => {
+    const wd = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    writeFileSync(path.join(wd, "it's"), 'q');
+    const out = execFileSync('sh', ['-c', fetchScript(wd, ["it's", 'gone'], true)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const text = out.toString('latin1');
+    expect(text).toContain('cm-sha256\n');
+    expect(parseSums(text.slice(text.indexOf('cm-sha256\n') + 10)).get("it's")).toBe(sha('q'));
+  });
+  it('unescapes sha256sum names with backslashes', () => {
+    expect(parseSums(`\\${sha('')}  a\\nb\n`).get('a\nb')).toBe(sha(''));
+  });
+});
+
+describe('Limiter', () => {
+  it('keeps to the total and per-key limits', async () => {
+    const lim = new Limiter(3, 2);
+    let now = 0;
+    let max = 0;
+    const perKey = new Map<string, number>();
+    let maxKey = 0;
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        lim.run(i % 4 === 0 ? 'a' : 'b', async () => {
+          const k = i % 4 === 0 ? 'a' : 'b';
+          now += 1;
+          perKey.set(k, (perKey.get(k) ?? 0) + 1);
+          max = Math.max(max, now);
+          maxKey = Math.max(maxKey, perKey.get(k) as number);
+          await new Promise((r) => setTimeout(r, 2));
+          now -= 1;
+          perKey.set(k, (perKey.get(k) as number) - 1);
+        }),
+      ),
+    );
+    expect(max).toBe(3);
+    expect(maxKey).toBe(2);
+  });
+});
