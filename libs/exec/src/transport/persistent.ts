@@ -164,7 +164,7 @@ class Session {
     const { command, opts, host } = this;
     const child = spawn(command.file, command.args, { stdio: 'pipe', cwd: command.cwd });
     this.child = child;
-    this.exited = new Promise((resolve) => child.once('close', () => resolve()));
+    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     const decoder = new FrameDecoder(this.marker, (f) => this.frame(f));
     this.helloTimer = setTimeout(() => {
       this.hello(new StartError(`no answer from the session loop on ${host.name} within ${opts.helloTimeout}s`, false));
@@ -181,7 +181,15 @@ class Session {
       this.hello(new StartError(`cannot run ${command.file}: ${err.message}`, false));
       this.die(err.message);
     });
+    // Normally stdout closes when the carrier exits. Processes left on a killed loop's side (locally
+    // carried sessions) can hold it open: then the exit, plus a moment for data in flight, decides.
+    child.on('exit', (code, sig) => {
+      setTimeout(() => child.emit('close', code, sig), 300).unref();
+    });
+    let closed = false;
     child.on('close', (code, sig) => {
+      if (closed) return;
+      closed = true;
       clearTimeout(this.helloTimer);
       const said = this.lastStderrLine();
       if (this.state === 'starting') {
@@ -202,8 +210,11 @@ class Session {
     child.stdin.write(this.program);
   }
 
+  /** jobs handed to this session, launched or still waiting for its hello */
+  assigned = 0;
+
   get load(): number {
-    return this.running.size;
+    return this.assigned;
   }
 
   private lastStderrLine(): string {
@@ -404,15 +415,18 @@ export class PersistentTransport implements Transport {
     }
     if (hs.unavailable) return notRan(hs.unavailable, start);
     const session = this.pick(host, hs);
+    session.assigned += 1;
     try {
       await abortable(session.ready, signal);
+      return await session.launch(job, signal);
     } catch (err) {
       if (signal.aborted) return notRan('cancelled', start);
       const e = err as StartError;
       if (e.unavailable) hs.unavailable = e.message;
       return notRan(e.message, start);
+    } finally {
+      session.assigned -= 1;
     }
-    return session.launch(job, signal);
   }
 
   /** The least loaded live session; a new one while under the limit and every one is busy. */
