@@ -75,8 +75,8 @@ const OPERATOR = new Set<TokenType>(['|', ';', '+']);
 
 /**
  * A line break between two complete operands means `;` (one step per line); a break inside
- * parentheses, after an operator or before one (a line starting with `|`, `;`, `+` or `)`) just
- * continues the expression.
+ * parentheses, after an operator or before `|`, `;` or `)` just continues the expression. A line
+ * starting with `+` is a new step (`+bench`, the sum of a sweep); to go on with a sum, end the line with `+`.
  */
 function lineBreaks(tokens: Token[]): Token[] {
   const out: Token[] = [];
@@ -93,7 +93,7 @@ function lineBreaks(tokens: Token[]): Token[] {
     let n = k + 1;
     while (tokens[n].type === 'nl') n++;
     const next = tokens[n];
-    if (depth > 0 || !prev || prev.type === '(' || OPERATOR.has(prev.type) || OPERATOR.has(next.type) || next.type === ')' || next.type === 'eof') continue;
+    if (depth > 0 || !prev || prev.type === '(' || OPERATOR.has(prev.type) || next.type === '|' || next.type === ';' || next.type === ')' || next.type === 'eof') continue;
     out.push({ type: ';', value: '', at: t.at });
   }
   return out;

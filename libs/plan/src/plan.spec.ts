@@ -79,6 +79,8 @@ describe('grammar', () => {
     expect(shape('a | b\nc\n\nd')).toEqual({ seq: [{ par: ['a', 'b'] }, 'c', 'd'] });
     expect(shape('a |\n b\n| c')).toEqual({ par: ['a', 'b', 'c'] });
     expect(shape('(a\n;b)')).toEqual({ seq: ['a', 'b'] });
+    expect(shape('a | b\n+b + c')).toEqual({ seq: [{ par: ['a', 'b'] }, { sum: ['b', 'c'] }] });
+    expect(shape('a +\nb')).toEqual({ sum: ['a', 'b'] });
   });
   it('ignores comments', () => {
     expect(shape('a | b  # both at once')).toEqual({ par: ['a', 'b'] });

@@ -1,0 +1,117 @@
+#!/usr/bin/env bats
+# cm-plan: the task language to job and reduce records (issue 5).
+
+load helpers/common
+
+setup() {
+  cd "$BATS_TEST_TMPDIR"
+}
+
+ASSIGNMENT_RECORDS='{"kind":"job","v":1,"id":"a","task":"a","command":"echo 1","deps":[]}
+{"kind":"job","v":1,"id":"b","task":"b","command":"echo 2","deps":[]}
+{"kind":"job","v":1,"id":"c","task":"c","command":"echo 3","deps":[]}
+{"kind":"job","v":1,"id":"d","task":"d","command":"echo 4","deps":["a","b","c"]}
+{"kind":"reduce","v":1,"id":"sum-1","op":"sum","inputs":["a","b","c","d"],"final":true}'
+
+@test "the assignment's example: a, b, c in parallel, d after them, one sum of all four" {
+  run --separate-stderr cm-plan -f "$CM_REPO/examples/assignment.cm"
+  [ "$status" -eq 0 ]
+  [ "$output" = "$ASSIGNMENT_RECORDS" ]
+  [ "$stderr" = "" ]
+}
+
+@test "the same plan from --def and an expression, from stdin, and from YAML" {
+  run --separate-stderr cm-plan --def a='echo 1' --def b='echo 2' -d c='echo 3' -d d='echo 4' '(a | b | c); d; a+b+c+d'
+  [ "$status" -eq 0 ]
+  [ "$output" = "$ASSIGNMENT_RECORDS" ]
+  run --separate-stderr bash -c "cm-plan - < '$CM_REPO/examples/assignment.cm'"
+  [ "$status" -eq 0 ]
+  [ "$output" = "$ASSIGNMENT_RECORDS" ]
+  run --separate-stderr cm-plan -f "$CM_REPO/examples/assignment.yaml"
+  [ "$status" -eq 0 ]
+  [ "${lines[3]}" = '{"kind":"job","v":1,"id":"d","task":"d","command":"# several lines are fine\necho 4","deps":["a","b","c"],"timeout":30,"retries":1}' ]
+  [ "${lines[4]}" = '{"kind":"reduce","v":1,"id":"sum-1","op":"sum","inputs":["a","b","c","d"],"final":true}' ]
+}
+
+@test "an expression with -f runs a part of the file's plan" {
+  run --separate-stderr cm-plan -f "$CM_REPO/examples/assignment.cm" 'a | b'
+  [ "$status" -eq 0 ]
+  [ "${#lines[@]}" -eq 2 ]
+  [ "$stderr" = "$(printf 'cm-plan: warning: def c is never used (%s:5)\ncm-plan: warning: def d is never used (%s:7)' "$CM_REPO/examples/assignment.cm" "$CM_REPO/examples/assignment.cm")" ]
+}
+
+@test "a sweep: one job per value with the parameter in env, summed with +NAME" {
+  run --separate-stderr cm-plan -d 'bench(i=1..3)=echo $i' +bench
+  [ "$status" -eq 0 ]
+  assert_equal "${lines[0]}" '{"kind":"job","v":1,"id":"bench.0","task":"bench","command":"echo $i","deps":[],"env":{"i":"1"},"sweep":"bench","index":0}'
+  assert_equal "${lines[2]}" '{"kind":"job","v":1,"id":"bench.2","task":"bench","command":"echo $i","deps":[],"env":{"i":"3"},"sweep":"bench","index":2}'
+  assert_equal "${lines[3]}" '{"kind":"reduce","v":1,"id":"sum-1","op":"sum","inputs":[],"sweeps":{"bench":3},"final":true}'
+  run --separate-stderr cm-plan -f "$CM_REPO/examples/sweep.cm"
+  [ "$status" -eq 0 ]
+  [ "${#lines[@]}" -eq 111 ]
+}
+
+@test "a syntax error: exit 3, file:line:col, the line and a caret, no record" {
+  printf 'def a():\n    echo 1\ndef b():\n    echo 2\n(a | b;\n' > bad.cm
+  run --separate-stderr cm-plan -f bad.cm
+  [ "$status" -eq 3 ]
+  [ "$output" = "" ]
+  [ "$stderr" = "$(printf "cm-plan: bad.cm:5:8: expected a task name or '(' after ';', found the end of the plan\n  (a | b;\n         ^")" ]
+}
+
+@test "an undefined name suggests the nearest def; unbalanced parentheses, duplicates, empty bodies, cycles: exit 3" {
+  run --separate-stderr cm-plan -d prepare='echo 1' -d bench='echo 2' 'prepair; bench'
+  [ "$status" -eq 3 ]
+  [ "$output" = "" ]
+  [ "$stderr" = "$(printf 'cm-plan: expression:1:1: undefined task prepair; did you mean prepare?\n  prepair; bench\n  ^')" ]
+  run --separate-stderr cm-plan -d a='echo 1' -d b='echo 2' '(a | b'
+  [ "$status" -eq 3 ]
+  [[ $stderr == *"unbalanced parentheses"* ]]
+  run --separate-stderr cm-plan -d a='echo 1' -d a='echo 2' a
+  [ "$status" -eq 3 ]
+  [[ $stderr == "cm-plan: --def:2:1: duplicate def a"* ]]
+  printf 'def a():\n\na\n' > empty.cm
+  run --separate-stderr cm-plan -f empty.cm
+  [ "$status" -eq 3 ]
+  [[ $stderr == "cm-plan: empty.cm:1:5: def a has an empty body"* ]]
+  run --separate-stderr cm-plan -d a='echo 1' -d b='echo 2' 'a; b; a'
+  [ "$status" -eq 3 ]
+  [[ $stderr == "cm-plan: expression:1:7: cycle: a after b after a"* ]]
+  printf 'def a():\n    echo 1\n' > noexpr.cm
+  run --separate-stderr cm-plan -f noexpr.cm
+  [ "$status" -eq 3 ]
+  [[ $stderr == "cm-plan: noexpr.cm: empty plan"* ]]
+  [ "$output" = "" ]
+}
+
+@test "a bad sweep is refused before any job is printed" {
+  run --separate-stderr cm-plan -d 'bench(i=1..1000000)=echo $i' -d b='echo' 'bench; bb'
+  [ "$status" -eq 3 ]
+  [ "$output" = "" ]
+}
+
+@test "| head -1 on a million-run sweep ends quietly with 0" {
+  run --separate-stderr bash -c 'set -o pipefail; cm-plan -d "bench(i=1..1000000)=echo \$i" +bench | head -1'
+  [ "$status" -eq 0 ]
+  [ "$output" = '{"kind":"job","v":1,"id":"bench.0","task":"bench","command":"echo $i","deps":[],"env":{"i":"1"},"sweep":"bench","index":0}' ]
+  [ "$stderr" = "" ]
+}
+
+@test "--explain prints stages for people" {
+  run --separate-stderr cm-plan --explain -f "$CM_REPO/examples/assignment.cm"
+  [ "$status" -eq 0 ]
+  [ "${lines[0]}" = 'plan: a | b | c; d; a + b + c + d' ]
+  [ "${lines[1]}" = '4 jobs in 2 stages, 1 sum' ]
+  [ "${lines[7]}" = '  d  $ echo 4   [after a, b, c]' ]
+  [ "${lines[9]}" = '  sum-1 = a + b + c + d   (the value of the plan)' ]
+}
+
+@test "usage errors exit 2; --help exits 0" {
+  run --separate-stderr cm-plan
+  [ "$status" -eq 2 ]
+  run --separate-stderr cm-plan --bogus
+  [ "$status" -eq 2 ]
+  run --separate-stderr cm-plan --help
+  [ "$status" -eq 0 ]
+  [[ $output == *"Exit codes"* ]]
+}
