@@ -183,6 +183,39 @@ export const ValueRecord = Type.Object(
 );
 export type ValueRecord = Static<typeof ValueRecord>;
 
+export const CheckRecord = Type.Object(
+  {
+    kind: Type.Literal('check'),
+    v: Version,
+    host: Type.String(),
+    address: Type.String(),
+    up: Type.Boolean(),
+    reason: Type.Optional(Type.String({ description: 'why the host is down: connection refused, timed out, ...' })),
+    rtt_ms: Type.Number({ minimum: 0, description: 'ms from starting ssh to the probe answer' }),
+    cpus: Type.Optional(Type.Integer({ minimum: 1 })),
+    load: Type.Optional(Type.Array(Type.Number(), { description: '1, 5 and 15 minute load averages' })),
+    hostname: Type.Optional(Type.String()),
+    slots: Type.Integer({ minimum: 1 }),
+    suggested_slots: Type.Optional(Type.Integer({ minimum: 1 })),
+    local: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false, $id: 'check', description: 'cm-hosts check: one probed host' },
+);
+export type CheckRecord = Static<typeof CheckRecord>;
+
+export const MachineRecord = Type.Object(
+  {
+    kind: Type.Literal('machine'),
+    v: Version,
+    name: Type.String(),
+    state: Type.String({ description: "Vagrant's state: running, poweroff, shutoff, not_created, ..." }),
+    provider: Type.Optional(Type.String()),
+    dir: Type.String({ description: 'folder of the Vagrantfile' }),
+  },
+  { additionalProperties: false, $id: 'machine', description: 'cm-vagrant: one machine and its state' },
+);
+export type MachineRecord = Static<typeof MachineRecord>;
+
 export const RECORD_SCHEMAS = {
   host: HostRecord,
   job: JobRecord,
@@ -190,10 +223,20 @@ export const RECORD_SCHEMAS = {
   event: EventRecord,
   fetch: FetchRecord,
   value: ValueRecord,
+  check: CheckRecord,
+  machine: MachineRecord,
 } as const satisfies Record<string, TSchema>;
 
 export type RecordKind = keyof typeof RECORD_SCHEMAS;
-export type AnyRecord = HostRecord | JobRecord | ReduceRecord | EventRecord | FetchRecord | ValueRecord;
+export type AnyRecord =
+  | HostRecord
+  | JobRecord
+  | ReduceRecord
+  | EventRecord
+  | FetchRecord
+  | ValueRecord
+  | CheckRecord
+  | MachineRecord;
 export type RecordOf<K extends RecordKind> = Static<(typeof RECORD_SCHEMAS)[K]>;
 
 /** A record of a kind this version of cm does not know: passed through untouched. */
