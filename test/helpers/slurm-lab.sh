@@ -132,6 +132,8 @@ SlurmdTimeout=30
 InactiveLimit=0
 MinJobAge=300
 MaxJobCount=100000
+# Reject at submission what can never run (time limit over the partition's), as most sites do.
+EnforcePartLimits=ALL
 MaxArraySize=100001
 KillWait=2
 Waittime=0

@@ -76,3 +76,12 @@ export async function preflight(env: NodeJS.ProcessEnv): Promise<void> {
     throw new CmError(`the Slurm controller does not answer (scontrol ping: ${why})`, ExitCode.ENVIRONMENT);
   }
 }
+
+/** Slurm's time display ([D-]H:M:S, M:S, or UNLIMITED) in seconds; undefined when unlimited. */
+export function parseSlurmTime(text: string): number | undefined {
+  const m = /^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$/.exec(text.trim());
+  if (!m) return undefined;
+  const parts = [m[2], m[3], m[4]].filter((x) => x !== undefined).map(Number);
+  while (parts.length < 3) parts.unshift(0);
+  return Number(m[1] ?? 0) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2];
+}

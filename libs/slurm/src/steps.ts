@@ -7,11 +7,14 @@ import { join } from 'node:path';
 import type { EventRecord, JobRecord } from '@cm/protocol';
 import { baseEvent, Capture, copyJobFields, DepTracker, dropSrunExitLine, splitMarker, TRANSPORT, type Emit } from './common';
 import { sallocArgs, srunArgs, STEP_MARKER, type SlurmOptions } from './options';
-import { runCmd, slurmMessage } from './proc';
+import { parseSlurmTime, runCmd, slurmMessage } from './proc';
 
 interface Allocation {
   id: string;
   cpus: number;
+  /** seconds, undefined when unlimited */
+  limit?: number;
+  limitText: string;
 }
 
 interface Running {
@@ -107,9 +110,9 @@ export class StepsEngine {
       return this.allocError;
     }
     const id = m[1];
-    const q = await runCmd('squeue', ['-h', '-j', id, '-o', '%C'], this.env);
-    const cpus = Number(q.stdout.trim()) || 1;
-    this.alloc = { id, cpus };
+    const q = await runCmd('squeue', ['-h', '-j', id, '-o', '%C|%l'], this.env);
+    const [c, l] = q.stdout.trim().split('|');
+    this.alloc = { id, cpus: Number(c) || 1, limit: parseSlurmTime(l ?? ''), limitText: l ?? '' };
     if (this.stopped) await this.release();
     return this.alloc;
   }
@@ -140,7 +143,15 @@ export class StepsEngine {
           break;
         }
         if (this.running.size >= this.capacity(a)) break;
-        this.start(a, this.ready.shift()!);
+        const job = this.ready.shift()!;
+        if (job.timeout !== undefined && a.limit !== undefined && job.timeout > a.limit) {
+          // Inside an allocation Slurm would cut the step at the allocation's end: say so up front.
+          await this.finish(job, 'failed', 'gave-up', {
+            reason: `time limit too large: timeout ${job.timeout}s exceeds the allocation's time limit ${a.limitText}`,
+          });
+          continue;
+        }
+        this.start(a, job);
       }
     } finally {
       this.pumping = false;
