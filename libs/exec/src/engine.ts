@@ -1,0 +1,347 @@
+// The I/O around the pure Scheduler: reads records, starts transports, writes events and the
+// joblog, turns signals, EPIPE and input errors into orderly stops.
+import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { CmError, ExitCode, InputError, readRecords, RecordWriter, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
+import { sshArgs } from '@cm/ssh';
+import type { HaltPolicy } from './halt';
+import { JobLog, readJoblog } from './joblog';
+import { Scheduler, type Action } from './scheduler';
+import { LocalTransport, notRun } from './transport/local';
+import { PERSISTENT_UNAVAILABLE, PersistentTransport } from './transport/persistent';
+import { SshTransport } from './transport/ssh';
+import type { JobLaunch, JobOutcome, Transport } from './transport/types';
+
+export type TransportName = 'ssh' | 'persistent';
+
+/** The transport used when --transport is not given. Switch to 'persistent' here once it passes the same tests. */
+export const DEFAULT_TRANSPORT: TransportName = 'ssh';
+
+export interface ExecOptions {
+  hosts: HostRecord[];
+  /** resolves a job's `host` pin; may throw */
+  select?: (pin: string) => HostRecord[];
+  transport?: TransportName;
+  jobs?: number;
+  retries?: number;
+  /** default per-job timeout, seconds */
+  timeout?: number;
+  halt?: HaltPolicy;
+  maxOutput?: number;
+  /** directory for full-output logs; default .cm/logs/<run> under cwd */
+  logs?: string;
+  run?: string;
+  joblog?: string;
+  resume?: boolean;
+  downAfter?: number;
+  strictHostKeys?: boolean;
+  sshConfig?: string;
+  connectTimeout?: number;
+  /** seconds between TERM and KILL when a job is stopped */
+  grace?: number;
+  dryRun?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+  /** live progress line on stderr (only when stderr is a TTY) */
+  progress?: boolean;
+  /** login directory for local hosts */
+  home: string;
+  cwd: string;
+  /** tests inject transports; default: local for local hosts, else by `transport` */
+  transports?: { local?: Transport; remote?: Transport };
+}
+
+export interface ExecIO {
+  stdin: Readable;
+  stdout: Writable;
+  stderr: Writable;
+  signal: AbortSignal;
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export function freshRunId(now = new Date()): string {
+  const p = (n: number): string => String(n).padStart(2, '0');
+  return `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}-${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}-${randomBytes(2).toString('hex')}`;
+}
+
+/** Persistent sessions where they start, the per-job ssh transport on hosts where they cannot. */
+class PersistentWithFallback implements Transport {
+  readonly name = 'persistent';
+  constructor(
+    private readonly persistent: PersistentTransport,
+    private readonly ssh: SshTransport,
+  ) {}
+  async run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
+    if (this.persistent.unavailable(host.name) === undefined) {
+      const o = await this.persistent.run(host, job, signal);
+      if (o.ran || !(o.reason ?? '').startsWith(PERSISTENT_UNAVAILABLE)) return o;
+    }
+    return this.ssh.run(host, job, signal);
+  }
+  async close(): Promise<void> {
+    await Promise.all([this.persistent.close(), this.ssh.close()]);
+  }
+}
+
+function remoteTransport(opts: ExecOptions): Transport {
+  const sshOpts = {
+    hostKeyChecking: opts.strictHostKeys ? ('yes' as const) : ('accept-new' as const),
+    configFile: opts.sshConfig,
+    connectTimeout: opts.connectTimeout,
+    grace: opts.grace,
+  };
+  const ssh = new SshTransport(sshOpts);
+  if ((opts.transport ?? DEFAULT_TRANSPORT) === 'ssh') return ssh;
+  const persistent = new PersistentTransport({
+    ssh: { controlDir: ssh.controlDir, hostKeyChecking: sshOpts.hostKeyChecking, configFile: opts.sshConfig, connectTimeout: opts.connectTimeout },
+    killGrace: opts.grace,
+  });
+  return new PersistentWithFallback(persistent, ssh);
+}
+
+export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
+  // every host that reaches ssh is checked before anything is spawned
+  for (const h of opts.hosts) if (!h.local) sshArgs(h);
+  if (opts.hosts.length === 0) throw new CmError('no hosts selected', ExitCode.INPUT);
+
+  const resumed = opts.resume && opts.joblog ? readJoblog(resolve(opts.cwd, opts.joblog)) : undefined;
+  const run = opts.run ?? [...(resumed?.values() ?? [])].find((e) => e.run)?.run ?? freshRunId();
+  const logs = resolve(opts.cwd, opts.logs ?? join('.cm', 'logs', run));
+  const writer = new RecordWriter(io.stdout);
+  const say = (text: string): void => {
+    if (!opts.quiet) io.stderr.write(`cm-exec: ${text}\n`);
+  };
+
+  if (opts.dryRun) return dryRun(opts, io, writer, run);
+
+  const needsRemote = opts.hosts.some((h) => !h.local);
+  const local = opts.transports?.local ?? new LocalTransport({ home: opts.home, grace: opts.grace });
+  const remote = needsRemote ? (opts.transports?.remote ?? remoteTransport(opts)) : undefined;
+  const transportOf = (h: HostRecord): Transport => (h.local ? local : remote!);
+  const joblog = opts.joblog ? new JobLog(resolve(opts.cwd, opts.joblog)) : undefined;
+
+  const sched = new Scheduler({
+    hosts: opts.hosts,
+    run,
+    jobs: opts.jobs,
+    retries: opts.retries,
+    downAfter: opts.downAfter,
+    halt: opts.halt,
+    select: opts.select,
+    transportOf: (h) => transportOf(h).name,
+    resumed,
+  });
+
+  const controllers = new Map<string, AbortController>();
+  let inflight = 0;
+  let pendingWrite: Promise<void> | undefined;
+  let wake: (() => void) | undefined;
+  const poke = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+
+  const apply = (actions: Action[]): void => {
+    for (const a of actions) {
+      if (a.type === 'emit') {
+        if (a.joblog && joblog) joblog.append(a.event);
+        const p = writer.write(a.event);
+        if (p) pendingWrite = p;
+        if (opts.verbose || (!opts.quiet && a.event.event === 'host-down')) describe(a.event, say, opts.verbose === true);
+      } else if (a.type === 'cancel') {
+        controllers.get(a.job)?.abort();
+      } else {
+        launch(a.job, a.host, a.attempt, a.run, a.workdir);
+      }
+    }
+  };
+
+  const launch = (job: JobRecord, host: HostRecord, attempt: number, runId: string, workdir: string): void => {
+    const ac = new AbortController();
+    controllers.set(job.id, ac);
+    inflight += 1;
+    const spec: JobLaunch = {
+      id: job.id,
+      command: job.command,
+      env: { ...(job.env ?? {}), CM_JOB: job.id, CM_RUN: runId, CM_TASK: job.task },
+      workdir,
+      timeout: job.timeout ?? opts.timeout,
+      maxOutput: opts.maxOutput ?? 1024 * 1024,
+      logBase: join(logs, `${job.id}.${attempt}`),
+    };
+    let result: Promise<JobOutcome>;
+    try {
+      result = transportOf(host).run(host, spec, ac.signal);
+    } catch (err) {
+      result = Promise.resolve(notRun(new Date(), (err as Error).message));
+    }
+    result
+      .catch((err: unknown) => notRun(new Date(), `transport error: ${(err as Error).message}`))
+      .then((outcome) => {
+        controllers.delete(job.id);
+        inflight -= 1;
+        apply(sched.done(job.id, outcome));
+        poke();
+      })
+      .catch((err: unknown) => {
+        fatal = err;
+        poke();
+      });
+  };
+
+  let fatal: unknown;
+  let stopCode: number | undefined;
+  let inputError: InputError | undefined;
+  const stopAll = (reason: string, code: number, cancel: boolean): void => {
+    if (stopCode !== undefined) return;
+    stopCode = code;
+    apply(sched.stop(reason, cancel));
+    // stop reading: nothing more will be started
+    io.stdin.destroy();
+    poke();
+  };
+  const onAbort = (): void => {
+    const reason = io.signal.reason as CmError | undefined;
+    const code = reason instanceof CmError ? reason.code : 130;
+    stopAll(reason instanceof Error ? reason.message : 'interrupted', code, true);
+  };
+  if (io.signal.aborted) onAbort();
+  else io.signal.addEventListener('abort', onAbort, { once: true });
+  writer.onClose(() => stopAll('stopped: stdout closed', 0, true));
+
+  const progress = opts.progress && !opts.quiet ? startProgress(sched, io.stderr) : undefined;
+
+  try {
+    try {
+      for await (const { record, raw, line } of readRecords(io.stdin, { source: 'stdin' })) {
+        if (stopCode !== undefined) break;
+        if (record.kind !== 'job') {
+          const p = writer.writeLine(raw);
+          if (p) await p;
+          continue;
+        }
+        const job = record as JobRecord;
+        for (const k of Object.keys(job.env ?? {})) {
+          if (!ENV_NAME.test(k)) throw new InputError('stdin', line, undefined, `job ${job.id}: environment variable name ${JSON.stringify(k)} is not allowed`, raw.slice(0, 120));
+        }
+        if (sched.has(job.id)) throw new InputError('stdin', line, undefined, `duplicate job id ${JSON.stringify(job.id)}`, raw.slice(0, 120));
+        apply(sched.add(job));
+        if (pendingWrite) {
+          const p = pendingWrite;
+          pendingWrite = undefined;
+          await p;
+        }
+      }
+    } catch (err) {
+      if (err instanceof InputError) {
+        inputError = err;
+        // work already started finishes; nothing new starts
+        apply(sched.stop(`stopped: input error at stdin:${err.line ?? '?'}`, false));
+      } else if (stopCode === undefined) {
+        throw err;
+      }
+    }
+    apply(sched.endInput());
+    while (!(sched.idle && inflight === 0) && fatal === undefined) {
+      await new Promise<void>((r) => {
+        wake = r;
+      });
+      if (pendingWrite) {
+        const p = pendingWrite;
+        pendingWrite = undefined;
+        await p;
+      }
+    }
+    if (fatal !== undefined) throw fatal;
+  } finally {
+    io.signal.removeEventListener('abort', onAbort);
+    progress?.();
+    // cancel anything still running (only after an internal error) before closing connections
+    for (const c of controllers.values()) c.abort();
+    await Promise.all([local.close(), remote?.close()]);
+    joblog?.close();
+    await writer.end();
+  }
+  if (inputError) throw inputError;
+  if (stopCode !== undefined) return stopCode;
+  const st = sched.stats();
+  const bad = st.failed + st.gaveUp + st.skipped;
+  if (bad > 0) say(`${st.ok} ok, ${st.failed} failed, ${st.gaveUp} gave up, ${st.skipped} skipped (of ${st.seen} jobs)`);
+  if (sched.wasHalted) say('stopped by --halt');
+  return sched.exitCode();
+}
+
+function describe(ev: EventRecord, say: (t: string) => void, verbose: boolean): void {
+  switch (ev.event) {
+    case 'host-down':
+      say(`host ${ev.host} is down: ${ev.reason}`);
+      break;
+    case 'finished':
+      if (verbose) say(`${ev.job} on ${ev.host}: exit ${ev.exit} in ${ev.duration}s${ev.replayed ? ' (replayed)' : ''}`);
+      break;
+    case 'retry':
+    case 'gave-up':
+    case 'skipped':
+      say(`${ev.job}: ${ev.event}${ev.host ? ` on ${ev.host}` : ''}: ${ev.reason ?? ''}`);
+      break;
+    default:
+      break;
+  }
+}
+
+/** `\r`-rewritten status line; returns a function that clears it. */
+function startProgress(sched: Scheduler, err: Writable): () => void {
+  const t0 = Date.now();
+  const draw = (): void => {
+    const s = sched.stats();
+    const done = s.ok + s.failed + s.gaveUp + s.skipped;
+    const rate = done / Math.max(0.001, (Date.now() - t0) / 1000);
+    const left = s.seen - done;
+    const eta = rate > 0 && left > 0 ? ` eta ${Math.ceil(left / rate)}s` : '';
+    const hosts = s.hosts
+      .slice(0, 8)
+      .map((h) => `${h.name} ${h.down ? 'down' : `${h.running}/${h.slots}`}`)
+      .join(' ');
+    err.write(`\r\x1b[Kcm-exec: ${done}/${s.seen} done, ${s.running} running, ${s.failed + s.gaveUp} failed | ${hosts}${s.hosts.length > 8 ? ' ...' : ''}${eta}`);
+  };
+  const timer = setInterval(draw, 250);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    err.write('\r\x1b[K');
+  };
+}
+
+/** Validates the input and prints, on stderr, each job with the hosts it may run on; runs nothing. */
+async function dryRun(opts: ExecOptions, io: ExecIO, writer: RecordWriter, run: string): Promise<number> {
+  const rows: string[][] = [['JOB', 'RUN', 'HOSTS', 'DEPS', 'COMMAND']];
+  const seen = new Set<string>();
+  const all = opts.hosts.map((h) => h.name).join(',');
+  for await (const { record, raw, line } of readRecords(io.stdin, { source: 'stdin' })) {
+    if (record.kind !== 'job') {
+      const p = writer.writeLine(raw);
+      if (p) await p;
+      continue;
+    }
+    const job = record as JobRecord;
+    if (seen.has(job.id)) throw new InputError('stdin', line, undefined, `duplicate job id ${JSON.stringify(job.id)}`);
+    seen.add(job.id);
+    let hosts = all;
+    if (job.host) {
+      try {
+        hosts = (opts.select ? opts.select(job.host) : opts.hosts.filter((h) => h.name === job.host)).map((h) => h.name).join(',') || `(none: ${job.host})`;
+      } catch (err) {
+        hosts = `(none: ${(err as Error).message})`;
+      }
+    }
+    const deps = [...job.deps, ...(job.after ?? []).map((d) => `~${d}`)].join(',') || '-';
+    rows.push([job.id, job.run ?? run, hosts, deps, job.command.replace(/\s+/g, ' ').slice(0, 80)]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) io.stderr.write(`${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')}\n`);
+  await writer.end();
+  return ExitCode.OK;
+}

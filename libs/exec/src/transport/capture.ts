@@ -1,0 +1,88 @@
+// Keeps the first `max` bytes of a stream for the event; once it overflows, the whole stream goes to
+// a local log file instead of memory, so a job printing gigabytes costs disk, not cm-exec's heap.
+// Shared by every transport so events and logs look the same whichever ran the job.
+import { closeSync, ftruncateSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+const TAIL = 256;
+
+export class OutputCapture {
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  private fd: number | undefined;
+  private tailBuf: Buffer = Buffer.alloc(0);
+  bytes = 0;
+  /** path of the complete log, once the cap was exceeded */
+  log: string | undefined;
+
+  constructor(
+    private readonly max: number,
+    private readonly logPath: string,
+  ) {}
+
+  get truncated(): boolean {
+    return this.bytes > this.max;
+  }
+
+  push(chunk: Buffer): void {
+    this.bytes += chunk.length;
+    this.tailBuf = this.tailBuf.length + chunk.length <= TAIL ? Buffer.concat([this.tailBuf, chunk]) : Buffer.concat([this.tailBuf, chunk]).subarray(-TAIL);
+    let taken = 0;
+    if (this.heldBytes < this.max) {
+      const take = chunk.subarray(0, this.max - this.heldBytes);
+      this.held.push(take);
+      this.heldBytes += take.length;
+      taken = take.length;
+    }
+    if (this.fd === undefined && this.bytes > this.max) {
+      mkdirSync(dirname(this.logPath), { recursive: true });
+      this.fd = openSync(this.logPath, 'w', 0o600);
+      this.log = this.logPath;
+      // what is held plus the part of this chunk that did not fit: the stream from its first byte
+      const before = Buffer.concat(this.held);
+      writeAll(this.fd, before);
+      writeAll(this.fd, chunk.subarray(taken));
+      return;
+    }
+    if (this.fd !== undefined) writeAll(this.fd, chunk);
+  }
+
+  /** The last bytes seen (up to 256), for trailers a wrapper appends. */
+  tail(): Buffer {
+    return this.tailBuf;
+  }
+
+  /** Forgets the last `n` bytes (a wrapper's trailer), in memory and in the log. */
+  dropTail(n: number): void {
+    const keep = Math.max(0, this.bytes - n);
+    this.bytes = keep;
+    this.tailBuf = this.tailBuf.subarray(0, Math.max(0, this.tailBuf.length - n));
+    if (this.fd !== undefined) ftruncateSync(this.fd, keep);
+    if (this.heldBytes > keep) {
+      const all = Buffer.concat(this.held).subarray(0, keep);
+      this.held = [all];
+      this.heldBytes = all.length;
+    }
+    if (this.fd !== undefined && keep <= this.max) {
+      closeSync(this.fd);
+      this.fd = undefined;
+      rmSync(this.logPath, { force: true });
+      this.log = undefined;
+    }
+  }
+
+  /** The captured bytes (at most `max`); closes the log. */
+  finish(): Buffer {
+    if (this.fd !== undefined) {
+      closeSync(this.fd);
+      this.fd = undefined;
+    }
+    if (!this.truncated) this.log = undefined;
+    return this.held.length === 1 ? this.held[0]! : Buffer.concat(this.held);
+  }
+}
+
+function writeAll(fd: number, buf: Buffer): void {
+  let off = 0;
+  while (off < buf.length) off += writeSync(fd, buf, off);
+}

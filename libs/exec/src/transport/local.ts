@@ -1,0 +1,126 @@
+// Hosts with `local: true`: `sh -c` as a local subprocess in its own process group, so a timeout
+// or cancel kills the job's children too.
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { constants } from 'node:os';
+import { join } from 'node:path';
+import type { HostRecord } from '@cm/protocol';
+import { OutputCapture } from './capture';
+import type { JobLaunch, JobOutcome, Transport } from './types';
+
+export interface LocalTransportOptions {
+  /** directory job workdirs are relative to ($HOME, as for an ssh login) */
+  home: string;
+  /** seconds between TERM and KILL on timeout or cancel */
+  grace?: number;
+}
+
+export function signalNumber(sig: string | null): number | undefined {
+  return sig ? (constants.signals as Record<string, number>)[sig] : undefined;
+}
+
+export class LocalTransport implements Transport {
+  readonly name = 'local';
+
+  constructor(private readonly opts: LocalTransportOptions) {}
+
+  run(_host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
+    const start = new Date();
+    const out = new OutputCapture(job.maxOutput, `${job.logBase}.stdout`);
+    const err = new OutputCapture(job.maxOutput, `${job.logBase}.stderr`);
+    const cwd = join(this.opts.home, job.workdir);
+    return new Promise((resolve) => {
+      try {
+        mkdirSync(cwd, { recursive: true });
+      } catch (e) {
+        resolve(notRun(start, `cannot create ${cwd}: ${(e as Error).message}`, out, err));
+        return;
+      }
+      const child = spawn('/bin/sh', ['-c', job.command], {
+        cwd,
+        env: { ...process.env, ...job.env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      });
+      let stopReason: string | undefined;
+      let timedOut = false;
+      const timers: NodeJS.Timeout[] = [];
+      const killGroup = (sig: NodeJS.Signals): void => {
+        try {
+          if (child.pid !== undefined) process.kill(-child.pid, sig);
+        } catch {
+          // the group is already gone
+        }
+      };
+      const stop = (reason: string): void => {
+        if (stopReason !== undefined) return;
+        stopReason = reason;
+        killGroup('SIGTERM');
+        timers.push(setTimeout(() => killGroup('SIGKILL'), (this.opts.grace ?? 2) * 1000));
+      };
+      const onAbort = (): void => stop('cancelled');
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+      if (job.timeout !== undefined) {
+        timers.push(
+          setTimeout(() => {
+            timedOut = true;
+            stop(`timeout after ${job.timeout}s`);
+          }, job.timeout * 1000),
+        );
+      }
+      child.stdout!.on('data', (c: Buffer) => out.push(c));
+      child.stderr!.on('data', (c: Buffer) => err.push(c));
+      let settled = false;
+      const finish = (o: JobOutcome): void => {
+        if (settled) return;
+        settled = true;
+        for (const t of timers) clearTimeout(t);
+        signal.removeEventListener('abort', onAbort);
+        // the job ended: whatever it left in its group goes with it when it was stopped
+        if (stopReason !== undefined) killGroup('SIGKILL');
+        resolve(o);
+      };
+      child.on('error', (e) => finish(notRun(start, `cannot start /bin/sh: ${e.message}`, out, err)));
+      child.on('close', (code, sig) => {
+        const stdout = out.finish();
+        const stderr = err.finish();
+        finish({
+          ran: true,
+          exit: code ?? 128 + (signalNumber(sig) ?? 0),
+          signal: sig,
+          reason: stopReason,
+          timedOut,
+          stdout,
+          stderr,
+          stdoutBytes: out.bytes,
+          stderrBytes: err.bytes,
+          truncated: out.truncated || err.truncated,
+          log: out.log ?? err.log,
+          start,
+          end: new Date(),
+        });
+      });
+    });
+  }
+
+  async close(): Promise<void> {}
+}
+
+export function notRun(start: Date, reason: string, out?: OutputCapture, err?: OutputCapture): JobOutcome {
+  out?.finish();
+  err?.finish();
+  return {
+    ran: false,
+    exit: null,
+    signal: null,
+    reason,
+    stdout: Buffer.alloc(0),
+    stderr: Buffer.alloc(0),
+    stdoutBytes: 0,
+    stderrBytes: 0,
+    truncated: false,
+    start,
+    end: new Date(),
+  };
+}

@@ -1,0 +1,270 @@
+// One `ssh` client per job, multiplexed over one ControlMaster per host in a private control
+// directory. The remote side runs a small POSIX wrapper (REMOTE_WRAPPER) that puts the job in its
+// own session (setsid) and watches ssh's stdin: a line `TERM` or EOF (cm-exec died, even by
+// SIGKILL) kills the job's whole process group, TERM then KILL after a grace period. That is what
+// makes timeouts and cancellation reach the remote processes without a second connection.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { HostRecord } from '@cm/protocol';
+import { sshArgs, type SshArgOptions } from '@cm/ssh';
+import { OutputCapture } from './capture';
+import { notRun, signalNumber } from './local';
+import type { JobLaunch, JobOutcome, Transport } from './types';
+
+export function shQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Runs "$1" (the job) in a new session with stdin from /dev/null; $2 is a trailer printed on stderr
+ * only when the job exits 255, so that code is told apart from ssh's own 255 (connection failure).
+ * The async list gets fd 3 (ssh's stdin) explicitly: without job control its stdin is /dev/null.
+ */
+export function remoteWrapper(graceTenths: number): string {
+  return [
+    'exec 3<&0',
+    'if command -v setsid >/dev/null 2>&1; then setsid /bin/sh -c "$1" </dev/null 3<&- & else /bin/sh -c "$1" </dev/null 3<&- & fi',
+    'p=$!',
+    '( while read -r l; do [ "$l" = TERM ] && break; done',
+    "  trap '' TERM",
+    '  kill -TERM -$p || kill -TERM $p || exit 0',
+    '  i=0',
+    `  while kill -0 -$p && [ $i -lt ${graceTenths} ]; do sleep 0.1; i=$((i+1)); done`,
+    '  kill -KILL -$p',
+    ') <&3 >/dev/null 2>&1 &',
+    'w=$!',
+    'exec 3<&-',
+    '{ wait $p; } 2>/dev/null; s=$?',
+    'kill -TERM $w 2>/dev/null; { wait $w; } 2>/dev/null',
+    '[ $s -eq 255 ] && printf \'%s\\n\' "$2" >&2',
+    'exit $s',
+  ].join('\n');
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** The one remote command string: make the workdir, export the environment, run the wrapper. */
+export function remoteCommand(job: JobLaunch, trailer: string, graceTenths: number): string {
+  const env = Object.entries(job.env);
+  for (const [k] of env) if (!ENV_NAME.test(k)) throw new Error(`environment variable name ${JSON.stringify(k)} is not allowed`);
+  const exports = env.length > 0 ? ` && export ${env.map(([k, v]) => `${k}=${shQuote(v)}`).join(' ')}` : '';
+  return `mkdir -p ${shQuote(job.workdir)} && cd ${shQuote(job.workdir)}${exports} && exec /bin/sh -c ${shQuote(remoteWrapper(graceTenths))} cm-exec ${shQuote(job.command)} ${trailer}`;
+}
+
+/** A counting semaphore: paces new connections so sshd's MaxStartups never drops one. */
+class Gate {
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
+  constructor(private readonly max: number) {}
+  async enter(): Promise<void> {
+    if (this.active < this.max) {
+      this.active += 1;
+      return;
+    }
+    await new Promise<void>((r) => this.waiting.push(r));
+  }
+  leave(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.active -= 1;
+  }
+}
+
+export interface SshTransportOptions {
+  hostKeyChecking?: 'accept-new' | 'yes';
+  configFile?: string;
+  connectTimeout?: number;
+  /** seconds between TERM and KILL of the remote group */
+  grace?: number;
+  /** concurrent master set-ups over all hosts */
+  maxSetups?: number;
+  /** seconds an idle master stays up (also bounds its life if cm-exec is killed) */
+  controlPersist?: number;
+  /** program to run (tests, wrappers); default `ssh` */
+  ssh?: string;
+}
+
+export class SshTransport implements Transport {
+  readonly name = 'ssh';
+  readonly controlDir: string;
+  private readonly masters = new Map<string, Promise<string | undefined>>();
+  private readonly masterArgs = new Map<string, string[]>();
+  private readonly gate: Gate;
+  private readonly trailer = `cm-exec-exit-255-${randomBytes(8).toString('hex')}`;
+  private readonly ssh: string;
+
+  constructor(private readonly opts: SshTransportOptions = {}) {
+    this.controlDir = mkdtempSync(join(tmpdir(), 'cm-exec-'));
+    this.gate = new Gate(opts.maxSetups ?? 8);
+    this.ssh = opts.ssh ?? 'ssh';
+  }
+
+  private argsFor(host: HostRecord): string[] {
+    const o: SshArgOptions = {
+      controlDir: this.controlDir,
+      controlPersist: this.opts.controlPersist ?? 60,
+      connectTimeout: this.opts.connectTimeout ?? 10,
+      hostKeyChecking: this.opts.hostKeyChecking ?? 'accept-new',
+      configFile: this.opts.configFile,
+    };
+    // ssh takes the first value of an option: LogLevel=ERROR keeps "Permanently added" notes out of job stderr
+    return ['-o', 'LogLevel=ERROR', ...sshArgs(host, o)];
+  }
+
+  /** One master per host, set up once; resolves to an error reason or undefined. */
+  private master(host: HostRecord, args: string[]): Promise<string | undefined> {
+    let p = this.masters.get(host.name);
+    if (!p) {
+      p = this.startMaster(host, args);
+      this.masters.set(host.name, p);
+      this.masterArgs.set(host.name, args);
+      // a failed set-up is tried again by the next job (the scheduler counts the failures)
+      void p.then((err) => {
+        if (err !== undefined) this.masters.delete(host.name);
+      });
+    }
+    return p;
+  }
+
+  private async startMaster(host: HostRecord, args: string[]): Promise<string | undefined> {
+    await this.gate.enter();
+    const errFile = join(this.controlDir, `${host.name}.master.err`);
+    const fd = openSync(errFile, 'w', 0o600);
+    try {
+      // -f: ssh backgrounds itself once authenticated; its stdout/stderr must not be our pipes, or
+      // the daemonised master would hold them open.
+      const code = await new Promise<number | null>((resolve) => {
+        const child = spawn(this.ssh, ['-f', '-N', ...args], { stdio: ['ignore', 'ignore', fd] });
+        child.on('error', () => resolve(null));
+        child.on('exit', (c) => resolve(c));
+      });
+      if (code === 0) return undefined;
+      const text = readFileSync(errFile, 'utf8').trim().split('\n').filter(Boolean);
+      return text.at(-1) ?? (code === null ? `cannot run ${this.ssh}` : `ssh exit ${code}`);
+    } finally {
+      closeSync(fd);
+      rmSync(errFile, { force: true });
+      this.gate.leave();
+    }
+  }
+
+  async run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
+    const start = new Date();
+    const args = this.argsFor(host);
+    const failed = await this.master(host, args);
+    if (failed !== undefined) return notRun(start, failed);
+    if (signal.aborted) return notRun(start, 'cancelled');
+    const grace = this.opts.grace ?? 2;
+    const remote = remoteCommand(job, this.trailer, Math.max(1, Math.round(grace * 10)));
+    const out = new OutputCapture(job.maxOutput, `${job.logBase}.stdout`);
+    const err = new OutputCapture(job.maxOutput, `${job.logBase}.stderr`);
+    return new Promise((resolve) => {
+      const child = spawn(this.ssh, [...args, remote], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let stopReason: string | undefined;
+      let timedOut = false;
+      const timers: NodeJS.Timeout[] = [];
+      child.stdin!.on('error', () => {});
+      const stop = (reason: string): void => {
+        if (stopReason !== undefined) return;
+        stopReason = reason;
+        child.stdin!.write('TERM\n');
+        // the remote wrapper escalates to KILL after the grace period; if the connection itself
+        // hangs, give up on it locally a little later
+        timers.push(setTimeout(() => child.kill('SIGKILL'), (grace + 10) * 1000));
+      };
+      const onAbort = (): void => stop('cancelled');
+      signal.addEventListener('abort', onAbort, { once: true });
+      if (job.timeout !== undefined) {
+        timers.push(
+          setTimeout(() => {
+            timedOut = true;
+            stop(`timeout after ${job.timeout}s`);
+          }, job.timeout * 1000),
+        );
+      }
+      child.stdout!.on('data', (c: Buffer) => out.push(c));
+      child.stderr!.on('data', (c: Buffer) => err.push(c));
+      let settled = false;
+      const finish = (o: JobOutcome): void => {
+        if (settled) return;
+        settled = true;
+        for (const t of timers) clearTimeout(t);
+        signal.removeEventListener('abort', onAbort);
+        resolve(o);
+      };
+      child.on('error', (e) => finish(notRun(start, `cannot run ${this.ssh}: ${e.message}`, out, err)));
+      child.on('close', (code, sig) => {
+        let exit = code;
+        let ran = true;
+        let reason = stopReason;
+        if (sig !== null) {
+          // only we kill ssh: the connection hung past the grace period
+          ran = stopReason !== undefined;
+          reason = stopReason ?? `ssh killed by ${sig}`;
+          exit = null;
+        } else if (code === 255) {
+          const marker = Buffer.from(`${this.trailer}\n`);
+          const tail = err.tail();
+          if (tail.length >= marker.length && tail.subarray(-marker.length).equals(marker)) {
+            err.dropTail(marker.length);
+          } else if (stopReason === undefined) {
+            ran = false;
+            const lines = tail.toString('utf8').trim().split('\n').filter(Boolean);
+            reason = lines.at(-1)?.replace(/\r$/, '') ?? 'connection lost';
+          }
+        }
+        const stdout = out.finish();
+        const stderr = err.finish();
+        if (!ran) {
+          finish({ ...notRun(start, reason ?? 'connection lost') });
+          return;
+        }
+        // a job we stopped died of our signal: name it (the remote shell only says 128+N)
+        const stoppedBy = stopReason !== undefined && exit !== null && exit > 128 ? sigName(exit - 128) : null;
+        finish({
+          ran: true,
+          exit,
+          signal: stoppedBy,
+          reason,
+          timedOut,
+          stdout,
+          stderr,
+          stdoutBytes: out.bytes,
+          stderrBytes: err.bytes,
+          truncated: out.truncated || err.truncated,
+          log: out.log ?? err.log,
+          start,
+          end: new Date(),
+        });
+      });
+    });
+  }
+
+  /** Closes every master (`ssh -O exit`) and removes the control directory. */
+  async close(): Promise<void> {
+    await Promise.all(
+      [...this.masterArgs.entries()].map(
+        ([name, args]) =>
+          new Promise<void>((resolve) => {
+            void this.masters.get(name);
+            const child = spawn(this.ssh, ['-O', 'exit', ...args], { stdio: 'ignore' });
+            const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+            child.on('error', () => resolve());
+            child.on('exit', () => {
+              clearTimeout(t);
+              resolve();
+            });
+          }),
+      ),
+    );
+    rmSync(this.controlDir, { recursive: true, force: true });
+  }
+}
+
+function sigName(n: number): string | null {
+  for (const name of ['SIGTERM', 'SIGKILL', 'SIGINT', 'SIGHUP']) if (signalNumber(name) === n) return name;
+  return null;
+}

@@ -1,0 +1,166 @@
+import os from 'node:os';
+import { CmError, ExitCode } from '@cm/protocol';
+import { EXIT_CODES, flag, intOpt, numOpt, runMain, str, type CommandIO, type DocoptArgs } from '@cm/cli';
+import { loadInventory } from '@cm/inventory';
+import { DEFAULT_TRANSPORT, execute, parseHalt, type HaltPolicy, type TransportName } from '@cm/exec';
+
+const USAGE = `
+cm-exec: run job records on the hosts of the inventory, over ssh, as slots and dependencies allow.
+
+Usage:
+  cm-exec [options]
+  cm-exec -h | --help
+
+Reads job records (from cm-plan, or written by hand) on stdin and writes event records on stdout:
+queued, started (host, attempt, transport, running), retry, host-down, and one final event per job:
+finished (exit code: 0 = done, else failed), gave-up (reason) or skipped (a dependency failed or
+never appeared). Other records pass through unchanged, in order. A job starts as soon as its deps
+have succeeded (its "after" jobs ended) and a slot is free; stdin is not read to the end first.
+
+Options:
+  -i FILE, --inventory FILE  inventory YAML (default: $CM_INVENTORY, ./cm.yaml, ... see docs/design.md)
+  -H SEL, --hosts SEL        use only these hosts: names, ranges th[1-4], @tag, comma-separated
+  -j N, --jobs N             at most N jobs running at once over all hosts (default: sum of slots)
+  --transport T              how commands reach a host: ssh (one multiplexed ssh per job) or
+                             persistent (long-lived sessions, per-job ssh where they cannot start)
+                             [default: ${DEFAULT_TRANSPORT}]
+  --retries N                run a failed command up to N more times (a job's retries wins) [default: 0]
+  --timeout SECS             default per-job timeout; the job's whole process group on the host is
+                             killed (TERM, then KILL after --grace)
+  --grace SECS               seconds between TERM and KILL [default: 2]
+  --halt POLICY              never | now,fail=N | soon,fail=N | now,fail=N% (of jobs seen so far):
+                             now cancels running jobs, soon lets them end; exit 5 [default: never]
+  --down-after N             connection failures in a row that mark a host down; a down host stays
+                             down for the run and its jobs move to other eligible hosts [default: 3]
+  --max-output BYTES         stdout and stderr bytes kept in each event [default: 1048576]
+  --logs DIR                 where whole outputs over the cap go: DIR/<job>.<attempt>.stdout|.stderr,
+                             named by the event's log (default: .cm/logs/<run>)
+  --run ID                   run id for jobs without one (default: from --resume's joblog, else
+                             YYYYmmdd-HHMMSS-xxxx); jobs work in .cm/runs/<run>/<job> on the host
+  --joblog FILE              append each final event to FILE (one NDJSON line, fsynced)
+  --resume                   with --joblog: jobs already final there are not run again; their
+                             events are re-emitted with "replayed": true
+  --strict-host-keys         only hosts already in known_hosts (default: accept new keys, refuse
+                             changed ones)
+  --ssh-config FILE          an ssh_config file for every connection (ssh -F)
+  --connect-timeout SECS     ssh ConnectTimeout [default: 10]
+  -n, --dry-run              check the input; print each job, its eligible hosts and deps as a table
+                             on stderr; run nothing, emit no events
+  -q, --quiet                nothing on stderr but errors
+  -v, --verbose              a line on stderr for every final event, retry and host-down
+
+Common options:
+  -h, --help                 show this help
+
+Notes:
+  A job runs with stdin from /dev/null, in its own session (setsid) on the host, with CM_JOB, CM_RUN,
+  CM_TASK and its env. A job killed by signal N reports exit 128+N (signal named when cm-exec sent it).
+  A connection failure (ssh exit 255 without the job's own exit) moves the job to another eligible
+  host without using a retry. SIGINT/SIGTERM stop starting jobs, kill running ones on their hosts and
+  end them gave-up "interrupted" (not written to the joblog, so --resume runs them again); halted jobs
+  likewise. EPIPE on stdout stops the same way and exits 0. The login shell on hosts must be POSIX.
+
+${EXIT_CODES}
+
+Examples:
+  cm-plan -f examples/assignment.cm | cm-exec | cm-reduce
+  cm-plan -d 'sim(i=1..1000)=./sim $i' +sim | cm-exec -H @rack1 --joblog sim.log | cm-reduce
+  cm-plan -f plan.cm | cm-exec --joblog run.log --resume | cm-reduce     # after a crash
+  cm-plan -f plan.cm | cm-exec --dry-run
+  cm-plan -f plan.cm | cm-exec --timeout 60 --halt now,fail=1 | jq -c 'select(.event=="finished")'
+`;
+
+interface Args {
+  inventory?: string;
+  hosts?: string;
+  jobs?: number;
+  transport: TransportName;
+  retries: number;
+  timeout?: number;
+  grace: number;
+  halt?: HaltPolicy;
+  downAfter: number;
+  maxOutput: number;
+  logs?: string;
+  run?: string;
+  joblog?: string;
+  resume: boolean;
+  strictHostKeys: boolean;
+  sshConfig?: string;
+  connectTimeout: number;
+  dryRun: boolean;
+  quiet: boolean;
+  verbose: boolean;
+}
+
+function toArgs(a: DocoptArgs): Args {
+  const transport = str(a, '--transport') ?? DEFAULT_TRANSPORT;
+  if (transport !== 'ssh' && transport !== 'persistent') {
+    throw new CmError(`--transport must be ssh or persistent, got ${JSON.stringify(transport)}`, ExitCode.USAGE);
+  }
+  const run = str(a, '--run');
+  if (run !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.:@+=,-]*$/.test(run)) throw new CmError(`--run ${JSON.stringify(run)} is not a valid id`, ExitCode.USAGE);
+  const args: Args = {
+    inventory: str(a, '--inventory'),
+    hosts: str(a, '--hosts'),
+    jobs: intOpt(a, '--jobs', { min: 1 }),
+    transport,
+    retries: intOpt(a, '--retries') ?? 0,
+    timeout: numOpt(a, '--timeout'),
+    grace: numOpt(a, '--grace') ?? 2,
+    halt: parseHalt(str(a, '--halt')),
+    downAfter: intOpt(a, '--down-after', { min: 1 }) ?? 3,
+    maxOutput: intOpt(a, '--max-output') ?? 1048576,
+    logs: str(a, '--logs'),
+    run,
+    joblog: str(a, '--joblog'),
+    resume: flag(a, '--resume'),
+    strictHostKeys: flag(a, '--strict-host-keys'),
+    sshConfig: str(a, '--ssh-config'),
+    connectTimeout: intOpt(a, '--connect-timeout', { min: 1 }) ?? 10,
+    dryRun: flag(a, '--dry-run'),
+    quiet: flag(a, '--quiet'),
+    verbose: flag(a, '--verbose'),
+  };
+  if (args.resume && !args.joblog) throw new CmError('--resume needs --joblog FILE', ExitCode.USAGE);
+  if (args.timeout === 0) throw new CmError('--timeout must be > 0', ExitCode.USAGE);
+  return args;
+}
+
+export async function run(argv: DocoptArgs, io: CommandIO): Promise<number> {
+  const args = toArgs(argv);
+  const inventory = await loadInventory({ path: args.inventory, env: io.env, cwd: io.cwd });
+  const hosts = inventory.select(args.hosts);
+  const names = new Set(hosts.map((h) => h.name));
+  return execute(
+    {
+      hosts,
+      // a pin names hosts of the inventory; only those also selected by --hosts are eligible
+      select: (pin) => inventory.select(pin).filter((h) => names.has(h.name)),
+      transport: args.transport,
+      jobs: args.jobs,
+      retries: args.retries,
+      timeout: args.timeout,
+      grace: args.grace,
+      halt: args.halt,
+      downAfter: args.downAfter,
+      maxOutput: args.maxOutput,
+      logs: args.logs,
+      run: args.run,
+      joblog: args.joblog,
+      resume: args.resume,
+      strictHostKeys: args.strictHostKeys,
+      sshConfig: args.sshConfig,
+      connectTimeout: args.connectTimeout,
+      dryRun: args.dryRun,
+      quiet: args.quiet,
+      verbose: args.verbose,
+      progress: (io.stderr as NodeJS.WriteStream).isTTY === true,
+      home: io.env.HOME && io.env.HOME !== '' ? io.env.HOME : os.homedir(),
+      cwd: io.cwd,
+    },
+    io,
+  );
+}
+
+runMain('cm-exec', USAGE, run);
