@@ -4,7 +4,7 @@
 import { readFile, writeFile, mkdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
-import { CmError, ExitCode, type HostRecord, type RecordWriter } from '@cm/protocol';
+import { CmError, ExitCode, type HostRecord, type MachineRecord, type RecordWriter } from '@cm/protocol';
 import type { InventoryFile } from '@cm/inventory';
 import { describeState, parseStatus, RUNNING, type MachineState } from './status';
 import { hostFields, renderSshConfig, sshConfigFromOutput, type SshConfigEntry } from './ssh-config';
@@ -42,16 +42,6 @@ export interface UpOptions {
   prefix: string;
   /** let Vagrant download a box that is not installed */
   download: boolean;
-}
-
-/** One machine as Vagrant sees it: the stdout record of status, halt, destroy... */
-export interface MachineRecord {
-  kind: 'machine';
-  v: 1;
-  name: string;
-  state: string;
-  provider?: string;
-  dir: string;
 }
 
 const warn = (ctx: VagrantContext, msg: string): void => {
@@ -181,7 +171,15 @@ export async function up(ctx: VagrantContext, opts: UpOptions): Promise<number> 
 
   // vagrant runs in the folder (even `box list`): it must exist first.
   await mkdir(ctx.dir, { recursive: true });
-  if (!opts.download) {
+  // Each vagrant call costs seconds (Ruby start, provider probes): ask once what exists, then act
+  // only on what needs it, and ask again only when something went wrong.
+  let before: MachineState[] = [];
+  if (!fresh && current.nodes.length > 0) {
+    before = await status(ctx, current.nodes);
+  }
+  const stateOf = (name: string): string => before.find((m) => m.name === name)?.state ?? 'not_created';
+
+  if (!opts.download && mine.some((n) => stateOf(n) === 'not_created')) {
     const res = await ctx.vagrant.run(['box', 'list']);
     check('box list', res);
     const boxes = boxList(res);
@@ -196,33 +194,47 @@ export async function up(ctx: VagrantContext, opts: UpOptions): Promise<number> 
     }
   }
 
-  if (removed.length > 0) {
-    ctx.progress?.write(`cm-vagrant: scaling down: destroying ${removed.join(' ')}\n`);
-    const res = await ctx.vagrant.run(['destroy', '-f', ...removed], { progress: ctx.progress });
-    const after = await status(ctx, removed);
+  const doomed = removed.filter((n) => stateOf(n) !== 'not_created');
+  if (doomed.length > 0) {
+    ctx.progress?.write(`cm-vagrant: scaling down: destroying ${doomed.join(' ')}\n`);
+    const res = await ctx.vagrant.run(['destroy', '-f', ...doomed], { progress: ctx.progress });
+    const after = await status(ctx, doomed);
     await syncInventory(ctx, current, after);
     check('destroy', res);
+    const left = after.filter((m) => m.state !== 'not_created');
+    if (left.length > 0) throw new CmError(`scaling down: ${left.map((m) => `${m.name} is still ${describeState(m)}`).join(', ')}`, VagrantExit.STUCK);
   }
+  const gone = removed.filter((n) => !doomed.includes(n));
+  if (gone.length > 0) await syncInventory(ctx, current, gone.map((name) => ({ name, state: 'not_created' })));
 
   await writeAtomic(file, updateVagrantfile(text, settings, file));
 
-  const res = await ctx.vagrant.run(['up', `--provider=${provider}`, ...mine], { progress: ctx.progress });
-  const states = await status(ctx, mine).catch((err: unknown) => {
-    // The status of a provider that cannot run says nothing useful: report vagrant up's own error.
-    if (res.error) throw vagrantError('up', res.error);
-    throw err;
-  });
+  const starting = mine.filter((n) => stateOf(n) !== RUNNING);
+  let res: VagrantResult | undefined;
+  if (starting.length > 0) res = await ctx.vagrant.run(['up', `--provider=${provider}`, ...starting], { progress: ctx.progress });
+  const failed = res !== undefined && (res.error !== undefined || res.code !== 0);
+  const states = failed
+    ? await status(ctx, mine).catch((err: unknown) => {
+        // The status of a provider that cannot run says nothing useful: report vagrant up's own error.
+        if (res?.error) throw vagrantError('up', res.error);
+        throw err;
+      })
+    : mine.map((name) => ({ name, state: RUNNING }));
   const { hosts, missing } = await syncInventory(ctx, settings, states);
   for (const h of hosts) await ctx.writer.write(h);
-  if (res.error) throw vagrantError('up', res.error);
-  const stuck = states.filter((m) => m.state !== RUNNING);
+  if (res?.error) throw vagrantError('up', res.error);
+  let stuck = states.filter((m) => m.state !== RUNNING);
+  if (stuck.length === 0 && missing.length > 0) {
+    // Vagrant said they were up but has no ssh-config for them: ask what they are.
+    stuck = (await status(ctx, missing)).filter((m) => m.state !== RUNNING);
+  }
   if (stuck.length > 0) {
     throw new CmError(
       `after vagrant up, ${stuck.map((m) => `${m.name} is ${describeState(m)}`).join(', ')}; see vagrant status in ${ctx.dir}`,
       VagrantExit.STUCK,
     );
   }
-  if (res.code !== 0) check('up', res);
+  if (res && res.code !== 0) check('up', res);
   if (missing.length > 0) {
     throw new CmError(`vagrant gave no ssh-config for ${missing.join(', ')}, left out of the inventory`, VagrantExit.NOT_RUNNING);
   }
@@ -249,7 +261,7 @@ export function boxList(res: VagrantResult): BoxEntry[] {
 export async function machineStatus(ctx: VagrantContext, names: string[]): Promise<number> {
   const { settings } = await loadSettings(ctx);
   const states = await status(ctx, selectNames(settings, names));
-  for (const m of states) await ctx.writer.write(machineRecord(ctx, m) as never);
+  for (const m of states) await ctx.writer.write(machineRecord(ctx, m));
   return ExitCode.OK;
 }
 
@@ -261,7 +273,7 @@ export async function lifecycle(ctx: VagrantContext, action: 'halt' | 'suspend' 
   const states = await status(ctx, chosen);
   // A machine that comes back may come back at a new address.
   if (action === 'resume' || action === 'reload') await syncInventory(ctx, settings, states);
-  for (const m of states) await ctx.writer.write(machineRecord(ctx, m) as never);
+  for (const m of states) await ctx.writer.write(machineRecord(ctx, m));
   check(action, res);
   return ExitCode.OK;
 }
@@ -276,7 +288,7 @@ export async function destroy(ctx: VagrantContext, names: string[]): Promise<num
   let changed = false;
   for (const m of states) if (m.state === 'not_created' && present.has(m.name)) changed = inv.removeHost(m.name) || changed;
   if (changed) await inv.save();
-  for (const m of states) await ctx.writer.write(machineRecord(ctx, m) as never);
+  for (const m of states) await ctx.writer.write(machineRecord(ctx, m));
   check('destroy', res);
   const left = states.filter((m) => m.state !== 'not_created');
   if (left.length > 0) throw new CmError(`still there after vagrant destroy: ${left.map((m) => `${m.name} (${describeState(m)})`).join(', ')}`, VagrantExit.STUCK);
