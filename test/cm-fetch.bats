@@ -30,10 +30,17 @@ setup() {
   export TMPDIR=$BATS_TEST_TMPDIR/tmp
 }
 
-@test "fetches all 40 results with matching sha256, passes every event through in order" {
+logins() { # logins H: ssh logins th$H has accepted so far
+  grep -c 'Accepted publickey' "$(dirname "$(cm_host_home "th$1")")/log"
+}
+
+@test "fetches all 40 results with matching sha256 over one connection per host, passes every event through in order" {
+  before=$(for h in 1 2 3; do logins $h; done)
   run --separate-stderr cm-fetch --transfers 6 --dir results <"$BATS_FILE_TMPDIR/events.ndjson"
   assert_equal "$status" 0
   assert_equal "$stderr" ""
+  after=$(for h in 1 2 3; do logins $h; done)
+  assert_equal "$(paste <(echo "$before") <(echo "$after") | awk '{ print $2 - $1 }' | tr '\n' ' ')" "1 1 1 "
   # events unchanged and in their order; one ok fetch record per job
   assert_equal "$(grep '"kind":"event"' <<<"$output")" "$(cat "$BATS_FILE_TMPDIR/events.ndjson")"
   assert_equal "$(grep -c '"kind":"fetch"' <<<"$output")" 40
