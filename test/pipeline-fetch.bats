@@ -1,0 +1,79 @@
+#!/usr/bin/env bats
+# The whole data path on real test hosts: cm-plan | cm-exec | cm-fetch | cm-reduce.
+
+load helpers/common
+load helpers/hosts
+
+setup_file() {
+  cm_hosts_start 3 4
+}
+
+teardown_file() {
+  cm_hosts_stop
+}
+
+setup() {
+  mkdir -p "$BATS_TEST_TMPDIR/work"
+  cd "$BATS_TEST_TMPDIR/work" || return 1
+}
+
+@test "40 jobs write result files remotely: all fetched, checksums match, exact sum, partial value before the slow job ends" {
+  cat >plan.cm <<'EOF'
+@result(out.txt)
+@outputs(out.txt)
+def w(i=1..40):
+    echo $((1000000000000000 + i)) > out.txt
+def slow():
+    sleep 4; echo 5
++w + slow
+EOF
+  run --separate-stderr bash -o pipefail -c 'cm-plan -f plan.cm --run pf1 | cm-exec -q | cm-fetch --dir results | cm-reduce --partial'
+  assert_equal "$status" 0
+  assert_equal "$(jq -c 'select(.kind == "fetch") | .ok' <<<"$output" | sort | uniq -c | awk '{ print $1, $2 }')" "40 true"
+  # checksums in the fetch records are those of the files on the hosts
+  for h in 1 2 3; do
+    cm_ssh "th$h" 'cd .cm/runs/pf1 2>/dev/null && sha256sum */out.txt || true'
+  done | awk '{ print $1, $2 }' | sort >remote.sums
+  jq -r 'select(.kind == "fetch") | .files[] | "\(.sha256) \(.path)"' <<<"$output" | sed "s|$PWD/results/pf1/||" | sort >claimed.sums
+  assert_equal "$(wc -l <remote.sums)" 40
+  assert_equal "$(cat claimed.sums)" "$(cat remote.sums)"
+  # sum of 10^15 + i for i = 1..40, plus 5: beyond 2^53, exact
+  assert_equal "$(jq -c 'select(.kind == "value" and .partial == false) | [.value, .have, .want, .final]' <<<"$output")" '["40000000000000825",41,41,true]'
+  # streaming: the first partial value is in the stream before the slow job's finished event
+  first_partial=$(jq -r 'select(.kind != "reduce") | (.kind + ":" + (.event // "") + ":" + (.job // "") + ":" + ((.partial // "") | tostring))' <<<"$output" | grep -n '^value:::true' | head -1 | cut -d: -f1)
+  slow_done=$(jq -r 'select(.kind != "reduce") | (.kind + ":" + (.event // "") + ":" + (.job // ""))' <<<"$output" | grep -n '^event:finished:slow$' | cut -d: -f1)
+  [[ -n $first_partial && -n $slow_done ]]
+  ((first_partial < slow_done))
+}
+
+@test "a job listing ../../x and a symlink to /etc in its outputs: refused, nothing outside the results tree, the rest fetched" {
+  cat >plan.cm <<'EOF'
+@outputs(../../x, etc, ok.txt)
+def evil():
+    echo 7 > ../../x; ln -s /etc etc; echo fine > ok.txt
+evil
+EOF
+  run --separate-stderr bash -c 'cm-plan -f plan.cm --run pf2 | cm-exec -q | cm-fetch --dir results'
+  assert_equal "$status" 1
+  rec=$(jq -c 'select(.kind == "fetch")' <<<"$output")
+  assert_equal "$(jq -r '.ok' <<<"$rec")" false
+  [[ $(jq -r .error <<<"$rec") == *'refused output "../../x": leaves the job directory'* ]]
+  [[ $(jq -r .error <<<"$rec") == *'refused "etc": a symlink (to "/etc")'* ]]
+  assert_equal "$(cat results/pf2/evil/ok.txt)" fine
+  assert_equal "$(cd "$BATS_TEST_TMPDIR" && find . -mindepth 1 ! -name 'separate-stderr-*' | sort | tr '\n' ' ')" \
+    "./work ./work/plan.cm ./work/results ./work/results/pf2 ./work/results/pf2/evil ./work/results/pf2/evil/ok.txt "
+}
+
+@test "stage-in: an input file reaches the hosts before the jobs that read it" {
+  seq 1 1000 >numbers.txt
+  cat >plan.cm <<'EOF'
+@inputs(numbers.txt)
+def count(i=1..6):
+    wc -l < numbers.txt
++count
+EOF
+  run --separate-stderr bash -o pipefail -c 'cm-plan -f plan.cm --run pf3 | cm-fetch --stage-in | cm-exec -q | cm-fetch | cm-reduce'
+  assert_equal "$status" 0
+  assert_equal "$(jq -c 'select(.kind == "value") | .value' <<<"$output")" 6000
+  assert_equal "$(jq -c 'select(.kind == "fetch" and .direction == "in") | .ok' <<<"$output" | sort -u)" true
+}
