@@ -219,6 +219,8 @@ function spacingKey(line: string): string {
  * yaml re-prints untouched lines with its own spacing (`a: 1   # c` becomes `a: 1 # c`). Lines
  * whose content is unchanged get the user's bytes back, so an edit shows up as a one-line diff.
  */
+const COMMENTED = /^(\s*[A-Za-z0-9_][^:#'"]*:)(\s[^#'"]*?)(\s+)(#.*)$/;
+
 function keepSpacing(original: string, printed: string): string {
   const pool = new Map<string, string[]>();
   for (const line of original.split('\n')) {
@@ -228,9 +230,18 @@ function keepSpacing(original: string, printed: string): string {
     if (list) list.push(line);
     else pool.set(key, [line]);
   }
+  // A changed value keeps the gap before its comment: `slots: 4    # cores` -> `slots: 8    # cores`.
+  const gaps = new Map<string, string>();
+  for (const line of original.split('\n')) {
+    const m = COMMENTED.exec(line);
+    if (m) gaps.set(`${m[1]}\u0000${m[4]}`, m[3] as string);
+  }
   const lines = printed.split('\n').map((line) => {
     const list = pool.get(spacingKey(line));
-    return list && list.length > 0 ? (list.shift() as string) : line;
+    if (list && list.length > 0) return list.shift() as string;
+    const m = COMMENTED.exec(line);
+    const gap = m ? gaps.get(`${m[1]}\u0000${m[4]}`) : undefined;
+    return m && gap !== undefined ? `${m[1]}${m[2]}${gap}${m[4]}` : line;
   });
   let text = lines.join('\n');
   if (!original.endsWith('\n') && original !== '' && text.endsWith('\n')) text = text.slice(0, -1);
