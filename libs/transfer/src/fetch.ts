@@ -10,20 +10,21 @@ import { shQuote, type Connections } from './connections';
 import { ensureDirs, safeJoin, safeRelative, UnsafePathError } from './paths';
 import { readTar, TarFormatError, type BodySink, type TarEntry, type TarHandler } from './tar';
 
-/** Exit code of the fetch script when the job directory does not exist. */
-const NO_WORKDIR = 97;
 const SUMS_MARK = 'cm-sha256\n';
 const NO_SUMS_MARK = 'cm-nosha\n';
 
-/** The shell script run on the host (POSIX sh: the login shell may be anything). */
-export function fetchScript(workdir: string, names: string[], verify: boolean): string {
-  const list = names.map((n) => shQuote(`./${n}`)).join(' ');
+/**
+ * The shell script run on the host (POSIX sh: the login shell may be anything), in the login
+ * directory: names that exist go to one `tar -cf -`, the others are reported on stderr; with
+ * verify, sha256sum of every file follows the archive on stdout.
+ */
+export function fetchScript(paths: string[], verify: boolean): string {
+  const list = paths.map((n) => shQuote(`./${n}`)).join(' ');
   const sums = verify
     ? `if command -v sha256sum >/dev/null 2>&1; then printf 'cm-sha256\\n'; find "$@" -type f -exec sha256sum {} +; else printf 'cm-nosha\\n'; fi; `
     : '';
   return (
-    `cd -- ${shQuote(workdir)} || exit ${NO_WORKDIR}; set --; ` +
-    `for f in ${list}; do if [ -e "$f" ] || [ -h "$f" ]; then set -- "$@" "$f"; else printf 'cm-missing %s\\n' "$f" >&2; fi; done; ` +
+    `set --; for f in ${list}; do if [ -e "$f" ] || [ -h "$f" ]; then set -- "$@" "$f"; else printf 'cm-missing %s\\n' "$f" >&2; fi; done; ` +
     `[ "$#" -gt 0 ] || exit 0; tar -cf - "$@"; s=$?; ${sums}exit $s`
   );
 }
@@ -217,54 +218,6 @@ export interface FetchOutcome {
 /** An attempt that may succeed if repeated (connection lost, stream cut, checksum mismatch). */
 class Transient extends Error {}
 
-export async function fetchOutputs(conns: Connections, job: FetchJob, opts: FetchOptions): Promise<FetchOutcome> {
-  const errors: string[] = [];
-  const names: string[] = [];
-  const declared = [...job.outputs];
-  if (job.result !== undefined && job.result !== 'stdout' && !declared.includes(job.result)) declared.push(job.result);
-  for (const name of declared) {
-    try {
-      const clean = safeRelative(name);
-      if (!names.includes(clean)) names.push(clean);
-    } catch (err) {
-      errors.push(`refused output ${(err as Error).message}`);
-    }
-  }
-  let root: string;
-  try {
-    root = safeJoin(path.resolve(opts.dir), path.posix.join(safeRelative(job.run), safeRelative(job.job)));
-  } catch (err) {
-    return { ok: false, files: [], attempt: 1, error: `bad run or job id: ${(err as Error).message}` };
-  }
-  if (names.length === 0) return { ok: errors.length === 0, files: [], attempt: 1, error: errors.join('; ') || undefined };
-
-  let attempt = 0;
-  for (;;) {
-    attempt += 1;
-    const ex = new SafeExtractor(root);
-    try {
-      await ensureDirs(path.resolve(opts.dir), path.posix.join(job.run, job.job));
-      const got = await attemptFetch(conns, job, names, ex, opts);
-      const committed = await ex.commit();
-      const files: FetchedFile[] = committed.files.map((f) => ({ remote: path.posix.join(job.workdir, f.rel), path: f.path, size: f.size, sha256: f.sha256 }));
-      const all = [...errors, ...got.problems, ...ex.refused, ...committed.errors];
-      const resultRel = job.result !== undefined && job.result !== 'stdout' ? safeRelativeOrNull(job.result) : null;
-      const resultFile = resultRel ? committed.files.find((f) => f.rel === resultRel) : undefined;
-      if (resultRel && !resultFile) all.push(`result file ${JSON.stringify(job.result)} was not fetched`);
-      return { ok: all.length === 0, files, result: resultFile?.path, attempt, error: all.length ? all.join('; ') : undefined };
-    } catch (err) {
-      await ex.discard();
-      const transient = err instanceof Transient || err instanceof TarFormatError;
-      if (!transient || attempt > opts.retries || opts.signal?.aborted) {
-        return { ok: false, files: [], attempt, error: [...errors, (err as Error).message].join('; ') };
-      }
-      if (err instanceof Transient && err.message.includes('connection')) conns.reset(job.host);
-      const wait = opts.backoff ? opts.backoff(attempt) : 250 * attempt;
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    }
-  }
-}
-
 function safeRelativeOrNull(name: string): string | null {
   try {
     return safeRelative(name);
@@ -273,11 +226,150 @@ function safeRelativeOrNull(name: string): string | null {
   }
 }
 
-async function attemptFetch(conns: Connections, job: FetchJob, names: string[], ex: SafeExtractor, opts: FetchOptions): Promise<{ problems: string[] }> {
-  const { child, viaSsh } = await conns.spawn(job.host, fetchScript(job.workdir, names, opts.verify));
+/** One job of a batch: its checked names, where they go, and what went wrong before any transfer. */
+interface Slot {
+  job: FetchJob;
+  /** the job directory as archive names start (normalised, relative) */
+  prefix: string;
+  names: string[];
+  root: string;
+  errors: string[];
+  ex: SafeExtractor;
+  missing: string[];
+}
+
+export async function fetchOutputs(conns: Connections, job: FetchJob, opts: FetchOptions): Promise<FetchOutcome> {
+  return (await fetchBatch(conns, job.host, [job], opts))[0] as FetchOutcome;
+}
+
+/**
+ * Fetches the outputs of several jobs of one host in one `tar` stream: when jobs finish faster than
+ * transfers go, the queue of a host is sent as one batch, so the per-transfer cost (a session, a
+ * shell, tar, sha256sum) is paid once per batch instead of once per job.
+ */
+export async function fetchBatch(conns: Connections, host: HostRecord, jobs: FetchJob[], opts: FetchOptions): Promise<FetchOutcome[]> {
+  const outcomes: Array<FetchOutcome | undefined> = jobs.map(() => undefined);
+  const slots: Array<Slot & { i: number }> = [];
+  jobs.forEach((job, i) => {
+    const errors: string[] = [];
+    const names: string[] = [];
+    const declared = [...job.outputs];
+    if (job.result !== undefined && job.result !== 'stdout' && !declared.includes(job.result)) declared.push(job.result);
+    for (const name of declared) {
+      try {
+        const clean = safeRelative(name);
+        if (!names.includes(clean)) names.push(clean);
+      } catch (err) {
+        errors.push(`refused output ${(err as Error).message}`);
+      }
+    }
+    let root: string;
+    let prefix: string;
+    try {
+      root = safeJoin(path.resolve(opts.dir), path.posix.join(safeRelative(job.run), safeRelative(job.job)));
+    } catch (err) {
+      outcomes[i] = { ok: false, files: [], attempt: 1, error: `bad run or job id: ${(err as Error).message}` };
+      return;
+    }
+    try {
+      prefix = safeRelative(job.workdir);
+    } catch (err) {
+      outcomes[i] = { ok: false, files: [], attempt: 1, error: `workdir must be a path below the login directory: ${(err as Error).message}` };
+      return;
+    }
+    if (names.length === 0) {
+      outcomes[i] = { ok: errors.length === 0, files: [], attempt: 1, error: errors.join('; ') || undefined };
+      return;
+    }
+    slots.push({ i, job, prefix, names, root, errors, ex: new SafeExtractor(root), missing: [] });
+  });
+
+  let attempt = 0;
+  while (slots.length > 0) {
+    attempt += 1;
+    for (const s of slots) {
+      s.ex = new SafeExtractor(s.root);
+      s.missing = [];
+    }
+    try {
+      for (const s of slots) await ensureDirs(path.resolve(opts.dir), path.posix.join(s.job.run, s.job.job));
+      await attemptBatch(conns, host, slots, opts);
+      for (const s of slots) {
+        const committed = await s.ex.commit();
+        const files: FetchedFile[] = committed.files.map((f) => ({ remote: path.posix.join(s.job.workdir, f.rel), path: f.path, size: f.size, sha256: f.sha256 }));
+        const all = [...s.errors, ...s.missing, ...s.ex.refused, ...committed.errors];
+        const resultRel = s.job.result !== undefined && s.job.result !== 'stdout' ? safeRelativeOrNull(s.job.result) : null;
+        const resultFile = resultRel ? committed.files.find((f) => f.rel === resultRel) : undefined;
+        if (resultRel && !resultFile) all.push(`result file ${JSON.stringify(s.job.result)} was not fetched`);
+        outcomes[s.i] = { ok: all.length === 0, files, result: resultFile?.path, attempt, error: all.length ? all.join('; ') : undefined };
+      }
+      break;
+    } catch (err) {
+      await Promise.all(slots.map((s) => s.ex.discard()));
+      const transient = err instanceof Transient || err instanceof TarFormatError;
+      if (!transient || attempt > opts.retries || opts.signal?.aborted) {
+        for (const s of slots) outcomes[s.i] = { ok: false, files: [], attempt, error: [...s.errors, (err as Error).message].join('; ') };
+        break;
+      }
+      if (err instanceof Transient && err.message.includes('connection')) conns.reset(host);
+      const wait = opts.backoff ? opts.backoff(attempt) : 250 * attempt;
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+  return outcomes as FetchOutcome[];
+}
+
+/** Sends each archive entry to the extractor of the job whose directory holds it. */
+class Router implements TarHandler {
+  private current?: SafeExtractor;
+  readonly unrouted: string[] = [];
+  constructor(private readonly slots: Slot[]) {}
+
+  /** the slot and the name inside its job directory */
+  route(name: string): { slot: Slot; rel: string } | null {
+    let rel: string;
+    try {
+      rel = safeRelative(name);
+    } catch {
+      return null;
+    }
+    let best: Slot | null = null;
+    for (const s of this.slots) {
+      if (rel.startsWith(`${s.prefix}/`) && (!best || s.prefix.length > best.prefix.length)) best = s;
+    }
+    return best ? { slot: best, rel: rel.slice(best.prefix.length + 1) } : null;
+  }
+
+  async entry(e: TarEntry): Promise<BodySink | null> {
+    this.current = undefined;
+    const r = this.route(e.name);
+    if (!r) {
+      // The job directory itself, or a name no job of the batch asked for: never written.
+      if (!this.slots.some((s) => safeRelativeOrNull(e.name) === s.prefix)) this.unrouted.push(e.name);
+      return null;
+    }
+    let linkname = e.linkname;
+    if (e.type === 'hardlink') {
+      const l = this.route(e.linkname);
+      linkname = l && l.slot === r.slot ? l.rel : `../${e.linkname}`;
+    }
+    this.current = r.slot.ex;
+    return r.slot.ex.entry({ ...e, name: r.rel, linkname });
+  }
+
+  async entryEnd(e: TarEntry): Promise<void> {
+    if (this.current) await this.current.entryEnd(e);
+    this.current = undefined;
+  }
+}
+
+async function attemptBatch(conns: Connections, host: HostRecord, slots: Slot[], opts: FetchOptions): Promise<void> {
+  const paths = slots.flatMap((s) => s.names.map((n) => `${s.prefix}/${n}`));
+  const router = new Router(slots);
+  const { child, viaSsh } = await conns.spawn(host, fetchScript(paths, opts.verify));
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => {
-    if (stderr.length < 16384) stderr += c.toString('utf8');
+    if (stderr.length < 65536) stderr += c.toString('utf8');
   });
   const exited = new Promise<{ code: number | null; sig: NodeJS.Signals | null }>((resolve) => {
     child.on('close', (code, sig) => resolve({ code, sig }));
@@ -300,39 +392,50 @@ async function attemptFetch(conns: Connections, job: FetchJob, names: string[], 
         yield c;
       }
     })();
-    trailer = await readTar(source, ex);
+    trailer = await readTar(source, router);
   } catch (err) {
     streamError = err as Error;
     child.kill('SIGTERM');
   }
   const { code, sig } = await exited;
   opts.signal?.removeEventListener('abort', abort);
-  const missing = [...stderr.matchAll(/^cm-missing \.\/(.*)$/gm)].map((m) => `missing ${JSON.stringify(m[1])} (not on ${job.host.name})`);
+  let missingCount = 0;
+  for (const m of stderr.matchAll(/^cm-missing \.\/(.*)$/gm)) {
+    const r = router.route(m[1] as string);
+    if (r) {
+      r.slot.missing.push(`missing ${JSON.stringify(r.rel)} (not on ${host.name})`);
+      missingCount += 1;
+    }
+  }
   const detail = stderr
     .split('\n')
     .filter((l) => l.trim() !== '' && !l.startsWith('cm-missing '))
     .slice(0, 3)
     .join(' / ');
-  if (code === NO_WORKDIR) throw new Error(`job directory ${JSON.stringify(job.workdir)} not found on ${job.host.name}`);
-  if (viaSsh && code === 255) throw new Transient(`ssh connection to ${job.host.name} failed${detail ? `: ${detail}` : ''}`);
-  if (!sawBytes && code === 0 && missing.length > 0 && streamError) return { problems: missing };
+  if (viaSsh && code === 255) throw new Transient(`ssh connection to ${host.name} failed${detail ? `: ${detail}` : ''}`);
+  // Nothing there at all: the script exits 0 before tar, with every name reported missing.
+  if (!sawBytes && code === 0 && missingCount === paths.length) return;
   if (streamError) {
-    if (streamError instanceof TarFormatError || sig) throw new Transient(`transfer from ${job.host.name} broke: ${streamError.message}${detail ? ` (${detail})` : ''}`);
+    if (streamError instanceof TarFormatError || sig) throw new Transient(`transfer from ${host.name} broke: ${streamError.message}${detail ? ` (${detail})` : ''}`);
     throw streamError;
   }
   // GNU tar: 1 = a file changed while read (the checksums below decide), 2 = fatal.
-  if (code !== 0 && code !== 1) throw new Transient(`tar on ${job.host.name} exited with ${code ?? sig}${detail ? `: ${detail}` : ''}`);
-  if (opts.verify) verifySums(ex, (trailer ?? Buffer.alloc(0)).toString('utf8'), job.host.name);
-  return { problems: missing };
+  if (code !== 0 && code !== 1) throw new Transient(`tar on ${host.name} exited with ${code ?? sig}${detail ? `: ${detail}` : ''}`);
+  if (router.unrouted.length > 0) {
+    for (const s of slots) s.ex.refused.push(`refused ${router.unrouted.length} archive entries outside the batch's job directories`);
+  }
+  if (opts.verify) verifySums(slots, (trailer ?? Buffer.alloc(0)).toString('utf8'), host.name);
 }
 
-function verifySums(ex: SafeExtractor, trailer: string, hostName: string): void {
+function verifySums(slots: Slot[], trailer: string, hostName: string): void {
   const text = trailer.replace(/^\0+/, '');
   if (text.startsWith(NO_SUMS_MARK)) return;
   if (!text.startsWith(SUMS_MARK)) throw new Transient(`no checksums came back from ${hostName}`);
   const sums = parseSums(text.slice(SUMS_MARK.length));
-  for (const p of ex.pending.values()) {
-    const remote = sums.get(p.rel);
-    if (remote !== p.sha256) throw new Transient(`${p.rel}: sha256 ${p.sha256.slice(0, 12)}... differs from the remote ${remote ? `${remote.slice(0, 12)}...` : '(none)'}`);
+  for (const s of slots) {
+    for (const p of s.ex.pending.values()) {
+      const remote = sums.get(`${s.prefix}/${p.rel}`);
+      if (remote !== p.sha256) throw new Transient(`${p.rel}: sha256 ${p.sha256.slice(0, 12)}... differs from the remote ${remote ? `${remote.slice(0, 12)}...` : '(none)'}`);
+    }
   }
 }

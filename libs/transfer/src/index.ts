@@ -4,3 +4,4 @@ export * from './connections';
 export * from './fetch';
 export * from './stage';
 export * from './limit';
+export * from './queue';

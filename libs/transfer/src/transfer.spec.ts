@@ -162,7 +162,7 @@ describe('remote script and checksums', () => {
   it('runs with sh and produces an archive plus sums', () => {
     const wd = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
     writeFileSync(path.join(wd, "it's"), 'q');
-    const out = execFileSync('sh', ['-c', fetchScript(wd, ["it's", 'gone'], true)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = execFileSync('sh', ['-c', fetchScript(["it's", 'gone'], true)], { cwd: wd, stdio: ['ignore', 'pipe', 'pipe'] });
     const text = out.toString('latin1');
     expect(text).toContain('cm-sha256\n');
     expect(parseSums(text.slice(text.indexOf('cm-sha256\n') + 10)).get("it's")).toBe(sha('q'));
@@ -195,5 +195,34 @@ describe('Limiter', () => {
     );
     expect(max).toBe(3);
     expect(maxKey).toBe(2);
+  });
+});
+
+describe('fetchBatch on a local host (real sh and tar)', () => {
+  it('routes each job its own files, refuses hostile names per job, reports missing ones', async () => {
+    const { Connections } = await import('./connections');
+    const { fetchBatch } = await import('./fetch');
+    const home = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const dest = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    for (const j of ['a', 'b', 'c']) {
+      mkdirSync(path.join(home, '.cm/runs/r', j, 'd'), { recursive: true });
+      writeFileSync(path.join(home, '.cm/runs/r', j, 'v.txt'), `${j}\n`);
+      writeFileSync(path.join(home, '.cm/runs/r', j, 'd/x'), `x${j}`);
+    }
+    symlinkSync('/etc', path.join(home, '.cm/runs/r/b/etc'));
+    const conns = new Connections({ home });
+    const host = { kind: 'host' as const, v: 1 as const, name: 'lap', address: 'localhost', local: true, slots: 1, tags: [] };
+    const job = (j: string, outputs: string[]) => ({ job: j, run: 'r', host, workdir: `.cm/runs/r/${j}`, outputs, result: 'v.txt' });
+    const outs = await fetchBatch(conns, host, [job('a', ['d']), job('b', ['etc', '../a/v.txt']), job('c', ['nope'])], { dir: dest, retries: 0, verify: true });
+    await conns.close();
+    expect(outs.map((o) => o.ok)).toEqual([true, false, false]);
+    expect(outs[0]?.files.map((f) => f.remote).sort()).toEqual(['.cm/runs/r/a/d/x', '.cm/runs/r/a/v.txt']);
+    expect(outs[0]?.result).toBe(path.join(dest, 'r/a/v.txt'));
+    expect(outs[1]?.error).toMatch(/refused output "\.\.\/a\/v\.txt": leaves the job directory/);
+    expect(outs[1]?.error).toMatch(/refused "etc": a symlink/);
+    expect(outs[2]?.error).toBe('missing "nope" (not on lap)');
+    expect(listTree(dest)).toEqual(['r', 'r/a', 'r/a/d', 'r/a/d/x', 'r/a/v.txt', 'r/b', 'r/b/v.txt', 'r/c', 'r/c/v.txt']);
+    expect(readFileSync(path.join(dest, 'r/c/v.txt'), 'utf8')).toBe('c\n');
+    expect(existsSync(conns.controlDir)).toBe(false);
   });
 });

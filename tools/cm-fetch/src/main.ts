@@ -4,7 +4,7 @@ import path from 'node:path';
 import { ExitCode, readRecords, RecordWriter, type EventRecord, type FetchRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { EXIT_CODES, flag, intOpt, runMain, str, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { loadInventory, type Inventory } from '@cm/inventory';
-import { Connections, fetchOutputs, Limiter, Stager } from '@cm/transfer';
+import { Connections, FetchQueue, Limiter, Stager } from '@cm/transfer';
 
 const USAGE = `
 cm-fetch: copy job outputs back from the hosts as jobs finish (and stage inputs in).
@@ -15,8 +15,10 @@ Follows the events of cm-exec on stdin. For each \`finished\` event with exit 0 
 and sha256, \`result\` = local path of the job's result file. Every record is passed on at once, in
 order; each fetch record follows when its transfer is done, while other jobs still run.
 
-One \`ssh host 'tar -cf - ...'\` per job, through one ControlMaster connection per host that
+One \`ssh host 'tar -cf - ...'\` per transfer, through one ControlMaster connection per host that
 cm-fetch opens in its own private directory and closes at exit (local hosts: \`sh -c\` in $HOME).
+A job is fetched as soon as it finishes when a transfer is free; jobs that finish while all are
+busy wait and then leave together, up to 64 of one host in one archive.
 The archive is read by cm-fetch itself: a name that is absolute or holds \`..\`, a symlink, a device
 or fifo is refused (an error in the fetch record, ok: false) and never written; the job's other
 files are still fetched. Files are written to temp names, checked against the size in the
@@ -56,6 +58,7 @@ Examples:
 `;
 
 const PER_HOST = 8;
+const MAX_BATCH = 64;
 
 interface Args {
   file?: string;
@@ -90,6 +93,11 @@ export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
   const hosts = (): Promise<Inventory> => (inventory ??= loadInventory({ path: args.inventory, env: io.env, cwd: io.cwd }));
   const conns = new Connections({ home, env: io.env });
   const limiter = new Limiter(args.transfers, PER_HOST);
+  const queue = new FetchQueue(
+    conns,
+    { dir: path.resolve(io.cwd, args.dir), retries: args.retries, verify: args.verify, signal: io.signal },
+    { transfers: args.transfers, perHost: PER_HOST, maxBatch: MAX_BATCH },
+  );
   const inflight = new Set<Promise<void>>();
   let failed = 0;
   let stopped = false;
@@ -117,13 +125,7 @@ export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
     let rec: FetchRecord;
     try {
       const host = await findHost(ev.host);
-      const out = await limiter.run(host.name, () =>
-        fetchOutputs(
-          conns,
-          { job: ev.job, run, host, workdir: ev.workdir ?? `.cm/runs/${run}/${ev.job}`, outputs: ev.outputs ?? [], result: ev.result },
-          { dir: path.resolve(io.cwd, args.dir), retries: args.retries, verify: args.verify, signal: io.signal },
-        ),
-      );
+      const out = await queue.add({ job: ev.job, run, host, workdir: ev.workdir ?? `.cm/runs/${run}/${ev.job}`, outputs: ev.outputs ?? [], result: ev.result });
       rec = { ...base, ok: out.ok, files: out.files, attempt: out.attempt };
       if (out.result !== undefined) rec.result = out.result;
       if (out.error !== undefined) rec.error = out.error;

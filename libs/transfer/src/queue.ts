@@ -1,0 +1,62 @@
+// The fetch queue of cm-fetch: at most `transfers` transfers at once and `perHost` per host; jobs
+// that queue up for a host while its transfers are busy leave together, as one batch.
+import type { HostRecord } from '@cm/protocol';
+import type { Connections } from './connections';
+import { fetchBatch, type FetchJob, type FetchOptions, type FetchOutcome } from './fetch';
+
+interface Waiting {
+  job: FetchJob;
+  resolve: (o: FetchOutcome) => void;
+}
+
+export class FetchQueue {
+  private running = 0;
+  private readonly perHostRunning = new Map<string, number>();
+  private readonly waiting = new Map<string, { host: HostRecord; jobs: Waiting[] }>();
+
+  constructor(
+    private readonly conns: Connections,
+    private readonly opts: FetchOptions,
+    private readonly limits: { transfers: number; perHost: number; maxBatch: number },
+  ) {}
+
+  add(job: FetchJob): Promise<FetchOutcome> {
+    return new Promise((resolve) => {
+      let q = this.waiting.get(job.host.name);
+      if (!q) {
+        q = { host: job.host, jobs: [] };
+        this.waiting.set(job.host.name, q);
+      }
+      q.jobs.push({ job, resolve });
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    for (const [name, q] of this.waiting) {
+      if (this.running >= this.limits.transfers) return;
+      if ((this.perHostRunning.get(name) ?? 0) >= this.limits.perHost) continue;
+      const batch = q.jobs.splice(0, this.limits.maxBatch);
+      if (q.jobs.length === 0) this.waiting.delete(name);
+      // Round robin: a host that just got a batch goes to the back of the line.
+      else {
+        this.waiting.delete(name);
+        this.waiting.set(name, q);
+      }
+      this.running += 1;
+      this.perHostRunning.set(name, (this.perHostRunning.get(name) ?? 0) + 1);
+      fetchBatch(this.conns, q.host, batch.map((w) => w.job), this.opts)
+        .then(
+          (outs) => batch.forEach((w, i) => w.resolve(outs[i] as FetchOutcome)),
+          (err: Error) => batch.forEach((w) => w.resolve({ ok: false, files: [], attempt: 1, error: err.message })),
+        )
+        .finally(() => {
+          this.running -= 1;
+          this.perHostRunning.set(name, (this.perHostRunning.get(name) ?? 1) - 1);
+          this.pump();
+        });
+      this.pump();
+      return;
+    }
+  }
+}
