@@ -40,12 +40,12 @@ host_names() { jq -r 'select(.kind == "host") | .name' <<<"$output" | sort | tr 
   run --separate-stderr cm-vagrant up 2 --provider lxc --box cm/debian12 --dir "$VM_DIR"
   [ "$status" -eq 0 ] || { echo "$stderr"; false; }
   [ "$(host_names)" = "node1 node2 " ]
+  # vagrant's progress went to stderr, never to stdout
+  [[ $stderr == *"Machine booted and ready"* ]]
   # every record is a host on the lab bridge, with vagrant's user and key, slots = CPUs per VM (1)
   run jq -r '[.address, .user, .slots, (.identity | test("/vm/.vagrant/machines/node[12]/lxc/private_key$"))] | @tsv' <<<"$output"
   assert_line --regexp '^10\.77\.3\.[0-9]+	vagrant	1	true$'
   [ "${#lines[@]}" -eq 2 ]
-  # vagrant's progress went to stderr, never to stdout
-  [[ $stderr == *"Machine booted and ready"* ]]
 }
 
 @test "cm-hosts list shows both machines with their addresses and slots" {
