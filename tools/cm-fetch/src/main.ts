@@ -106,9 +106,20 @@ export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
     input.destroy();
   });
 
+  // A broken inventory is the whole run's problem (exit 3), not one job's.
+  let fatal: unknown;
+  const inventoryOrStop = async (): Promise<Inventory> => {
+    try {
+      return await hosts();
+    } catch (err) {
+      fatal ??= err;
+      input.destroy();
+      throw err;
+    }
+  };
   const findHost = async (name: string | undefined): Promise<HostRecord> => {
     if (name === undefined) throw new Error('the event names no host');
-    const inv = await hosts();
+    const inv = await inventoryOrStop();
     const host = inv.hosts.find((h) => h.name === name);
     if (!host) throw new Error(`host ${name} is not in ${inv.source}`);
     return host;
@@ -130,6 +141,7 @@ export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
       if (out.result !== undefined) rec.result = out.result;
       if (out.error !== undefined) rec.error = out.error;
     } catch (err) {
+      if (fatal) return;
       rec = { ...base, error: (err as Error).message };
     }
     if (!rec.ok) {
@@ -145,9 +157,9 @@ export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
   const stager = new Stager(conns, { cwd: io.cwd, retries: args.retries, limit: (key, fn) => limiter.run(key, fn) });
   const stageFor = async (job: JobRecord, raw: string): Promise<string[]> => {
     if (!job.inputs || job.inputs.length === 0) return [raw];
-    const inv = await hosts();
-    const targets = inv.select(job.host);
+    const inv = await inventoryOrStop();
     try {
+      const targets = inv.select(job.host);
       const staged = await stager.stageJob(job, targets);
       const rec: FetchRecord = { kind: 'fetch', v: 1, job: job.id, task: job.task, direction: 'in', ok: true, files: staged.files };
       if (job.run !== undefined) rec.run = job.run;
@@ -163,7 +175,7 @@ export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
 
   try {
     for await (const { record, raw: line } of readRecords(input, { source })) {
-      if (stopped || io.signal.aborted) break;
+      if (stopped || io.signal.aborted || fatal) break;
       if (args.stageIn) {
         const out = record.kind === 'job' ? stageFor(record as JobRecord, line) : Promise.resolve([line]);
         out.catch(() => undefined);
@@ -194,8 +206,13 @@ export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
   } catch (err) {
     await Promise.allSettled([chain, ...inflight]);
     await conns.close();
+    if (fatal) throw fatal;
     if (stopped) return ExitCode.OK;
     throw err;
+  }
+  if (fatal) {
+    await conns.close();
+    throw fatal;
   }
   await conns.close();
   if (stopped) return ExitCode.OK;
