@@ -60,7 +60,16 @@ export class SafeExtractor implements TarHandler {
   readonly refused: string[] = [];
   private current?: { fh: FileHandle; hash: ReturnType<typeof createHash>; written: number; pending: Pending };
 
+  /** directories this extractor made (or checked) already: one lstat chain per directory, not per file */
+  private readonly dirs = new Set<string>();
+
   constructor(private readonly root: string) {}
+
+  private async dir(rel: string): Promise<void> {
+    if (this.dirs.has(rel)) return;
+    await ensureDirs(this.root, rel);
+    this.dirs.add(rel);
+  }
 
   async entry(e: TarEntry): Promise<BodySink | null> {
     let rel: string;
@@ -75,7 +84,7 @@ export class SafeExtractor implements TarHandler {
     switch (e.type) {
       case 'dir':
         try {
-          await ensureDirs(this.root, rel);
+          await this.dir(rel);
         } catch (err) {
           this.refused.push(`refused ${(err as Error).message}`);
         }
@@ -102,7 +111,7 @@ export class SafeExtractor implements TarHandler {
           return null;
         }
         try {
-          await ensureDirs(this.root, path.posix.dirname(rel));
+          await this.dir(path.posix.dirname(rel));
           const temp = this.tempName(final);
           await copyFile(src.temp, temp, fsc.COPYFILE_EXCL);
           this.replace({ rel, temp, final, size: src.size, sha256: src.sha256 });
@@ -113,7 +122,7 @@ export class SafeExtractor implements TarHandler {
       }
       case 'file': {
         try {
-          await ensureDirs(this.root, path.posix.dirname(rel));
+          await this.dir(path.posix.dirname(rel));
         } catch (err) {
           this.refused.push(`refused ${(err as Error).message}`);
           return null;
