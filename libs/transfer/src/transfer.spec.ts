@@ -226,3 +226,33 @@ describe('fetchBatch on a local host (real sh and tar)', () => {
     expect(existsSync(conns.controlDir)).toBe(false);
   });
 });
+
+describe('Stager on a local host (real sh and tar)', () => {
+  it('copies an input shared by many jobs once, and the rewritten command links it in', async () => {
+    const { Connections } = await import('./connections');
+    const { Stager } = await import('./stage');
+    const home = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const cwd = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    writeFileSync(path.join(cwd, 'in.txt'), 'payload\n');
+    const conns = new Connections({ home });
+    const scripts: string[] = [];
+    const spawn = conns.spawn.bind(conns);
+    conns.spawn = (host, script, stdin) => {
+      scripts.push(script);
+      return spawn(host, script, stdin);
+    };
+    const stager = new Stager(conns, { cwd, retries: 0, limit: (_k, fn) => fn() });
+    const host = { kind: 'host' as const, v: 1 as const, name: 'lap', address: 'localhost', local: true, slots: 1, tags: [] };
+    const jobs = Array.from({ length: 10 }, (_, i) => ({ kind: 'job' as const, v: 1 as const, id: `j${i}`, task: 't', command: 'cat in.txt', deps: [], inputs: ['in.txt'] }));
+    const staged = await Promise.all(jobs.map((j) => stager.stageJob(j, [host])));
+    await conns.close();
+    expect(scripts.filter((s) => s.includes('tar -xf')).length).toBe(1);
+    const key = sha('payload\n');
+    expect(staged[3]?.files).toEqual([{ remote: `.cm/stage/${key}/in.txt`, path: path.join(cwd, 'in.txt'), size: 8, sha256: key }]);
+    expect(readFileSync(path.join(home, '.cm/stage', key, 'in.txt'), 'utf8')).toBe('payload\n');
+    const jobDir = path.join(home, '.cm/runs/r/j3');
+    mkdirSync(jobDir, { recursive: true });
+    const out = execFileSync('sh', ['-c', staged[3]?.job.command as string], { cwd: jobDir, env: { ...process.env, HOME: home }, encoding: 'utf8' });
+    expect(out).toBe('payload\n');
+  });
+});
