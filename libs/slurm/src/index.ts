@@ -1,3 +1,4 @@
+export { execSlurm, type StreamIO } from './stream';
 export { runSlurm, freshRunId } from './run';
 export type { SlurmOptions, SlurmMode } from './options';
 export { slurmTime, sallocArgs, srunArgs, sbatchArgs, placementArgs } from './options';

@@ -23,6 +23,9 @@ export interface SlurmOptions {
   nodes?: number;
   /** steps mode: time limit of the allocation in seconds (default: the partition's) */
   allocationTime?: number;
+  /** default timeout (s) and retries for jobs that carry none (cm-exec's --timeout, --retries) */
+  timeout?: number;
+  retries?: number;
   /** run id for jobs that carry none */
   run?: string;
   /** bytes of stdout and of stderr kept in each event (default 1 MiB) */

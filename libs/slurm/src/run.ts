@@ -64,7 +64,10 @@ export async function runSlurm(
         break;
       }
       if (next.done) break;
-      await engine.add(next.value);
+      let job = next.value;
+      if (job.timeout === undefined && opts.timeout !== undefined) job = { ...job, timeout: opts.timeout };
+      if (job.retries === undefined && opts.retries !== undefined) job = { ...job, retries: opts.retries };
+      await engine.add(job);
     }
     if (!interrupted) {
       await Promise.race([engine.drain(), aborted]);

@@ -1,0 +1,177 @@
+#!/usr/bin/env bats
+# The Slurm engine (@cm/slurm) on a real single-machine cluster: munged, slurmctld and three slurmd
+# (sl1..sl3) started by test/helpers/slurm-lab.sh. Jobs run through test/helpers/slurm-run.ts (the
+# engine over stdin/stdout, bundled here) until cm-exec has --engine slurm.
+
+load helpers/common
+
+setup_file() {
+  export CM_SLURM_LAB_DIR=${CM_SLURM_LAB_DIR:-/tmp/cm-slurm-lab}
+  local out
+  if ! out=$("$CM_REPO/test/helpers/slurm-lab.sh" start 3 2>&1); then
+    echo "$out" >"$BATS_FILE_TMPDIR/no-slurm"
+    return 0
+  fi
+  eval "$out"
+  export SLURM_CONF
+  "$CM_REPO/test/helpers/slurm-build.sh" "$BATS_FILE_TMPDIR/slurm-run.cjs"
+  # Jobs work in $HOME/.cm/runs/<run>/<job> on the nodes (here: this machine); keep that in scratch.
+  export HOME=$BATS_FILE_TMPDIR/home
+  mkdir -p "$HOME"
+}
+
+teardown_file() {
+  "$CM_REPO/test/helpers/slurm-lab.sh" stop
+}
+
+setup() {
+  if [[ -f $BATS_FILE_TMPDIR/no-slurm ]]; then
+    skip "Slurm could not be installed or started: $(tail -1 "$BATS_FILE_TMPDIR/no-slurm")"
+  fi
+  cd "$BATS_TEST_TMPDIR"
+}
+
+slurm_run() {
+  node "$BATS_FILE_TMPDIR/slurm-run.cjs" "$@"
+}
+
+final_value() {
+  jq -c 'select(.kind == "value" and .final == true) | .value'
+}
+
+@test "the assignment's example through Slurm steps sums to 10, each job once, on Slurm nodes" {
+  cm-plan -f "$CM_REPO/examples/assignment.cm" | slurm_run --run asg >events.ndjson
+  run cm-reduce <events.ndjson
+  assert_equal "$status" 0
+  assert_equal "$(final_value <<<"$output")" 10
+  assert_equal "$(jq -r 'select(.event == "finished") | .job' events.ndjson | sort | paste -sd,)" a,b,c,d
+  assert_equal "$(jq -r 'select(.event == "finished") | .exit' events.ndjson | sort -u)" 0
+  assert_equal "$(jq -r 'select(.event == "started") | .host' events.ndjson | grep -cvE '^sl[1-3]$')" 0
+  # d waited for a, b and c: its start is after their ends
+  local d_start last_end
+  d_start=$(jq -r 'select(.event == "started" and .job == "d") | .start' events.ndjson)
+  last_end=$(jq -r 'select(.event == "finished" and .job != "d") | .end' events.ndjson | sort | tail -1)
+  [[ $d_start > $last_end ]]
+  # the job ran in its workdir, relative to $HOME as on an ssh host
+  assert_equal "$(jq -r 'select(.event == "finished" and .job == "a") | .workdir' events.ndjson)" .cm/runs/asg/a
+  [[ -d $HOME/.cm/runs/asg/a ]]
+}
+
+@test "the assignment's example as Slurm batch jobs with afterok dependencies sums to 10" {
+  run bats_pipe cm-plan -f "$CM_REPO/examples/assignment.cm" \| slurm_run --mode jobs \| cm-reduce
+  assert_equal "$status" 0
+  assert_equal "$(final_value <<<"$output")" 10
+  assert_equal "$(jq -r 'select(.event == "finished") | .host' <<<"$output" | grep -cvE '^sl[1-3]$')" 0
+}
+
+@test "a 1,000-run sweep through Slurm gives the same sum as cm-exec on localhost" {
+  printf 'def sq(i=1..1000):\n    echo $((i * i))\n+sq\n' >sweep.cm
+  run bats_pipe cm-plan -f sweep.cm \| slurm_run \| cm-reduce
+  assert_equal "$status" 0
+  local slurm_value
+  slurm_value=$(final_value <<<"$output")
+  assert_equal "$slurm_value" 333833500
+  assert_equal "$(jq -c 'select(.event == "finished")' <<<"$output" | wc -l)" 1000
+  if [[ ! -f $CM_REPO/tools/cm-exec/dist/main.cjs ]]; then
+    skip "cm-exec is not built: compared with the arithmetic only"
+  fi
+  # the embedded default inventory: one local host, no ssh
+  run bats_pipe cm-plan -f sweep.cm \| env -u CM_INVENTORY cm-exec \| cm-reduce
+  assert_equal "$status" 0
+  assert_equal "$(final_value <<<"$output")" "$slurm_value"
+}
+
+@test "a sweep in jobs mode becomes one job array; values and sweep indices come back" {
+  printf 'def sq(i=1..40):\n    echo $((i * i))\n+sq\n' >sweep.cm
+  run bats_pipe cm-plan -f sweep.cm \| slurm_run --mode jobs --run arr \| cm-reduce
+  assert_equal "$status" 0
+  assert_equal "$(final_value <<<"$output")" 22140
+  assert_equal "$(jq -r 'select(.event == "finished") | .index' <<<"$output" | sort -n | paste -sd' ')" "$(seq 0 39 | paste -sd' ')"
+  # one sbatch for the 40 runs: one batch script in the spool, an array of 40
+  assert_equal "$(ls "$HOME/.cm/slurm/arr" | grep -c '^batch-.*\.sh$')" 1
+}
+
+@test "a failed job: dependants are skipped, the exit code is 1, no job is lost" {
+  cat >jobs.ndjson <<'EOF'
+{"kind":"job","v":1,"id":"bad","task":"bad","command":"echo oops >&2; exit 3","deps":[]}
+{"kind":"job","v":1,"id":"next","task":"next","command":"echo 1","deps":["bad"]}
+{"kind":"job","v":1,"id":"anyway","task":"anyway","command":"echo 2","deps":[],"after":["bad"]}
+EOF
+  for mode in steps jobs; do
+    run --separate-stderr slurm_run --mode "$mode" <jobs.ndjson
+    assert_equal "$status" 1
+    assert_equal "$(jq -c 'select(.job == "bad" and .event == "finished") | [.exit, .stderr]' <<<"$output")" '[3,"oops\n"]'
+    assert_equal "$(jq -r 'select(.job == "next") | .event' <<<"$output" | tail -1)" skipped
+    assert_equal "$(jq -c 'select(.job == "anyway" and .event == "finished") | [.exit, .stdout]' <<<"$output")" '[0,"2\n"]'
+  done
+}
+
+@test "a bad partition: gave-up with Slurm's message and exit 1, in both modes" {
+  for mode in steps jobs; do
+    run --separate-stderr bats_pipe cm-plan -f "$CM_REPO/examples/assignment.cm" \| slurm_run --mode "$mode" --partition nosuch
+    assert_equal "$status" 1
+    assert_equal "$(jq -r 'select(.event == "gave-up") | .job' <<<"$output" | sort | paste -sd,)" a,b,c
+    assert_equal "$(jq -r 'select(.job == "d") | .event' <<<"$output" | paste -sd,)" queued,skipped
+    assert_equal "$(jq -r 'select(.event == "gave-up" and .job == "a") | .reason' <<<"$output")" \
+      "$([[ $mode == steps ]] && echo "Slurm refused the allocation: Job submit/allocate failed: Invalid partition name specified" ||
+        echo "Slurm rejected the job: Batch job submission failed: Invalid partition name specified")"
+  done
+}
+
+@test "a time limit above the partition's: gave-up with Slurm's message and exit 1" {
+  echo '{"kind":"job","v":1,"id":"long","task":"long","command":"echo 1","deps":[],"timeout":600}' >long.ndjson
+  run --separate-stderr slurm_run --mode jobs --partition tiny <long.ndjson
+  assert_equal "$status" 1
+  assert_equal "$(jq -r 'select(.event == "gave-up") | .reason' <<<"$output")" \
+    "Slurm rejected the job: Batch job submission failed: Requested time limit is invalid (missing or exceeds some limit)"
+  run --separate-stderr slurm_run --partition tiny <long.ndjson
+  assert_equal "$status" 1
+  assert_equal "$(jq -r 'select(.event == "gave-up") | .reason' <<<"$output")" \
+    "time limit too large: timeout 600s exceeds the allocation's time limit 1:00"
+}
+
+@test "a job over its timeout is stopped and given up" {
+  echo '{"kind":"job","v":1,"id":"slow","task":"slow","command":"sleep 30","deps":[],"timeout":1}' >slow.ndjson
+  run --separate-stderr slurm_run <slow.ndjson
+  assert_equal "$status" 1
+  assert_equal "$(jq -r 'select(.event == "gave-up") | .reason' <<<"$output")" "timeout after 1s"
+  # the step is gone from Slurm, not left running
+  assert_equal "$(squeue -h -s -o %j | grep -c '^slow$')" 0
+}
+
+@test "Slurm not installed: exit 4 and a clear message, before any event" {
+  mkdir -p bin && ln -s "$(command -v node)" bin/node
+  cm-plan -f "$CM_REPO/examples/assignment.cm" >plan.ndjson
+  run --separate-stderr env PATH="$PWD/bin" node "$BATS_FILE_TMPDIR/slurm-run.cjs" <plan.ndjson
+  assert_equal "$status" 4
+  assert_equal "$output" ""
+  assert_equal "$stderr" "slurm-run: Slurm is not installed here: salloc, srun, sbatch, squeue, scancel, scontrol, sinfo not found on PATH (install slurm-wlm, or use the ssh engine)"
+}
+
+@test "the controller does not answer: exit 4" {
+  sed 's/^SlurmctldPort=.*/SlurmctldPort=1/' "$SLURM_CONF" >down.conf
+  run --separate-stderr bats_pipe cm-plan -f "$CM_REPO/examples/assignment.cm" \| env SLURM_CONF="$PWD/down.conf" node "$BATS_FILE_TMPDIR/slurm-run.cjs"
+  assert_equal "$status" 4
+  assert_regex "$stderr" 'the Slurm controller does not answer \(scontrol ping: Slurmctld\(primary\) at .* is DOWN\)'
+}
+
+@test "SIGINT cancels everything submitted (scancel) and gives every job a final event" {
+  for i in 1 2 3; do echo "{\"kind\":\"job\",\"v\":1,\"id\":\"s$i\",\"task\":\"s\",\"command\":\"sleep 60\",\"deps\":[]}"; done >sleep.ndjson
+  for mode in steps jobs; do
+    slurm_run --mode "$mode" --run "int-$mode" <sleep.ndjson >events.ndjson &
+    local pid=$!
+    # wait until Slurm has the work, then interrupt
+    local i
+    for i in $(seq 1 100); do
+      (($(squeue -h -o %j | grep -cE "^(cm-int-$mode|s[1-3])$") > 0)) && break
+      sleep 0.1
+    done
+    sleep 0.5
+    kill -INT "$pid"
+    local rc=0
+    wait "$pid" || rc=$?
+    assert_equal "$rc" 130
+    assert_equal "$(jq -r 'select(.event == "gave-up") | .job' events.ndjson | sort | paste -sd,)" s1,s2,s3
+    assert_equal "$(squeue -h -o %j | grep -cE "^(cm-int-$mode|s[1-3])$")" 0
+  done
+}
