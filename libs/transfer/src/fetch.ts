@@ -3,7 +3,7 @@
 // <results>/<run>/<job>/. Refused names never stop the others; a broken transfer is retried whole.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
-import { copyFile, lstat, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { FetchedFile, HostRecord } from '@cm/protocol';
 import { shQuote, type Connections } from './connections';
@@ -63,9 +63,16 @@ export class SafeExtractor implements TarHandler {
   /** directories this extractor made (or checked) already: one lstat chain per directory, not per file */
   private readonly dirs = new Set<string>();
 
-  constructor(private readonly root: string) {}
+  /** `rootChecked`: the caller has made root and checked it is a real directory */
+  constructor(
+    private readonly root: string,
+    rootChecked = false,
+  ) {
+    if (rootChecked) this.dirs.add('');
+  }
 
   private async dir(rel: string): Promise<void> {
+    if (rel === '.') rel = '';
     if (this.dirs.has(rel)) return;
     await ensureDirs(this.root, rel);
     this.dirs.add(rel);
@@ -181,13 +188,13 @@ export class SafeExtractor implements TarHandler {
     const errors: string[] = [];
     for (const p of this.pending.values()) {
       try {
-        const st = await lstat(p.final).catch(() => null);
-        if (st && st.isDirectory()) throw new UnsafePathError(`${JSON.stringify(p.rel)}: a directory of that name is already there`);
+        // rename() replaces a file or a symlink (never following it) and fails on a directory.
         await rename(p.temp, p.final);
         files.push({ rel: p.rel, path: p.final, size: p.size, sha256: p.sha256 });
       } catch (err) {
         await unlink(p.temp).catch(() => undefined);
-        errors.push(`${p.rel}: ${(err as Error).message}`);
+        const code = (err as NodeJS.ErrnoException).code;
+        errors.push(`${JSON.stringify(p.rel)}: ${code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST' ? 'a directory of that name is already there' : (err as Error).message}`);
       }
     }
     this.pending.clear();
@@ -301,7 +308,16 @@ export async function fetchBatch(conns: Connections, host: HostRecord, jobs: Fet
       s.missing = [];
     }
     try {
-      for (const s of slots) await ensureDirs(path.resolve(opts.dir), path.posix.join(s.job.run, s.job.job));
+      const base = path.resolve(opts.dir);
+      for (const run of new Set(slots.map((s) => s.job.run))) await ensureDirs(base, run);
+      for (const s of slots) {
+        await mkdir(s.root).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EEXIST') throw err;
+        });
+        const st = await lstat(s.root);
+        if (!st.isDirectory()) throw new UnsafePathError(`${s.root} exists and is not a directory`);
+        s.ex = new SafeExtractor(s.root, true);
+      }
       await attemptBatch(conns, host, slots, opts);
       for (const s of slots) {
         const committed = await s.ex.commit();
