@@ -51,7 +51,8 @@ export function remoteCommand(job: JobLaunch, trailer: string, graceTenths: numb
   const env = Object.entries(job.env);
   for (const [k] of env) if (!ENV_NAME.test(k)) throw new Error(`environment variable name ${JSON.stringify(k)} is not allowed`);
   const exports = env.length > 0 ? ` && export ${env.map(([k, v]) => `${k}=${shQuote(v)}`).join(' ')}` : '';
-  return `mkdir -p ${shQuote(job.workdir)} && cd ${shQuote(job.workdir)}${exports} && exec /bin/sh -c ${shQuote(remoteWrapper(graceTenths))} cm-exec ${shQuote(job.command)} ${trailer}`;
+  // the wrapper runs in the login shell itself (one exec less per job); $1 and $2 come from `set --`
+  return `{ mkdir -p ${shQuote(job.workdir)} && cd ${shQuote(job.workdir)}${exports} && set -- ${shQuote(job.command)} ${trailer}; } || exit 1\n${remoteWrapper(graceTenths)}`;
 }
 
 /** A counting semaphore: paces new connections so sshd's MaxStartups never drops one. */
