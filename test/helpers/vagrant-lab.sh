@@ -151,14 +151,20 @@ destroy_containers() {
   [ -d "$LAB/lxc" ] || return 0
   local c
   for c in "$LAB"/lxc/*/; do
-    [ -f "$c/config" ] || continue
+    [ -d "$c" ] || continue
     c=$(basename "$c")
     log "removing container $c"
-    if [ -e "/run/netns/$NS" ]; then
+    if [ -e "/run/netns/$NS" ] && [ -f "$LAB/lxc/$c/config" ]; then
       ( lab_exec lxc-stop -k -n "$c" ) >/dev/null 2>&1 || true
       ( lab_exec lxc-destroy -n "$c" ) >/dev/null 2>&1 || true
     fi
-    rm -rf "${LAB:?}/lxc/$c"
+    # A container still stopping may write while we delete (rm then says "Directory not empty"): retry.
+    local try
+    for try in 1 2 3 4 5; do
+      rm -rf "${LAB:?}/lxc/$c" 2>/dev/null && break
+      sleep 1
+    done
+    [ ! -e "$LAB/lxc/$c" ] || log "could not remove $LAB/lxc/$c"
   done
   # Vagrant's global machine index would otherwise list machines whose project folder is gone.
   rm -f "$VAGRANT_HOME/data/machine-index/index"
