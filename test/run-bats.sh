@@ -4,7 +4,7 @@
 #
 #   bash test/run-bats.sh [FILE.bats...]     default: every test/*.bats
 #   CM_BATS_FILTER=REGEX                     only files whose path matches the extended regex
-#   CM_BATS_TIMEOUT=SECONDS                  a file still running after this is killed (default 900)
+#   CM_BATS_TIMEOUT=SECONDS                  a file still running after this is killed (default 300)
 #   CM_BATS_SUMMARY=FILE                     the totals line is also written there (test/run-all.sh)
 #
 # After each file, any sshd that test/helpers/hosts.bash started and that is still alive is reported
@@ -42,35 +42,65 @@ trap 'rm -rf "$work"' EXIT
 export CM_TEST_PID_LEDGER=$work/pids
 : >"$CM_TEST_PID_LEDGER"
 
+# sshd daemons from the ledger still alive: stop them, print how many
+stop_leaks() {
+  local pid start n=0
+  while read -r pid start; do
+    if _cm_alive "$pid" "$start"; then
+      n=$((n + 1))
+      _cm_kill_tree "$pid" "$start" >&2
+    fi
+  done <"$CM_TEST_PID_LEDGER"
+  : >"$CM_TEST_PID_LEDGER"
+  echo "$n"
+}
+
+child=""
+on_signal() {
+  trap - INT TERM
+  if [[ -n $child ]]; then
+    kill -TERM "$child" 2>/dev/null
+    wait "$child"
+  fi
+  stop_leaks >/dev/null
+  echo "run-bats.sh: stopped by SIG$1" >&2
+  rm -rf "$work"
+  exit $((128 + $(kill -l "$1")))
+}
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
+
+limit=${CM_BATS_TIMEOUT:-300}
 total_pass=0 total_fail=0 total_skip=0
 report=()
 for f in "${files[@]}"; do
   echo "=== $f"
   t0=$(date +%s%N)
-  timeout --kill-after=10 "${CM_BATS_TIMEOUT:-900}" \
-    "$bats" --formatter tap --print-output-on-failure --timing "$f" </dev/null 2>&1 | tee "$work/out"
-  rc=${PIPESTATUS[0]}
+  : >"$work/out"
+  # in the background, so that a signal reaches our trap at once instead of after the file
+  timeout --kill-after=10 "$limit" \
+    "$bats" --formatter tap --print-output-on-failure --timing "$f" </dev/null >"$work/out" 2>&1 &
+  child=$!
+  tail -n +1 -f --pid="$child" "$work/out" &
+  tailer=$!
+  wait "$child"
+  rc=$?
+  child=""
+  wait "$tailer"
   t1=$(date +%s%N)
   skip=$(grep -cE '^ok [0-9]+ .*# skip' "$work/out")
   pass=$(($(grep -cE '^ok [0-9]+ ' "$work/out") - skip))
   fail=$(grep -cE '^not ok [0-9]+ ' "$work/out")
   note=""
   if ((rc == 124 || rc == 137)); then
-    note=" (killed after ${CM_BATS_TIMEOUT:-900}s)"
+    note=" (killed after ${limit}s)"
     ((fail == 0)) && fail=1
   elif ((rc != 0 && fail == 0)); then
     # a syntax error or a failing setup_file before any test reported
     note=" (bats exited $rc)"
     fail=1
   fi
-  leaks=0
-  while read -r pid start; do
-    if _cm_alive "$pid" "$start"; then
-      leaks=$((leaks + 1))
-      _cm_kill_tree "$pid" "$start"
-    fi
-  done <"$CM_TEST_PID_LEDGER"
-  : >"$CM_TEST_PID_LEDGER"
+  leaks=$(stop_leaks)
   ((leaks)) && note+=" (leaked $leaks sshd: stopped; call cm_hosts_stop in teardown_file)"
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
   line="$f: $pass passed, $fail failed, $skip skipped, ${secs}s$note"

@@ -51,12 +51,12 @@ _cm_alive() {
   [[ $now == "$1 $2" ]]
 }
 
-# pid and every descendant of pid, from one snapshot of the process table.
+# the given pids and all their descendants, from one snapshot of the process table
 _cm_tree() {
-  ps -e -o pid=,ppid= | awk -v root="$1" '
+  ps -e -o pid=,ppid= | awk -v roots="$*" '
     { kids[$2] = kids[$2] " " $1 }
     END {
-      queue[1] = root; n = 1
+      n = split(roots, queue, " ")
       for (i = 1; i <= n; i++) {
         print queue[i]
         m = split(kids[queue[i]], k, " ")
@@ -65,14 +65,19 @@ _cm_tree() {
     }'
 }
 
-# SIGKILL a recorded daemon and everything below it. The tree is frozen with SIGSTOP first, top down
-# and until it stops growing, so a connection accepted meanwhile cannot escape.
-_cm_kill_tree() {
-  local pid=$1 start=$2 tree prev="" i
-  _cm_alive "$pid" "$start" || return 0
-  kill -STOP "$pid" 2>/dev/null || true
+# _cm_kill_trees "PID START"...: SIGKILL recorded daemons (those still alive) and everything below
+# them. The trees are frozen with SIGSTOP first, top down and until they stop growing, so a
+# connection accepted meanwhile cannot escape.
+_cm_kill_trees() {
+  local rec pid start roots=() tree prev="" i
+  for rec in "$@"; do
+    read -r pid start <<<"$rec"
+    _cm_alive "$pid" "$start" && roots+=("$pid")
+  done
+  ((${#roots[@]})) || return 0
+  kill -STOP "${roots[@]}" 2>/dev/null || true
   for ((i = 0; i < 20; i++)); do
-    tree=$(_cm_tree "$pid")
+    tree=$(_cm_tree "${roots[@]}")
     # shellcheck disable=SC2086
     kill -STOP $tree 2>/dev/null || true
     [[ $tree == "$prev" ]] && break
@@ -80,12 +85,18 @@ _cm_kill_tree() {
   done
   # shellcheck disable=SC2086
   kill -KILL $tree 2>/dev/null || true
-  for ((i = 0; i < 200; i++)); do
-    _cm_alive "$pid" "$start" || return 0
-    sleep 0.01
+  for rec in "$@"; do
+    read -r pid start <<<"$rec"
+    for ((i = 0; i < 500; i++)); do
+      _cm_alive "$pid" "$start" || continue 2
+      sleep 0.01
+    done
+    _cm_die "process $pid did not die"
+    return 1
   done
-  _cm_die "process $pid did not die"
 }
+
+_cm_kill_tree() { _cm_kill_trees "$1 $2"; }
 
 _cm_hosts_dir() {
   if [[ -z ${CM_TEST_HOSTS_DIR:-} ]]; then
@@ -180,16 +191,14 @@ _cm_launch() {
 
 # _cm_await DIR ADDRESSES...: 0 when listening on all, 2 when an address is taken, 1 on other failure
 _cm_await() {
-  local dir=$1 port=${CM_TEST_HOSTS_PORT:-22} i a ok pid start
+  local dir=$1 port=${CM_TEST_HOSTS_PORT:-22} i pid start
   shift
   read -r pid start <"$dir/pid"
   for ((i = 0; i < 1000; i++)); do
-    ok=1
-    for a in "$@"; do
-      if grep -qF "Bind to port $port on $a failed" "$dir/log"; then return 2; fi
-      grep -qF "Server listening on $a port $port." "$dir/log" || ok=0
-    done
-    ((ok)) && return 0
+    # the log is this daemon's alone, and names only the addresses it was given
+    grep -q "Bind to port $port on .* failed" "$dir/log" && return 2
+    # (sshd ends its log lines with \r\n)
+    (($(grep -c "^Server listening on .* port $port\." "$dir/log") >= $#)) && return 0
     if ! _cm_alive "$pid" "$start"; then
       # the exec from sh to sshd keeps the pid but changes nothing we record, so a dead pid is fatal
       grep -q 'Address already in use\|Cannot bind any address' "$dir/log" && return 2
@@ -256,16 +265,15 @@ _cm_write_configs() {
 
 # _cm_stop_list FILE: stop the daemons of the hosts in th.list or m.list
 _cm_stop_list() {
-  local name addr slots dir pid start
+  local name addr slots dir recs=()
   while read -r name addr slots dir; do
-    [[ -f $dir/pid ]] || continue
-    read -r pid start <"$dir/pid"
-    _cm_kill_tree "$pid" "$start"
+    [[ -f $dir/pid ]] && recs+=("$(<"$dir/pid")")
   done <"$1"
+  _cm_kill_trees "${recs[@]}"
 }
 
 cm_hosts_start() {
-  local k=${1:?usage: cm_hosts_start K [SLOTS]} slots=${2:-4} d i o rc r dir pid start
+  local k=${1:?usage: cm_hosts_start K [SLOTS]} slots=${2:-4} d i o rc r dir recs
   [[ $k =~ ^[0-9]+$ && $k -ge 1 && $k -le 250 ]] || _cm_die "K must be 1..250, not '$k'" || return 1
   _cm_hosts_dir || return 1
   d=$CM_TEST_HOSTS_DIR
@@ -289,10 +297,9 @@ cm_hosts_start() {
       _cm_write_configs
       return 0
     fi
-    for ((i = 1; i <= k; i++)); do
-      read -r pid start <"$d/hosts/th$i/pid"
-      _cm_kill_tree "$pid" "$start"
-    done
+    recs=()
+    for ((i = 1; i <= k; i++)); do recs+=("$(<"$d/hosts/th$i/pid")"); done
+    _cm_kill_trees "${recs[@]}"
     if ((rc == 1)); then
       for ((i = 1; i <= k; i++)); do
         if [[ -s $d/hosts/th$i/log ]] && ! grep -q 'Server listening' "$d/hosts/th$i/log"; then
@@ -309,7 +316,7 @@ cm_hosts_start() {
 }
 
 cm_hosts_start_many() {
-  local n=${1:?usage: cm_hosts_start_many N [SLOTS]} slots=${2:-4} d base g groups j rc r dir pid start
+  local n=${1:?usage: cm_hosts_start_many N [SLOTS]} slots=${2:-4} d base g groups j rc r dir recs
   local -a addrs
   [[ $n =~ ^[0-9]+$ && $n -ge 1 && $n -le 500 ]] || _cm_die "N must be 1..500, not '$n'" || return 1
   _cm_hosts_dir || return 1
@@ -344,10 +351,9 @@ cm_hosts_start_many() {
       _cm_write_configs
       return 0
     fi
-    for ((g = 0; g < groups; g++)); do
-      read -r pid start <"$d/many/g$g/pid"
-      _cm_kill_tree "$pid" "$start"
-    done
+    recs=()
+    for ((g = 0; g < groups; g++)); do recs+=("$(<"$d/many/g$g/pid")"); done
+    _cm_kill_trees "${recs[@]}"
     if ((rc == 1)); then
       sed 's/^/  /' "$d/many/g0/log" >&2
       _cm_die "sshd for m1..m$n did not start (logs in $d/many)"
@@ -360,12 +366,10 @@ cm_hosts_start_many() {
 
 cm_hosts_stop() {
   [[ -n ${CM_TEST_HOSTS_DIR:-} && -f $CM_TEST_HOSTS_DIR/pids ]] || return 0
-  local pid start rc=0
+  local recs=()
   # every daemon ever started from this directory, including restarted and replaced ones
-  while read -r pid start; do
-    _cm_kill_tree "$pid" "$start" || rc=1
-  done <"$CM_TEST_HOSTS_DIR/pids"
-  return $rc
+  mapfile -t recs <"$CM_TEST_HOSTS_DIR/pids"
+  _cm_kill_trees "${recs[@]}"
 }
 
 # _cm_th_dir I: the directory of host thI, or an error
