@@ -158,7 +158,8 @@ EOF
 @test "SIGINT cancels everything submitted (scancel) and gives every job a final event" {
   for i in 1 2 3; do echo "{\"kind\":\"job\",\"v\":1,\"id\":\"s$i\",\"task\":\"s\",\"command\":\"sleep 60\",\"deps\":[]}"; done >sleep.ndjson
   for mode in steps jobs; do
-    slurm_run --mode "$mode" --run "int-$mode" <sleep.ndjson >events.ndjson &
+    # node itself in the background (not a function's subshell), so the signal reaches it
+    node "$BATS_FILE_TMPDIR/slurm-run.cjs" --mode "$mode" --run "int-$mode" <sleep.ndjson >events.ndjson &
     local pid=$!
     # wait until Slurm has the work, then interrupt
     local i

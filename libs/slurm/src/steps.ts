@@ -136,10 +136,8 @@ export class StepsEngine {
       while (this.ready.length > 0 && !this.stopped) {
         const a = await this.allocation();
         if (typeof a === 'string') {
-          for (const job of this.ready.splice(0)) {
-            this.tracker.done(job.id, 'failed');
-            await this.final(job, 'gave-up', { reason: a });
-          }
+          // finish(), not final(): dependants of these jobs must be skipped, not left waiting.
+          for (const job of this.ready.splice(0)) await this.finish(job, 'failed', 'gave-up', { reason: a });
           break;
         }
         if (this.running.size >= this.capacity(a)) break;
