@@ -1,0 +1,154 @@
+import { describe, expect, it } from 'vitest';
+import type { HostRecord, JobRecord } from '@cm/protocol';
+import { parseHalt } from './halt';
+import { Scheduler, type Action } from './scheduler';
+import type { JobOutcome } from './transport/types';
+
+const host = (name: string, slots: number, tags: string[] = []): HostRecord => ({ kind: 'host', v: 1, name, address: name, slots, tags });
+const job = (id: string, extra: Partial<JobRecord> = {}): JobRecord => ({ kind: 'job', v: 1, id, task: id, command: 'true', deps: [], ...extra });
+const ok = (exit = 0): JobOutcome => ({
+  ran: true, exit, signal: null, stdout: Buffer.from(`${exit}\n`), stderr: Buffer.alloc(0), stdoutBytes: 2, stderrBytes: 0, truncated: false, start: new Date(0), end: new Date(1000),
+});
+const refused = (): JobOutcome => ({ ...ok(), ran: false, exit: null, reason: 'Connection refused' });
+
+const launches = (a: Action[]) => a.filter((x): x is Extract<Action, { type: 'launch' }> => x.type === 'launch');
+const events = (a: Action[], ev?: string) => a.flatMap((x) => (x.type === 'emit' && (!ev || x.event.event === ev) ? [x.event] : []));
+
+describe('Scheduler', () => {
+  it('never runs more jobs on a host than its slots and picks the host with most free slots', () => {
+    const s = new Scheduler({ hosts: [host('a', 2), host('b', 1)], run: 'r' });
+    const acts = [1, 2, 3, 4, 5].flatMap((i) => s.add(job(`j${i}`)));
+    const l = launches(acts);
+    // a has 2 free, then a and b tie at 1 (first wins), then only b
+    expect(l.map((x) => x.host.name)).toEqual(['a', 'a', 'b']);
+    expect(Math.max(...events(acts, 'started').map((e) => e.running!))).toBe(2);
+    const next = launches(s.done('j1', ok()));
+    expect(next.map((x) => [x.job.id, x.host.name])).toEqual([['j4', 'a']]);
+  });
+
+  it('honours the global --jobs limit', () => {
+    const s = new Scheduler({ hosts: [host('a', 4)], run: 'r', jobs: 1 });
+    expect(launches([1, 2].flatMap((i) => s.add(job(`j${i}`))))).toHaveLength(1);
+  });
+
+  it('starts dependants when deps succeed, skips them when a dep fails, waits for unseen deps until EOF', () => {
+    const s = new Scheduler({ hosts: [host('a', 4)], run: 'r' });
+    expect(launches(s.add(job('b', { deps: ['a'] })))).toHaveLength(0);
+    expect(launches(s.add(job('a'))).map((x) => x.job.id)).toEqual(['a']);
+    s.add(job('c', { deps: ['b'] }));
+    s.add(job('d', { deps: ['c'] }));
+    s.add(job('e', { deps: ['ghost'] }));
+    expect(launches(s.done('a', ok())).map((x) => x.job.id)).toEqual(['b']);
+    const after = s.done('b', ok(2));
+    expect(events(after, 'skipped').map((e) => [e.job, e.reason])).toEqual([
+      ['c', 'dependency b failed'],
+      ['d', 'dependency c was skipped'],
+    ]);
+    const end = s.endInput();
+    expect(events(end, 'skipped').map((e) => e.reason)).toEqual(['unknown dependency ghost']);
+    expect(s.idle).toBe(true);
+    expect(s.exitCode()).toBe(1);
+  });
+
+  it('`after` waits for any end, and a cycle is skipped at EOF', () => {
+    const s = new Scheduler({ hosts: [host('a', 4)], run: 'r' });
+    s.add(job('x'));
+    s.add(job('y', { after: ['x'] }));
+    expect(launches(s.done('x', ok(1))).map((l) => l.job.id)).toEqual(['y']);
+    s.add(job('p', { deps: ['q'] }));
+    s.add(job('q', { deps: ['p'] }));
+    s.done('y', ok());
+    const end = s.endInput();
+    expect(events(end, 'skipped').map((e) => e.job).sort()).toEqual(['p', 'q']);
+    expect(s.idle).toBe(true);
+  });
+
+  it('moves a job to another host on a connection failure without using a retry, and marks the host down', () => {
+    const s = new Scheduler({ hosts: [host('a', 1), host('b', 1)], run: 'r', downAfter: 2, retries: 0 });
+    s.add(job('j1'));
+    s.add(job('j2'));
+    // j1 on a, j2 on b; a refuses: j1 is queued again (b is busy, so a again: it is not down yet)
+    const r1 = s.done('j1', refused());
+    expect(events(r1, 'retry')[0]!.reason).toMatch(/connection failed: Connection refused/);
+    expect(launches(r1).map((l) => [l.job.id, l.host.name, l.attempt])).toEqual([['j1', 'a', 2]]);
+    // a refuses twice in a row: down; j1 waits for b
+    const r2 = s.done('j1', refused());
+    expect(events(r2, 'host-down').map((e) => e.host)).toEqual(['a']);
+    expect(launches(r2)).toHaveLength(0);
+    expect(launches(s.done('j2', ok())).map((l) => [l.job.id, l.host.name])).toEqual([['j1', 'b']]);
+    const r3 = s.done('j1', ok());
+    expect(events(r3, 'finished')[0]).toMatchObject({ attempt: 3, host: 'b', exit: 0 });
+    s.endInput();
+    expect(s.exitCode()).toBe(0);
+  });
+
+  it('a job whose every eligible host is down gives up with the reason, never lost', () => {
+    const s = new Scheduler({ hosts: [host('a', 2), host('b', 2)], run: 'r', downAfter: 2 });
+    s.add(job('p', { host: 'a' }));
+    s.add(job('q', { host: 'a' }));
+    s.done('p', refused()); // p runs on a again at once
+    const r = s.done('q', refused());
+    expect(events(r, 'host-down').map((e) => e.host)).toEqual(['a']);
+    expect(events(r, 'gave-up').map((e) => e.job)).toEqual(['q']);
+    const gave = [...events(r, 'gave-up'), ...events(s.done('p', refused()), 'gave-up')];
+    expect(gave.map((e) => e.job).sort()).toEqual(['p', 'q']);
+    expect(gave[0]!.reason).toMatch(/every eligible host is down \(a: Connection refused\)/);
+    expect(r.some((a) => a.type === 'emit' && a.event.event === 'gave-up' && a.joblog)).toBe(true);
+    expect(events(s.add(job('z', { host: 'a' })), 'gave-up')).toHaveLength(1);
+  });
+
+  it('retries a failed command when asked, then reports it', () => {
+    const s = new Scheduler({ hosts: [host('a', 1)], run: 'r', retries: 1 });
+    s.add(job('j'));
+    const r = s.done('j', ok(3));
+    expect(events(r, 'retry')[0]!.reason).toBe('exit 3');
+    expect(events(s.done('j', ok(3)), 'finished')[0]!.exit).toBe(3);
+  });
+
+  it('--halt now,fail=1 cancels running jobs and gives up the rest (not joblogged), exit 5', () => {
+    const s = new Scheduler({ hosts: [host('a', 2)], run: 'r', halt: parseHalt('now,fail=1') });
+    s.add(job('bad'));
+    s.add(job('slow'));
+    s.add(job('later', { deps: ['slow'] }));
+    const r = s.done('bad', ok(1));
+    expect(r.filter((a) => a.type === 'cancel').map((a) => (a as { job: string }).job)).toEqual(['slow']);
+    const gave = r.filter((a) => a.type === 'emit' && a.event.event === 'gave-up');
+    expect(gave.map((a) => (a as { event: { job: string; reason: string } }).event.job)).toEqual(['later']);
+    expect(gave.every((a) => a.type === 'emit' && !a.joblog)).toBe(true);
+    const end = s.done('slow', { ...ok(143), reason: 'cancelled', signal: 'SIGTERM' });
+    expect(events(end, 'gave-up')[0]!.reason).toBe('halted');
+    s.endInput();
+    expect(s.exitCode()).toBe(5);
+  });
+
+  it('replays jobs final in the joblog instead of running them', () => {
+    const done = { kind: 'event' as const, v: 1 as const, event: 'finished' as const, job: 'a', exit: 0, stdout: '7\n' };
+    const s = new Scheduler({ hosts: [host('a', 1)], run: 'r', resumed: new Map([['a', done]]) });
+    const r = s.add(job('a'));
+    expect(launches(r)).toHaveLength(0);
+    expect(events(r)).toEqual([{ ...done, replayed: true }]);
+    expect(launches(s.add(job('b', { deps: ['a'] })))).toHaveLength(1);
+  });
+
+  it('pins: a job runs only on hosts its pin selects; an unknown pin gives up', () => {
+    const s = new Scheduler({ hosts: [host('a', 4), host('b', 4, ['gpu'])], run: 'r' });
+    expect(launches(s.add(job('g', { host: '@gpu' })))[0]!.host.name).toBe('b');
+    expect(launches(s.add(job('n', { host: 'a' })))[0]!.host.name).toBe('a');
+    expect(events(s.add(job('x', { host: 'nope' })), 'gave-up')[0]!.reason).toMatch(/names no selected host/);
+  });
+
+  it('copies workdir, outputs, result, sweep, index, task and run into finished', () => {
+    const s = new Scheduler({ hosts: [host('a', 1)], run: 'r1' });
+    s.add(job('j', { outputs: ['o.txt'], result: 'o.txt', sweep: 'sw', index: 3, task: 't' }));
+    const ev = events(s.done('j', ok()), 'finished')[0]!;
+    expect(ev).toMatchObject({ workdir: '.cm/runs/r1/j', outputs: ['o.txt'], result: 'o.txt', sweep: 'sw', index: 3, task: 't', run: 'r1', duration: 1 });
+  });
+});
+
+describe('parseHalt', () => {
+  it('reads GNU parallel spellings and refuses others', () => {
+    expect(parseHalt('soon,fail=10%')).toEqual({ when: 'soon', fail: 10, percent: true });
+    expect(parseHalt('never')).toBeUndefined();
+    expect(() => parseHalt('later,fail=1')).toThrow(/--halt/);
+  });
+});
