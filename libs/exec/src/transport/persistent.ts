@@ -294,8 +294,10 @@ class Session {
     const start = new Date();
     if (this.state !== 'ready') return Promise.resolve(notRan(`session to ${this.host.name} lost: ${this.deathReason}`, start));
     const names = Object.keys(job.env);
-    const bad = names.find((n) => !ENV_NAME.test(n));
-    if (bad !== undefined) return Promise.resolve(notRan(`environment variable name ${JSON.stringify(bad)} is not valid in sh`, start));
+    const bad = names.find((n) => !ENV_NAME.test(n) || n.startsWith('_cmq_'));
+    if (bad !== undefined) {
+      return Promise.resolve(notRan(`environment variable name ${JSON.stringify(bad)} is not valid in sh or reserved (_cmq_*)`, start));
+    }
     let lane = this.lanes.indexOf(false);
     if (lane < 0) lane = this.lanes.length;
     this.lanes[lane] = true;

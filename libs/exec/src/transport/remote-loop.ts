@@ -19,16 +19,17 @@
 /** Bumped when the wire format changes; the hello line carries it. */
 export const LOOP_VERSION = 1;
 
-const PROGRAM = `M=@MARKER@
+const PROGRAM = `_cmq_M=@MARKER@
 _cmq_nl='
 '
 _cmq_sh=$(command -v sh) || _cmq_sh=/bin/sh
 for _cmq_t in base64 mkfifo mkdir rm; do
-  command -v "$_cmq_t" >/dev/null 2>&1 || { printf '%s fail the host has no %s command\\n' "$M" "$_cmq_t"; exit 3; }
+  command -v "$_cmq_t" >/dev/null 2>&1 || { printf '%s fail the host has no %s command\\n' "$_cmq_M" "$_cmq_t"; exit 3; }
 done
 _cmq_setsid=$(command -v setsid 2>/dev/null) || _cmq_setsid=
+_cmq_b64=$(command -v base64)
 _cmq_d=\${TMPDIR:-/tmp}/cm-persist.$$
-mkdir -m 700 "$_cmq_d" 2>/dev/null && mkfifo "$_cmq_d/lock" || { printf '%s fail cannot create %s\\n' "$M" "$_cmq_d"; exit 3; }
+mkdir -m 700 "$_cmq_d" 2>/dev/null && mkfifo "$_cmq_d/lock" || { printf '%s fail cannot create %s\\n' "$_cmq_M" "$_cmq_d"; exit 3; }
 exec 3<>"$_cmq_d/lock"
 printf '\\n' >&3
 _cmq_kill() { kill -"$1" -"$2" 2>/dev/null || kill -"$1" "$2" 2>/dev/null; }
@@ -54,31 +55,41 @@ _cmq_run() {
   (
     # a job that signals its parent must not lose its own status; the job itself gets default handlers
     trap : HUP INT TERM
-    (
-      [ -d "$_cmq_w" ] || mkdir -p "$_cmq_w" || exit 1
-      cd "$_cmq_w" || exit 1
+    # The runner becomes the job's environment (one fork less per job): past this point it uses
+    # only quoted expansions, absolute paths and _cmq_ names, which the transport never exports.
+    _cmq_x=0
+    { [ -d "$_cmq_w" ] || mkdir -p "$_cmq_w"; } 2>"$_cmq_f.e" && cd "$_cmq_w" 2>>"$_cmq_f.e" || _cmq_x=1
+    if [ "$_cmq_x" = 0 ]; then
       while [ $# -gt 1 ]; do export "$1=$2"; shift 2; done
-      exec $_cmq_setsid "$_cmq_sh" -c "$_cmq_c"
-    ) </dev/null >"$_cmq_f.o" 2>"$_cmq_f.e" 3>&- &
-    _cmq_p=$!
-    printf '%s %s\\n' "$_cmq_n" "$_cmq_p" >"$_cmq_f.p"
-    if [ -s "$_cmq_f.k" ] && read -r _cmq_x _cmq_s <"$_cmq_f.k" && [ "$_cmq_x" = "$_cmq_n" ]; then
-      _cmq_kill "$_cmq_s" "$_cmq_p"
+      if [ -n "$_cmq_setsid" ]; then
+        "$_cmq_setsid" "$_cmq_sh" -c "$_cmq_c" </dev/null >"$_cmq_f.o" 2>"$_cmq_f.e" 3>&- &
+      else
+        "$_cmq_sh" -c "$_cmq_c" </dev/null >"$_cmq_f.o" 2>"$_cmq_f.e" 3>&- &
+      fi
+      _cmq_p=$!
+      printf '%s %s\\n' "$_cmq_n" "$_cmq_p" >"$_cmq_f.p"
+      if [ -s "$_cmq_f.k" ] && read -r _cmq_x _cmq_s <"$_cmq_f.k" && [ "$_cmq_x" = "$_cmq_n" ]; then
+        _cmq_kill "$_cmq_s" "$_cmq_p"
+      fi
+      wait "$_cmq_p"
+      _cmq_rc=$?
+      while kill -0 "$_cmq_p" 2>/dev/null; do wait "$_cmq_p"; _cmq_rc=$?; done
+      : >"$_cmq_f.p"
+    else
+      # like the per-job transport's mkdir -p DIR && cd DIR && sh -c ...: status 1, the reason on stderr
+      : >"$_cmq_f.o"
+      _cmq_rc=1
     fi
-    wait "$_cmq_p"
-    _cmq_rc=$?
-    while kill -0 "$_cmq_p" 2>/dev/null; do wait "$_cmq_p"; _cmq_rc=$?; done
-    : >"$_cmq_f.p"
     _cmq_s=-
     if [ "$_cmq_rc" -gt 128 ]; then _cmq_s=$(kill -l "$_cmq_rc" 2>/dev/null) || _cmq_s=-; fi
     read -r _cmq_x <&3
-    if [ -s "$_cmq_f.o" ]; then printf '%s %s o\\n' "$M" "$_cmq_n"; base64 <"$_cmq_f.o"; printf '.\\n'; fi
-    if [ -s "$_cmq_f.e" ]; then printf '%s %s e\\n' "$M" "$_cmq_n"; base64 <"$_cmq_f.e"; printf '.\\n'; fi
-    printf '%s %s x %s %s\\n' "$M" "$_cmq_n" "$_cmq_rc" "\${_cmq_s:--}"
+    if [ -s "$_cmq_f.o" ]; then printf '%s %s o\\n' "$_cmq_M" "$_cmq_n"; "$_cmq_b64" <"$_cmq_f.o"; printf '.\\n'; fi
+    if [ -s "$_cmq_f.e" ]; then printf '%s %s e\\n' "$_cmq_M" "$_cmq_n"; "$_cmq_b64" <"$_cmq_f.e"; printf '.\\n'; fi
+    printf '%s %s x %s %s\\n' "$_cmq_M" "$_cmq_n" "$_cmq_rc" "\${_cmq_s:--}"
     printf '\\n' >&3
   ) &
 }
-printf '%s hello @VERSION@ %s\\n' "$M" "\${_cmq_setsid:--}"
+printf '%s hello @VERSION@ %s\\n' "$_cmq_M" "\${_cmq_setsid:--}"
 while IFS= read -r _cmq_line; do
   case $_cmq_line in
     'r '*) eval "_cmq_run \${_cmq_line#r }" ;;

@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# Transport benchmark: N tiny jobs on K test hosts x S slots, in one run, through
+#   persistent   the persistent ssh-session transport (libs/exec/src/transport/persistent.ts)
+#   per-job      the one-ssh-per-job transport (libs/exec/src/transport/ssh.ts), when it exists
+#   parallel     GNU parallel -M (its own ControlMaster connections)
+#   xargs        xargs -P K*S, one `ssh` per job over pre-opened ControlMaster connections (the floor)
+# and prints wall time, jobs/s, CPU per job and ratios against the xargs floor.
+#
+# CPU is counted for the processes of the benchmark only (the machine is shared): the bench
+# shell's waited-for children (driver, ssh clients, parallel, xargs), the ControlMaster processes,
+# and each test sshd with every session it reaped. Ticks come from /proc/<pid>/stat.
+#
+#   bench/transport.sh [JOBS [HOSTS [SLOTS]]]     default 2000 4 4
+#   bench/transport.sh --driver OUT.cjs           only build the node driver (used by the bats test)
+#
+# The driver reads job lines {"id","command","host"?,"timeout"?,"maxOutput"?,"env"?} on stdin and
+# writes one outcome line per job; `driver.cjs persistent|ssh CONFIG HOST... [-- SLOTS]`.
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+build_driver() {
+  local out=$1 src ssh_import="const perJobModule: any = undefined;"
+  src=$(mktemp -d)/driver.ts
+  if [[ -f $REPO/libs/exec/src/transport/ssh.ts ]]; then
+    ssh_import="import * as perJob from '$REPO/libs/exec/src/transport/ssh';
+const perJobModule: any = perJob;"
+  fi
+  cat >"$src" <<EOF
+import { createHash } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import { PersistentTransport } from '$REPO/libs/exec/src/transport/persistent';
+$ssh_import
+EOF
+  cat >>"$src" <<'EOF'
+const [kind, configFile, ...rest] = process.argv.slice(2);
+const dash = rest.indexOf('--');
+const names = dash >= 0 ? rest.slice(0, dash) : rest;
+const slots = dash >= 0 ? Number(rest[dash + 1]) : 4;
+const ssh = { configFile, connectTimeout: 10 };
+function makeTransport(): any {
+  if (kind === 'persistent') return new PersistentTransport({ ssh });
+  if (kind === 'ssh' && perJobModule?.SshTransport) {
+    return new perJobModule.SshTransport({ ...ssh, controlDir: process.env.CM_BENCH_CONTROL_DIR, sshOptions: ssh });
+  }
+  throw new Error(`no transport ${kind}`);
+}
+const t = makeTransport();
+// ssh resolves the names through the test hosts' ssh_config
+const hosts = names.map((name) => ({ kind: 'host', v: 1, name, address: name, tags: [], slots }) as const);
+const queue: any[] = [];
+const pinned = new Map<string, any[]>(names.map((n) => [n, []]));
+const never = new AbortController().signal;
+const sum = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+async function worker(host: (typeof hosts)[number]): Promise<void> {
+  for (;;) {
+    const j = pinned.get(host.name)?.shift() ?? queue.shift();
+    if (!j) return;
+    const o = await t.run(
+      host as any,
+      {
+        id: j.id,
+        command: j.command,
+        env: { CM_JOB: j.id, ...(j.env ?? {}) },
+        workdir: j.workdir ?? `.cm/runs/bench/${j.id}`,
+        timeout: j.timeout,
+        maxOutput: j.maxOutput ?? 65536,
+        logBase: `${process.env.CM_DRIVER_LOGS ?? '/tmp'}/${j.id}`,
+      },
+      never,
+    );
+    const text = (b: Buffer) => (b.length <= 4096 ? b.toString('utf8') : undefined);
+    process.stdout.write(
+      `${JSON.stringify({
+        id: j.id,
+        host: host.name,
+        ran: o.ran,
+        exit: o.exit,
+        signal: o.signal,
+        reason: o.reason,
+        timedOut: o.timedOut,
+        stdout: text(o.stdout),
+        stderr: text(o.stderr),
+        stdoutBytes: o.stdoutBytes,
+        stderrBytes: o.stderrBytes,
+        stdoutSha256: sum(o.stdout),
+        truncated: o.truncated,
+        log: o.log,
+      })}\n`,
+    );
+  }
+}
+(async () => {
+  setMaxListenersSafe();
+  for await (const line of createInterface({ input: process.stdin })) {
+    if (!line.trim()) continue;
+    const j = JSON.parse(line);
+    (j.host ? (pinned.get(j.host) ?? queue) : queue).push(j);
+  }
+  await Promise.all(hosts.flatMap((h) => Array.from({ length: slots }, () => worker(h))));
+  await t.close();
+})();
+function setMaxListenersSafe() {
+  // every job shares one abort signal here
+  require('node:events').setMaxListeners(Infinity, never);
+}
+EOF
+  (cd "$REPO" && node_modules/.bin/esbuild "$src" --bundle --platform=node --format=cjs --log-level=warning --outfile="$out")
+  rm -rf "$(dirname "$src")"
+}
+
+if [[ ${1:-} == --driver ]]; then
+  build_driver "${2:?--driver OUT.cjs}"
+  exit 0
+fi
+
+JOBS=${1:-2000} K=${2:-4} SLOTS=${3:-4}
+P=$((K * SLOTS))
+# shellcheck source=../test/helpers/hosts.bash
+source "$REPO/test/helpers/hosts.bash"
+export CM_TEST_HOSTS_DIR=${CM_TEST_HOSTS_DIR:-$(mktemp -d /tmp/cm-bench-transport.XXXXXX)}
+# a port of its own: bats runs on this machine hold port 22 of the 127.0.1x blocks
+export CM_TEST_HOSTS_PORT=${CM_TEST_HOSTS_PORT:-2291}
+WORK=$CM_TEST_HOSTS_DIR/bench
+mkdir -p "$WORK"
+MASTERS=()
+cleanup() {
+  local p
+  for p in "${MASTERS[@]}"; do kill "$p" 2>/dev/null || true; done
+  cm_hosts_stop || true
+}
+trap cleanup EXIT
+
+cm_hosts_start "$K" "$SLOTS" >&2
+CFG=$CM_TEST_SSH_CONFIG
+NAMES=()
+for ((i = 1; i <= K; i++)); do NAMES+=("th$i"); done
+build_driver "$WORK/driver.cjs"
+
+# ticks (utime+stime of self and reaped children) of one process
+ticks_of() {
+  local stat rest
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+  rest=${stat##*) }
+  # shellcheck disable=SC2086
+  set -- $rest
+  echo $((${12} + ${13} + ${14} + ${15}))
+}
+# ticks of everything the benchmark runs: this shell's children, the masters, the sshds
+ticks() {
+  local t name addr slots dir pid start
+  t=$(ticks_of $$)
+  for pid in "${MASTERS[@]}"; do t=$((t + $(ticks_of "$pid"))); done
+  while read -r name addr slots dir; do
+    read -r pid start <"$dir/pid"
+    t=$((t + $(ticks_of "$pid")))
+  done <"$CM_TEST_HOSTS_DIR/th.list"
+  echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+
+# one line per job: the command every contender runs
+seq 1 "$JOBS" >"$WORK/ids"
+awk -v k="$K" '{ printf "{\"id\":\"b%d\",\"command\":\"echo $CM_JOB\",\"host\":\"th%d\"}\n", $1, ($1 - 1) % k + 1 }' \
+  "$WORK/ids" >"$WORK/jobs.ndjson"
+awk -v k="$K" '{ printf "th%d b%d\n", ($1 - 1) % k + 1, $1 }' "$WORK/ids" >"$WORK/pairs"
+
+declare -A WALL CPU OK
+measure() { # name, then the command
+  local name=$1 t0 c0 t1 c1 out
+  shift
+  sleep 0.5
+  c0=$(ticks)
+  t0=$(date +%s%N)
+  out=$("$@") || true
+  t1=$(date +%s%N)
+  sleep 0.5 # let the sshds reap the sessions that just ended
+  c1=$(ticks)
+  WALL[$name]=$(((t1 - t0) / 1000000))
+  CPU[$name]=$((c1 - c0))
+  OK[$name]=$out
+}
+
+run_persistent() {
+  node "$WORK/driver.cjs" persistent "$CFG" "${NAMES[@]}" -- "$SLOTS" <"$WORK/jobs.ndjson" | grep -c '"exit":0,'
+}
+run_perjob() {
+  CM_BENCH_CONTROL_DIR=$WORK/ctl-perjob node "$WORK/driver.cjs" ssh "$CFG" "${NAMES[@]}" -- "$SLOTS" <"$WORK/jobs.ndjson" |
+    grep -c '"exit":0,'
+}
+run_parallel() {
+  local s=() n
+  for n in "${NAMES[@]}"; do s+=(-S "$SLOTS/$n"); done
+  parallel --will-cite -M --ssh "ssh -F $CFG" "${s[@]}" -j "$SLOTS" 'CM_JOB={} sh -c "echo \$CM_JOB"' :::: "$WORK/ids" |
+    grep -c .
+}
+run_xargs() {
+  xargs -P "$P" -n 2 sh -c 'ssh -F "$0" -o ControlMaster=no -o ControlPath="$1/%C" "$2" "echo $3"' "$CFG" "$WORK/ctl" \
+    <"$WORK/pairs" | grep -c .
+}
+
+mkdir -p "$WORK/ctl" "$WORK/ctl-perjob"
+for n in "${NAMES[@]}"; do
+  ssh -F "$CFG" -o ControlMaster=yes -o ControlPath="$WORK/ctl/%C" -o ControlPersist=no -N "$n" &
+  MASTERS+=($!)
+done
+for n in "${NAMES[@]}"; do
+  for _ in $(seq 50); do ssh -F "$CFG" -o ControlPath="$WORK/ctl/%C" -O check "$n" 2>/dev/null && break; sleep 0.1; done
+done
+
+measure xargs run_xargs
+measure persistent run_persistent
+if [[ -f $REPO/libs/exec/src/transport/ssh.ts ]]; then measure per-job run_perjob; fi
+measure parallel run_parallel
+
+floor=${WALL[xargs]}
+printf '%s jobs (echo $CM_JOB) on %s hosts x %s slots, %s CPUs, load %s\n' "$JOBS" "$K" "$SLOTS" "$(nproc)" \
+  "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-11s %9s %9s %8s %13s %16s\n' transport wall_ms jobs/s ok cpu_ms/job 'x faster/xargs'
+for name in persistent per-job parallel xargs; do
+  [[ -n ${WALL[$name]:-} ]] || { printf '%-11s %9s\n' "$name" 'not built'; continue; }
+  awk -v n="$name" -v w="${WALL[$name]}" -v c="${CPU[$name]}" -v ok="${OK[$name]}" -v j="$JOBS" -v hz="$HZ" -v f="$floor" \
+    'BEGIN { printf "%-11s %9d %9.0f %8s %13.2f %16.2f\n", n, w, j * 1000 / w, ok, c * 1000 / hz / j, f / w }'
+done
