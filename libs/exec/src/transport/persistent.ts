@@ -254,10 +254,12 @@ class Session {
       case 'exit': {
         const r = this.running.get(f.serial);
         if (!r) return;
+        // As the per-job ssh transport reports it: the status as sh gives it (128+N for a signal, which
+        // `exit 137` cannot be told apart from), the signal's name only when we sent it.
         this.finish(r, {
           ran: true,
-          exit: f.signal ? null : f.status,
-          signal: f.signal,
+          exit: f.status,
+          signal: r.reason !== undefined ? f.signal : null,
         });
         this.lanes[r.lane] = false;
         return;
@@ -347,7 +349,7 @@ class Session {
     r.timers.push(
       setTimeout(() => {
         // The runner itself is gone (the job killed its parent): never reuse that lane's files.
-        this.finish(r, { ran: true, exit: null, signal: 'SIGKILL', reason: `${reason}; no exit status from the host` });
+        this.finish(r, { ran: true, exit: 137, signal: 'SIGKILL', reason: `${reason}; no exit status from the host` });
       }, grace + 5000),
     );
   }
