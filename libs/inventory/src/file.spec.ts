@@ -83,6 +83,14 @@ hosts:
     expect(() => f.setHost('th1', { user: '-oProxyCommand=x' })).toThrow(/not allowed/);
   });
 
+  it('turns an empty entry into a block mapping when fields are set', async () => {
+    const file = temp('hosts:\n');
+    const f = await InventoryFile.open(file);
+    f.addHost('a1', {});
+    f.setHost('a1', { local: true, slots: 2 });
+    expect(f.toString()).toBe('hosts:\n  a1:\n    slots: 2\n    local: true\n');
+  });
+
   it('creates a missing file only when asked', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'invfile-'));
     const file = path.join(dir, 'sub', 'hosts.yaml');

@@ -111,6 +111,8 @@ export class InventoryFile {
       return;
     }
     const m = pair.value as YAMLMap<unknown, unknown>;
+    // `a1: {}` (an add with no fields) grows into a block map, as a person would write it.
+    if (m.items.length === 0) m.flow = false;
     for (const key of HOST_FIELDS) {
       const value = fields[key];
       if (value === undefined) continue;
