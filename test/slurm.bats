@@ -64,14 +64,16 @@ final_value() {
   assert_equal "$(jq -r 'select(.event == "finished") | .host' <<<"$output" | grep -cvE '^sl[1-3]$')" 0
 }
 
-@test "a 1,000-run sweep through Slurm gives the same sum as cm-exec on localhost" {
+@test "a 1,000-run sweep through Slurm workers gives the same sum as cm-exec on localhost" {
   printf 'def sq(i=1..1000):\n    echo $((i * i))\n+sq\n' >sweep.cm
-  run bats_pipe cm-plan -f sweep.cm \| slurm_run \| cm-reduce
+  run bats_pipe cm-plan -f sweep.cm \| slurm_run --mode workers \| cm-reduce
   assert_equal "$status" 0
   local slurm_value
   slurm_value=$(final_value <<<"$output")
   assert_equal "$slurm_value" 333833500
   assert_equal "$(jq -c 'select(.event == "finished")' <<<"$output" | wc -l)" 1000
+  # every allocated node took a share
+  assert_equal "$(jq -r 'select(.event == "finished") | .host' <<<"$output" | sort -u | paste -sd,)" sl1,sl2,sl3
   if [[ ! -f $CM_REPO/tools/cm-exec/dist/main.cjs ]]; then
     skip "cm-exec is not built: compared with the arithmetic only"
   fi
@@ -79,6 +81,14 @@ final_value() {
   run bats_pipe cm-plan -f sweep.cm \| env -u CM_INVENTORY cm-exec \| cm-reduce
   assert_equal "$status" 0
   assert_equal "$(final_value <<<"$output")" "$slurm_value"
+}
+
+@test "a 200-run sweep as Slurm steps, one step per run" {
+  printf 'def sq(i=1..200):\n    echo $((i * i))\n+sq\n' >sweep.cm
+  run bats_pipe cm-plan -f sweep.cm \| slurm_run --mode steps \| cm-reduce
+  assert_equal "$status" 0
+  assert_equal "$(final_value <<<"$output")" 2686700
+  assert_equal "$(jq -c 'select(.event == "finished" and .exit == 0)' <<<"$output" | wc -l)" 200
 }
 
 @test "a sweep in jobs mode becomes one job array; values and sweep indices come back" {
@@ -97,7 +107,7 @@ final_value() {
 {"kind":"job","v":1,"id":"next","task":"next","command":"echo 1","deps":["bad"]}
 {"kind":"job","v":1,"id":"anyway","task":"anyway","command":"echo 2","deps":[],"after":["bad"]}
 EOF
-  for mode in steps jobs; do
+  for mode in steps workers jobs; do
     run --separate-stderr slurm_run --mode "$mode" <jobs.ndjson
     assert_equal "$status" 1
     assert_equal "$(jq -c 'select(.job == "bad" and .event == "finished") | [.exit, .stderr]' <<<"$output")" '[3,"oops\n"]'
@@ -106,14 +116,14 @@ EOF
   done
 }
 
-@test "a bad partition: gave-up with Slurm's message and exit 1, in both modes" {
-  for mode in steps jobs; do
+@test "a bad partition: gave-up with Slurm's message and exit 1, in every mode" {
+  for mode in steps workers jobs; do
     run --separate-stderr bats_pipe cm-plan -f "$CM_REPO/examples/assignment.cm" \| slurm_run --mode "$mode" --partition nosuch
     assert_equal "$status" 1
     assert_equal "$(jq -r 'select(.event == "gave-up") | .job' <<<"$output" | sort | paste -sd,)" a,b,c
     assert_equal "$(jq -r 'select(.job == "d") | .event' <<<"$output" | paste -sd,)" queued,skipped
     assert_equal "$(jq -r 'select(.event == "gave-up" and .job == "a") | .reason' <<<"$output")" \
-      "$([[ $mode == steps ]] && echo "Slurm refused the allocation: Job submit/allocate failed: Invalid partition name specified" ||
+      "$([[ $mode != jobs ]] && echo "Slurm refused the allocation: Job submit/allocate failed: Invalid partition name specified" ||
         echo "Slurm rejected the job: Batch job submission failed: Invalid partition name specified")"
   done
 }
@@ -131,12 +141,18 @@ EOF
 }
 
 @test "a job over its timeout is stopped and given up" {
-  echo '{"kind":"job","v":1,"id":"slow","task":"slow","command":"sleep 30","deps":[],"timeout":1}' >slow.ndjson
-  run --separate-stderr slurm_run <slow.ndjson
+  echo '{"kind":"job","v":1,"id":"slow","task":"slow","command":"sleep 30; echo cm-slurm-bats-late","deps":[],"timeout":1}' >slow.ndjson
+  for mode in steps workers; do
+    run --separate-stderr slurm_run --mode "$mode" <slow.ndjson
+    assert_equal "$status" 1
+    assert_equal "$(jq -r 'select(.event == "gave-up") | .reason' <<<"$output")" "timeout after 1s"
+    # the step is gone from Slurm, not left running
+    assert_equal "$(squeue -h -s -o %j | grep -c '^slow$')" 0
+  done
+  # and so is the job's process on the node (killed, not orphaned)
+  sleep 1
+  run pgrep -f 'cm-slurm-bats-late'
   assert_equal "$status" 1
-  assert_equal "$(jq -r 'select(.event == "gave-up") | .reason' <<<"$output")" "timeout after 1s"
-  # the step is gone from Slurm, not left running
-  assert_equal "$(squeue -h -s -o %j | grep -c '^slow$')" 0
 }
 
 @test "Slurm not installed: exit 4 and a clear message, before any event" {
@@ -157,7 +173,7 @@ EOF
 
 @test "SIGINT cancels everything submitted (scancel) and gives every job a final event" {
   for i in 1 2 3; do echo "{\"kind\":\"job\",\"v\":1,\"id\":\"s$i\",\"task\":\"s\",\"command\":\"sleep 60\",\"deps\":[]}"; done >sleep.ndjson
-  for mode in steps jobs; do
+  for mode in steps workers jobs; do
     # node itself in the background (not a function's subshell), so the signal reaches it
     node "$BATS_FILE_TMPDIR/slurm-run.cjs" --mode "$mode" --run "int-$mode" <sleep.ndjson >events.ndjson &
     local pid=$!

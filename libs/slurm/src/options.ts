@@ -2,14 +2,16 @@
 // exact argv each Slurm command receives is tested without a cluster.
 import { CmError, ExitCode } from '@cm/protocol';
 
-export type SlurmMode = 'steps' | 'jobs';
+export type SlurmMode = 'steps' | 'jobs' | 'workers';
 
 export interface SlurmOptions {
   /**
    * steps: one allocation (salloc) and every job as an `srun --exclusive` step inside it, deps resolved
    * in cm (fast for many small jobs: ~45 jobs/s on the lab cluster);
    * jobs: one Slurm batch job per cm job (or one array per group of jobs with the same deps),
-   * deps as afterok/afterany (for few long jobs; ~3 jobs/s).
+   * deps as afterok/afterany (for few long jobs; ~3 jobs/s);
+   * workers: one allocation, one long-lived srun step per node running cm's persistent job loop, cm
+   * placing jobs on node slots (fastest for many tiny jobs).
    */
   mode?: SlurmMode;
   /** in jobs mode, submit jobs with identical deps that arrive together as one job array (default true) */

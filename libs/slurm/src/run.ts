@@ -10,6 +10,7 @@ import { checkToken, type SlurmOptions } from './options';
 import { preflight, runCmd } from './proc';
 import { StepsEngine } from './steps';
 import { BatchEngine } from './batch';
+import { WorkersEngine } from './workers';
 
 export function freshRunId(now = new Date()): string {
   const p = (n: number): string => String(n).padStart(2, '0');
@@ -45,10 +46,13 @@ export async function runSlurm(
   const run = opts.run ?? freshRunId();
   const spool = opts.spoolDir ?? join(env.HOME ?? homedir(), '.cm', 'slurm', run);
   mkdirSync(spool, { recursive: true });
+  const mode = opts.mode ?? 'steps';
   const engine: Engine =
-    (opts.mode ?? 'steps') === 'steps'
+    mode === 'steps'
       ? new StepsEngine(opts, env, run, spool, emit, signal)
-      : new BatchEngine(opts, env, run, spool, emit, signal);
+      : mode === 'workers'
+        ? new WorkersEngine(opts, env, run, spool, emit, signal)
+        : new BatchEngine(opts, env, run, spool, emit, signal);
 
   const aborted = new Promise<'aborted'>((resolve) => {
     if (signal.aborted) resolve('aborted');

@@ -2,15 +2,17 @@
 // each step on a free CPU of the allocation; cm keeps at most as many steps in flight as the
 // allocation has CPUs (so none waits inside srun) and resolves dependencies itself, which avoids
 // the controller's scheduling cycle per job (the lab measured ~45 steps/s against ~3 batch jobs/s).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { EventRecord, JobRecord } from '@cm/protocol';
 import { baseEvent, Capture, copyJobFields, DepTracker, dropSrunExitLine, splitMarker, TRANSPORT, type Emit } from './common';
 import { sallocArgs, srunArgs, STEP_MARKER, type SlurmOptions } from './options';
 import { parseSlurmTime, runCmd, slurmMessage } from './proc';
 
-interface Allocation {
+export interface Allocation {
   id: string;
+  /** the allocated nodes and their CPUs */
+  nodes: Array<{ name: string; cpus: number }>;
   cpus: number;
   /** seconds, undefined when unlimited */
   limit?: number;
@@ -19,7 +21,8 @@ interface Allocation {
 
 interface Running {
   job: JobRecord;
-  child: ChildProcess;
+  /** stops the job (cancellation): SIGTERM to srun, or an abort of the worker's job */
+  stop: () => void;
   timedOut: boolean;
 }
 
@@ -27,26 +30,26 @@ const NODE_FAILURE = /node fail|NODE_FAIL|Node failure/i;
 const TIME_LIMIT = /DUE TO TIME LIMIT/;
 
 export class StepsEngine {
-  private tracker = new DepTracker();
-  private ready: JobRecord[] = [];
-  private running = new Map<string, Running>();
-  private perHost = new Map<string, number>();
-  private attempts = new Map<string, number>();
+  protected tracker = new DepTracker();
+  protected ready: JobRecord[] = [];
+  protected running = new Map<string, Running>();
+  protected perHost = new Map<string, number>();
+  protected attempts = new Map<string, number>();
   private alloc?: Allocation;
   private allocating?: Promise<Allocation | string>;
   private allocError?: string;
-  private failures = 0;
+  protected failures = 0;
   private waiters: Array<() => void> = [];
-  private stopped = false;
+  protected stopped = false;
   private pumping = false;
 
   constructor(
-    private readonly opts: SlurmOptions,
-    private readonly env: NodeJS.ProcessEnv,
-    private readonly run: string,
-    private readonly logDir: string,
-    private readonly emit: Emit,
-    private readonly signal: AbortSignal,
+    protected readonly opts: SlurmOptions,
+    protected readonly env: NodeJS.ProcessEnv,
+    protected readonly run: string,
+    protected readonly logDir: string,
+    protected readonly emit: Emit,
+    protected readonly signal: AbortSignal,
   ) {}
 
   get failed(): number {
@@ -71,7 +74,7 @@ export class StepsEngine {
   /** Cancellation: stop every step, give up what has not run, release the allocation (scancel). */
   async cancel(reason: string): Promise<void> {
     this.stopped = true;
-    for (const r of this.running.values()) r.child.kill('SIGTERM');
+    for (const r of this.running.values()) r.stop();
     const waiting = this.ready.splice(0);
     for (const job of waiting) await this.final(job, 'gave-up', { reason });
     for (const { job } of this.tracker.takeStranded(true)) await this.final(job, 'gave-up', { reason });
@@ -110,14 +113,21 @@ export class StepsEngine {
       return this.allocError;
     }
     const id = m[1];
-    const q = await runCmd('squeue', ['-h', '-j', id, '-o', '%C|%l'], this.env);
-    const [c, l] = q.stdout.trim().split('|');
-    this.alloc = { id, cpus: Number(c) || 1, limit: parseSlurmTime(l ?? ''), limitText: l ?? '' };
+    const q = await runCmd('squeue', ['-h', '-j', id, '-o', '%C|%l|%N'], this.env);
+    const [c, l, nodeList] = q.stdout.trim().split('|');
+    const names = await runCmd('scontrol', ['show', 'hostnames', nodeList ?? ''], this.env);
+    const per = await runCmd('sinfo', ['-h', '-N', '-n', nodeList ?? '', '-o', '%N %c'], this.env);
+    const cpusOf = new Map(per.stdout.split('\n').map((line) => line.trim().split(/\s+/) as [string, string]));
+    const nodes = names.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((name) => ({ name, cpus: Number(cpusOf.get(name)) || 1 }));
+    this.alloc = { id, nodes, cpus: Number(c) || 1, limit: parseSlurmTime(l ?? ''), limitText: l ?? '' };
     if (this.stopped) await this.release();
     return this.alloc;
   }
 
-  private async release(): Promise<void> {
+  protected async release(): Promise<void> {
     const a = this.alloc;
     if (!a) return;
     this.alloc = undefined;
@@ -125,11 +135,11 @@ export class StepsEngine {
     await runCmd('scancel', [a.id], this.env).catch(() => undefined);
   }
 
-  private capacity(a: Allocation): number {
+  protected capacity(a: Allocation): number {
     return Math.max(1, Math.floor(a.cpus / (this.opts.cpusPerTask ?? 1)));
   }
 
-  private async pump(): Promise<void> {
+  protected async pump(): Promise<void> {
     if (this.pumping) return;
     this.pumping = true;
     try {
@@ -164,17 +174,17 @@ export class StepsEngine {
     }
   }
 
-  private wake(): void {
+  protected wake(): void {
     if (this.running.size === 0 && this.ready.length === 0) for (const f of this.waiters.splice(0)) f();
   }
 
-  private start(a: Allocation, job: JobRecord): void {
+  protected start(a: Allocation, job: JobRecord): void {
     const attempt = (this.attempts.get(job.id) ?? 0) + 1;
     this.attempts.set(job.id, attempt);
     const env = { ...this.env, ...job.env, CM_JOB: job.id, CM_RUN: this.run, CM_TASK: job.task };
     const workdir = `.cm/runs/${this.run}/${job.id}`;
     const child = spawn('srun', srunArgs(this.opts, a.id, job, workdir), { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const entry: Running = { job, child, timedOut: false };
+    const entry: Running = { job, stop: () => child.kill('SIGTERM'), timedOut: false };
     this.running.set(job.id, entry);
     const cap = this.opts.maxOutput ?? 1024 * 1024;
     const out = new Capture(cap, () => join(this.logDir, `${job.id}.out`));
@@ -270,13 +280,13 @@ export class StepsEngine {
     });
   }
 
-  private async finish(job: JobRecord, state: 'ok' | 'failed', event: EventRecord['event'], fields: Partial<EventRecord>): Promise<void> {
+  protected async finish(job: JobRecord, state: 'ok' | 'failed', event: EventRecord['event'], fields: Partial<EventRecord>): Promise<void> {
     const next = this.tracker.done(job.id, state);
     await this.final(job, event, fields);
     await this.apply(next);
   }
 
-  private async final(job: JobRecord, event: EventRecord['event'], fields: Partial<EventRecord>): Promise<void> {
+  protected async final(job: JobRecord, event: EventRecord['event'], fields: Partial<EventRecord>): Promise<void> {
     if (event !== 'finished' || fields.exit !== 0) this.failures += 1;
     const ev = copyJobFields(baseEvent(event, job, this.run), job, this.run);
     for (const [k, v] of Object.entries(fields)) if (v !== undefined) (ev as Record<string, unknown>)[k] = v;
