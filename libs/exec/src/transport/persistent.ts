@@ -195,7 +195,7 @@ class Session {
       if (this.state === 'starting') {
         // ssh exits 255 for its own failures; anything else means the host answered but the loop did not run
         const unavailable = code !== SSH_CONNECTION_FAILURE && code !== null;
-        const why = said || this.noise[this.noise.length - 1] || `exit ${code ?? sig}`;
+        const why = said || this.noise[this.noise.length - 1] || `${command.file} ended (${code ?? sig}) before the session loop started`;
         this.hello(
           new StartError(
             unavailable
