@@ -4,7 +4,7 @@ import path from 'node:path';
 import { ExitCode, readRecords, RecordWriter, type EventRecord, type FetchRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { EXIT_CODES, flag, intOpt, runMain, str, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { loadInventory, type Inventory } from '@cm/inventory';
-import { Connections, FetchQueue, Limiter, Stager } from '@cm/transfer';
+import { Connections, FetchQueue, Limiter, Stager, type FetchOutcome } from '@cm/transfer';
 
 const USAGE = `
 cm-fetch: copy job outputs back from the hosts as jobs finish (and stage inputs in).
@@ -127,23 +127,27 @@ export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
 
   const fetchFor = async (ev: EventRecord & { job: string }): Promise<void> => {
     const run = ev.run ?? '_';
-    const base: FetchRecord = { kind: 'fetch', v: 1, job: ev.job, direction: 'out', ok: false, files: [] };
-    if (ev.task !== undefined) base.task = ev.task;
-    base.run = run;
-    if (ev.host !== undefined) base.host = ev.host;
-    if (ev.sweep !== undefined) base.sweep = ev.sweep;
-    if (ev.index !== undefined) base.index = ev.index;
-    let rec: FetchRecord;
+    let out: FetchOutcome;
     try {
       const host = await findHost(ev.host);
-      const out = await queue.add({ job: ev.job, run, host, workdir: ev.workdir ?? `.cm/runs/${run}/${ev.job}`, outputs: ev.outputs ?? [], result: ev.result });
-      rec = { ...base, ok: out.ok, files: out.files, attempt: out.attempt };
-      if (out.result !== undefined) rec.result = out.result;
-      if (out.error !== undefined) rec.error = out.error;
+      out = await queue.add({ job: ev.job, run, host, workdir: ev.workdir ?? `.cm/runs/${run}/${ev.job}`, outputs: ev.outputs ?? [], result: ev.result });
     } catch (err) {
       if (fatal) return;
-      rec = { ...base, error: (err as Error).message };
+      out = { ok: false, files: [], attempt: 1, error: (err as Error).message };
     }
+    // Built field by field so the record reads in the order of docs/protocol.md.
+    const rec = { kind: 'fetch', v: 1, job: ev.job } as FetchRecord;
+    if (ev.task !== undefined) rec.task = ev.task;
+    rec.run = run;
+    if (ev.host !== undefined) rec.host = ev.host;
+    rec.direction = 'out';
+    rec.ok = out.ok;
+    rec.files = out.files;
+    if (out.result !== undefined) rec.result = out.result;
+    rec.attempt = out.attempt;
+    if (out.error !== undefined) rec.error = out.error;
+    if (ev.sweep !== undefined) rec.sweep = ev.sweep;
+    if (ev.index !== undefined) rec.index = ev.index;
     if (!rec.ok) {
       failed += 1;
       io.stderr.write(`cm-fetch: job ${ev.job}: ${rec.error ?? 'failed'}\n`);
