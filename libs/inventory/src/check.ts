@@ -2,29 +2,11 @@
 // so checking 64 hosts costs about one round trip instead of 64.
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
-import { CmError, ExitCode, type HostRecord } from '@cm/protocol';
+import { CmError, ExitCode, type CheckRecord, type HostRecord } from '@cm/protocol';
 import { sshArgs, SSH_CONNECTION_FAILURE } from '@cm/ssh';
 
-/** The NDJSON record `cm-hosts check --json` writes, one per host (a kind of its own; see the note in USAGE). */
-export interface CheckRecord {
-  kind: 'check';
-  v: 1;
-  host: string;
-  address: string;
-  up: boolean;
-  /** why the host is down, from ssh's stderr: connection refused, timed out, permission denied, ... */
-  reason?: string;
-  /** milliseconds from starting ssh to the probe's answer (connect, key exchange, auth, one command) */
-  rtt_ms: number;
-  cpus?: number;
-  /** 1, 5 and 15 minute load averages */
-  load?: number[];
-  hostname?: string;
-  slots: number;
-  /** slots suggested for this host: its CPU count */
-  suggested_slots?: number;
-  local?: boolean;
-}
+/** The NDJSON record `cm-hosts check --json` writes, one per host (defined in @cm/protocol). */
+export type { CheckRecord };
 
 // No `!` (csh history) and no single quotes inside: it survives any login shell as one argument to sh.
 const PROBE =

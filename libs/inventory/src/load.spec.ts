@@ -118,9 +118,9 @@ describe('parseInventory', () => {
           expect(err).toBeInstanceOf(InputError);
         }
       }),
-      { numRuns: 1500 },
+      { numRuns: 1000 },
     );
-  });
+  }, 60_000);
 });
 
 describe('search order', () => {

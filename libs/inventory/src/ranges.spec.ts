@@ -67,7 +67,7 @@ describe('properties', () => {
       }),
       { numRuns: 500 },
     );
-  });
+  }, 60_000);
   it('the range parser throws nothing but CmError on random input', () => {
     fc.assert(
       fc.property(fc.oneof(fc.string({ maxLength: 30 }), fc.stringMatching(/^[a-z0-9[\],-]{0,20}$/)), (s) => {
@@ -80,5 +80,5 @@ describe('properties', () => {
       }),
       { numRuns: 2000 },
     );
-  });
+  }, 60_000);
 });

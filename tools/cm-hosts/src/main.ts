@@ -268,7 +268,7 @@ export async function run(argv: DocoptArgs, io: CommandIO): Promise<number> {
       const results = await checkHosts(
         hosts,
         { timeout: args.timeout, parallel: args.parallel, signal: io.signal, configFile: io.env.CM_SSH_CONFIG || undefined },
-        json ? (r: CheckRecord) => out.write(r as never) : undefined,
+        json ? (r: CheckRecord) => out.write(r) : undefined,
       );
       if (!json) io.stdout.write(checkTable(results));
       const down = results.filter((r) => !r.up);
