@@ -122,9 +122,11 @@ export class StepsEngine {
       .split('\n')
       .filter(Boolean)
       .map((name) => ({ name, cpus: Number(cpusOf.get(name)) || 1 }));
-    this.alloc = { id, nodes, cpus: Number(c) || 1, limit: parseSlurmTime(l ?? ''), limitText: l ?? '' };
+    const alloc: Allocation = { id, nodes, cpus: Number(c) || 1, limit: parseSlurmTime(l ?? ''), limitText: l ?? '' };
+    this.alloc = alloc;
+    // Cancelled while salloc waited: give the allocation straight back.
     if (this.stopped) await this.release();
-    return this.alloc;
+    return alloc;
   }
 
   protected async release(): Promise<void> {
@@ -145,6 +147,7 @@ export class StepsEngine {
     try {
       while (this.ready.length > 0 && !this.stopped) {
         const a = await this.allocation();
+        if (this.stopped) break;
         if (typeof a === 'string') {
           // finish(), not final(): dependants of these jobs must be skipped, not left waiting.
           for (const job of this.ready.splice(0)) await this.finish(job, 'failed', 'gave-up', { reason: a });
