@@ -12,12 +12,16 @@
 # Everything lives in $CM_TEST_HOSTS_DIR (default $BATS_FILE_TMPDIR/cm-hosts, else a mktemp dir):
 # inventory.yaml ($CM_INVENTORY), ssh_config ($CM_TEST_SSH_CONFIG), id_ed25519, known_hosts.
 #
+# Inventory: th hosts carry tags [test], m hosts [many]; CM_TEST_HOSTS_PORT=N (default 22) moves
+# every host to another port when something else holds port 22 on the wildcard address.
+#
 # Each sshd runs in its own UTS and mount namespace: `hostname` says thI, and /root is a private
 # directory per host (cm_host_home), so a file staged on th1 is not visible on th2, as on real machines.
 # CM_TEST_HOSTS_SHARED_HOME=1 keeps the real /root instead.
 #
 # Addresses: if 127.0.10.I:22 is taken (another bats run on the same machine), the next free block
-# 127.0.11.x .. 127.0.19.x is used (m hosts: 127.0.22/24/26/28.x); $CM_TEST_HOSTS_PREFIX holds the
+# 127.0.11.x .. 127.0.19.x is used (m hosts: 127.0.22/24/26/28.x, in $CM_TEST_MANY_PREFIX);
+# $CM_TEST_HOSTS_PREFIX holds the
 # block in use ("127.0.10"), so tests compare with "$CM_TEST_HOSTS_PREFIX.$I", never a literal.
 # OpenSSH listens on at most 16 addresses per daemon (MAX_LISTEN_SOCKS), so start_many runs one sshd
 # per 16 hosts; all m hosts share one hostname ("many") and one home directory.
