@@ -21,8 +21,8 @@
 #
 # Addresses: if 127.0.10.I:22 is taken (another bats run on the same machine), the next free block
 # 127.0.11.x .. 127.0.19.x is used (m hosts: 127.0.22/24/26/28.x, in $CM_TEST_MANY_PREFIX);
-# $CM_TEST_HOSTS_PREFIX holds the
-# block in use ("127.0.10"), so tests compare with "$CM_TEST_HOSTS_PREFIX.$I", never a literal.
+# $CM_TEST_HOSTS_PREFIX holds the block in use ("127.0.10"), so tests compare with
+# "$CM_TEST_HOSTS_PREFIX.$I", never a literal.
 # OpenSSH listens on at most 16 addresses per daemon (MAX_LISTEN_SOCKS), so start_many runs one sshd
 # per 16 hosts; all m hosts share one hostname ("many") and one home directory.
 #
