@@ -256,3 +256,24 @@ describe('Stager on a local host (real sh and tar)', () => {
     expect(out).toBe('payload\n');
   });
 });
+
+describe('verification', () => {
+  it('a checksum that does not match the host is retried, then reported, and nothing is renamed into place', async () => {
+    const { Connections } = await import('./connections');
+    const { fetchBatch } = await import('./fetch');
+    const home = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const dest = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const bin = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    mkdirSync(path.join(home, '.cm/runs/r/a'), { recursive: true });
+    writeFileSync(path.join(home, '.cm/runs/r/a/v.txt'), 'real\n');
+    // a host whose sha256sum disagrees with what arrived (a file changing under tar, a bad disk)
+    writeFileSync(path.join(bin, 'sha256sum'), `#!/bin/sh\nfor f; do echo "${'0'.repeat(64)}  $f"; done\n`, { mode: 0o755 });
+    const conns = new Connections({ home, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    const host = { kind: 'host' as const, v: 1 as const, name: 'lap', address: 'localhost', local: true, slots: 1, tags: [] };
+    const [out] = await fetchBatch(conns, host, [{ job: 'a', run: 'r', host, workdir: '.cm/runs/r/a', outputs: ['v.txt'] }], { dir: dest, retries: 2, verify: true, backoff: () => 0 });
+    await conns.close();
+    expect(out).toMatchObject({ ok: false, attempt: 3, files: [] });
+    expect(out?.error).toMatch(/v\.txt: sha256 .* differs from the remote 000000000000/);
+    expect(listTree(dest)).toEqual(['r', 'r/a']);
+  });
+});
