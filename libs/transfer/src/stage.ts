@@ -137,20 +137,32 @@ export class Stager {
    * Stages every input of job on every host in `hosts`, and returns the job with a command that
    * first links the inputs into its directory, plus the files for a `fetch` record (direction in).
    */
-  async stageJob(job: JobRecord, hosts: HostRecord[]): Promise<{ job: JobRecord; files: FetchedFile[] }> {
+  async stageJob(job: JobRecord, hosts: HostRecord[]): Promise<{ job: JobRecord; files: FetchedFile[]; unstaged: string[] }> {
     const inputs = await Promise.all((job.inputs ?? []).map((f) => this.input(f)));
     const names = new Set<string>();
     for (const i of inputs) {
       if (names.has(i.name)) throw new StageError(`two inputs named ${JSON.stringify(i.name)}: a job directory can hold only one`);
       names.add(i.name);
     }
-    await Promise.all(hosts.flatMap((h) => inputs.map((i) => this.copy(h, i))));
-    if (inputs.length === 0) return { job, files: [] };
-    const links = inputs.map((i) => `ln -sfn "$HOME"/${shQuote(i.remote)} ${shQuote(`./${i.name}`)}`).join(' && ');
-    const command = `{ ${links}; } || { echo 'cm-fetch: staged inputs missing in $HOME/.cm/stage' >&2; exit 125; }\n${job.command}`;
+    if (inputs.length === 0) return { job, files: [], unstaged: [] };
+    // A host that cannot be reached must not sink the job: cm-exec moves jobs off dead hosts. The
+    // job fails only when no host got its inputs (and, should it land on one that did not, the
+    // link step below stops it with exit 125 and says why).
+    const results = await Promise.allSettled(hosts.map((h) => Promise.all(inputs.map((i) => this.copy(h, i)))));
+    const unstaged: string[] = [];
+    results.forEach((r, k) => {
+      if (r.status === 'rejected') unstaged.push(`${(hosts[k] as HostRecord).name}: ${(r.reason as Error).message}`);
+    });
+    if (hosts.length === 0) throw new StageError('no host to stage to');
+    if (unstaged.length === hosts.length) throw new StageError(unstaged.join('; '));
+    const links = inputs
+      .map((i) => `[ -e "$HOME"/${shQuote(i.remote)} ] && ln -sfn "$HOME"/${shQuote(i.remote)} ${shQuote(`./${i.name}`)}`)
+      .join(' && ');
+    const command = `{ ${links}; } || { echo "cm-fetch: staged inputs are missing in $HOME/.cm/stage on $(hostname)" >&2; exit 125; }\n${job.command}`;
     return {
       job: { ...job, command },
       files: inputs.map((i) => ({ remote: i.remote, path: i.local, size: i.size, sha256: i.sha256 })),
+      unstaged,
     };
   }
 }

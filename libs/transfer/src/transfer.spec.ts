@@ -254,6 +254,15 @@ describe('Stager on a local host (real sh and tar)', () => {
     mkdirSync(jobDir, { recursive: true });
     const out = execFileSync('sh', ['-c', staged[3]?.job.command as string], { cwd: jobDir, env: { ...process.env, HOME: home }, encoding: 'utf8' });
     expect(out).toBe('payload\n');
+    // on a host where the input never arrived, the job stops before its command runs
+    const bare = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    let status = 0;
+    try {
+      execFileSync('sh', ['-c', staged[3]?.job.command as string], { cwd: bare, env: { ...process.env, HOME: bare }, stdio: 'pipe' });
+    } catch (err) {
+      status = (err as { status: number }).status;
+    }
+    expect(status).toBe(125);
   });
 });
 

@@ -29,7 +29,8 @@ A broken connection, cut stream or checksum mismatch is retried (--retries), the
 directories), copies each input once per host into ~/.cm/stage/<sha256>/<name> on every host the
 job may run on (its \`host\` pin, else the whole inventory), then passes the job on with a command
 that first symlinks the inputs into the job's directory, preceded by a fetch record (direction
-"in"). Jobs sharing an input share one copy per host; inputs are shared, so treat them as
+"in"). A host that cannot be reached is named in the record's error (ok stays true while some
+host has the inputs; a job that lands on a host without them exits 125 saying so). Jobs sharing an input share one copy per host; inputs are shared, so treat them as
 read-only. Records keep their order: a job waits for its inputs, later records wait for it.
 
 Usage:
@@ -167,6 +168,10 @@ export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
       const staged = await stager.stageJob(job, targets);
       const rec: FetchRecord = { kind: 'fetch', v: 1, job: job.id, task: job.task, direction: 'in', ok: true, files: staged.files };
       if (job.run !== undefined) rec.run = job.run;
+      if (staged.unstaged.length > 0) {
+        rec.error = `not staged on ${staged.unstaged.join('; ')}`;
+        io.stderr.write(`cm-fetch: job ${job.id}: ${rec.error}\n`);
+      }
       return [JSON.stringify(rec), JSON.stringify(staged.job)];
     } catch (err) {
       failed += 1;
