@@ -127,6 +127,7 @@ cleanup() {
   local p
   for p in "${MASTERS[@]}"; do kill "$p" 2>/dev/null || true; done
   cm_hosts_stop || true
+  echo "bench/transport.sh: outputs and stderr of each contender in $WORK" >&2
 }
 trap cleanup EXIT
 
@@ -171,7 +172,7 @@ measure() { # name, then the command
   sleep 0.5
   c0=$(ticks)
   t0=$(date +%s%N)
-  out=$("$@") || true
+  out=$("$@" 3>&-) || true
   t1=$(date +%s%N)
   sleep 0.5 # let the sshds reap the sessions that just ended
   c1=$(ticks)
@@ -180,25 +181,31 @@ measure() { # name, then the command
   OK[$name]=$out
 }
 
+# each writes its output to a file (helpers a tool leaves behind must not hold a pipe open), then
+# prints how many jobs succeeded
 run_persistent() {
-  node "$WORK/driver.cjs" persistent "$CFG" "${NAMES[@]}" -- "$SLOTS" <"$WORK/jobs.ndjson" | grep -c '"exit":0,'
+  node "$WORK/driver.cjs" persistent "$CFG" "${NAMES[@]}" -- "$SLOTS" <"$WORK/jobs.ndjson" >"$WORK/out.persistent" \
+    2>"$WORK/err.persistent"
+  grep -c '"exit":0,' "$WORK/out.persistent"
 }
 run_perjob() {
-  CM_BENCH_CONTROL_DIR=$WORK/ctl-perjob node "$WORK/driver.cjs" ssh "$CFG" "${NAMES[@]}" -- "$SLOTS" <"$WORK/jobs.ndjson" |
-    grep -c '"exit":0,'
+  node "$WORK/driver.cjs" ssh "$CFG" "${NAMES[@]}" -- "$SLOTS" <"$WORK/jobs.ndjson" >"$WORK/out.per-job" 2>"$WORK/err.per-job"
+  grep -c '"exit":0,' "$WORK/out.per-job"
 }
 run_parallel() {
   local s=() n
   for n in "${NAMES[@]}"; do s+=(-S "$SLOTS/$n"); done
-  parallel --will-cite -M --ssh "ssh -F $CFG" "${s[@]}" -j "$SLOTS" 'CM_JOB={} sh -c "echo \$CM_JOB"' :::: "$WORK/ids" |
-    grep -c .
+  parallel --will-cite -M --ssh "ssh -F $CFG" "${s[@]}" -j "$SLOTS" 'CM_JOB={} sh -c "echo \$CM_JOB"' :::: "$WORK/ids" \
+    >"$WORK/out.parallel" 2>"$WORK/err.parallel" </dev/null
+  grep -c . "$WORK/out.parallel"
 }
 run_xargs() {
   xargs -P "$P" -n 2 sh -c 'ssh -F "$0" -o ControlMaster=no -o ControlPath="$1/%C" "$2" "echo $3"' "$CFG" "$WORK/ctl" \
-    <"$WORK/pairs" | grep -c .
+    <"$WORK/pairs" >"$WORK/out.xargs" 2>"$WORK/err.xargs"
+  grep -c . "$WORK/out.xargs"
 }
 
-mkdir -p "$WORK/ctl" "$WORK/ctl-perjob"
+mkdir -p "$WORK/ctl"
 for n in "${NAMES[@]}"; do
   ssh -F "$CFG" -o ControlMaster=yes -o ControlPath="$WORK/ctl/%C" -o ControlPersist=no -N "$n" &
   MASTERS+=($!)
