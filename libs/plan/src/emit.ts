@@ -1,6 +1,6 @@
 // Turns a plan into NDJSON lines, lazily: a million-run sweep is generated one line at a time.
 import type { JobRecord, RecordWriter, ReduceRecord } from '@cm/protocol';
-import { sweepEnv } from './params';
+import { paramSize, paramValue } from './params';
 import type { Plan, Sum, Unit } from './plan';
 
 export interface EmitOptions {
@@ -84,9 +84,20 @@ function* sweepLines(u: Unit, barriers: Set<Unit>, opts: EmitOptions): Generator
   const middle = `",${JSON.stringify({ task: rest.task, command: rest.command, deps: rest.deps, host: rest.host }).slice(1, -1)}`;
   const tail = JSON.stringify({ timeout: rest.timeout, retries: rest.retries, inputs: rest.inputs, outputs: rest.outputs, result: rest.result, sweep: name }).slice(1, -1);
   const end = run !== undefined ? `,"run":${JSON.stringify(run)}}` : '}';
+  // The environment is written by hand: two objects per run were most of the garbage of a big sweep.
+  const fixed = Object.entries(base).filter(([key]) => !params.some((p) => p.name === key && (p.range || p.values)));
+  const envHead = `{${fixed.map(([key, v]) => `${JSON.stringify(key)}:${JSON.stringify(v)},`).join('')}`;
+  const swept = params.filter((p) => p.range || p.values).map((p) => ({ key: `${JSON.stringify(p.name)}:`, size: paramSize(p), p, simple: p.range !== undefined }));
+  const parts: string[] = new Array(swept.length);
   for (let k = 0; k < u.def.count; k++) {
-    const env = JSON.stringify({ ...base, ...sweepEnv(params, k) });
-    yield `${head}${k}${middle},"env":${env},${tail},"index":${k}${end}`;
+    let rest = k;
+    for (let j = swept.length - 1; j >= 0; j--) {
+      const s = swept[j];
+      const value = paramValue(s.p, rest % s.size);
+      rest = Math.floor(rest / s.size);
+      parts[j] = s.simple ? `${s.key}"${value}"` : `${s.key}${JSON.stringify(value)}`;
+    }
+    yield `${head}${k}${middle},"env":${envHead}${parts.join(',')}},${tail},"index":${k}${end}`;
   }
   if (barriers.has(u)) yield* barrierLines(u, opts);
 }
@@ -124,14 +135,32 @@ export function* planLines(plan: Plan, opts: EmitOptions = {}): Generator<string
   }
 }
 
-/** Writes the plan, waiting whenever the reader is slower; stops quietly when it goes away. */
+/** Lines are handed to the writer in batches of about this many characters. */
+const BATCH = 64 * 1024;
+
+/**
+ * Writes the plan, waiting whenever the reader is slower; stops quietly when it goes away. Lines
+ * go out in batches: stdout to a pipe is synchronous on Linux, so one write per line would cost
+ * a system call per job.
+ */
 export async function writePlan(plan: Plan, writer: RecordWriter, opts: EmitOptions = {}): Promise<number> {
   let n = 0;
+  let batch: string[] = [];
+  let size = 0;
+  const flush = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    const wait = writer.writeLine(batch.join('\n'));
+    batch = [];
+    size = 0;
+    if (wait) await wait;
+  };
   for (const line of planLines(plan, opts)) {
     if (writer.closed) break;
-    const wait = writer.writeLine(line);
+    batch.push(line);
+    size += line.length + 1;
     n++;
-    if (wait) await wait;
+    if (size >= BATCH) await flush();
   }
+  if (!writer.closed) await flush();
   return n;
 }

@@ -163,6 +163,10 @@ describe('sweeps', () => {
       { n: 'b c', k: '08', mode: 'fast' }, { n: 'b c', k: '10', mode: 'fast' }, { n: 'b c', k: '12', mode: 'fast' },
     ]);
   });
+  it('writes each environment variable once, swept values over @env ones', () => {
+    const { plan } = loadPlan(file('@env(A=1, i=0)\ndef s(i=[x, "q\\"], c=5):\n  echo\ns'));
+    expect([...planLines(plan)].map((l) => l.match(/"env":(\{[^}]*\})/)![1])).toEqual(['{"A":"1","c":"5","i":"x"}', '{"A":"1","c":"5","i":"q\\\\"}']);
+  });
   it('counts down and takes a constant as a plain environment variable', () => {
     expect(records(file('def s(i=3..1):\n  echo\ns')).map((r) => r.env)).toEqual([{ i: '3' }, { i: '2' }, { i: '1' }]);
     expect(records(file('def s(x=5):\n  echo\ns'))[0]).toMatchObject({ id: 's', env: { x: '5' } });
