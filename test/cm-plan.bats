@@ -115,3 +115,46 @@ ASSIGNMENT_RECORDS='{"kind":"job","v":1,"id":"a","task":"a","command":"echo 1","
   [ "$status" -eq 0 ]
   [[ $output == *"Exit codes"* ]]
 }
+
+# final VALUES: the value of the record marked final, from cm-reduce's output on stdin
+final_value() {
+  node -e 'for (const l of require("fs").readFileSync(0, "utf8").split("\n")) {
+    if (!l) continue; const r = JSON.parse(l); if (r.kind === "value" && r.final) console.log(JSON.stringify(r.value)); }'
+}
+
+@test "end to end on the embedded default (no inventory): the assignment's example adds up to 10" {
+  mkdir home work
+  cd work
+  run --separate-stderr env -u CM_INVENTORY HOME="$BATS_TEST_TMPDIR/home" bash -c \
+    "set -o pipefail; cm-plan -f '$CM_REPO/examples/assignment.cm' | cm-exec | cm-reduce | tee out.ndjson | grep -c '\"event\":\"finished\",.*\"exit\":0'"
+  [ "$status" -eq 0 ]
+  [ "$output" = 4 ]
+  run final_value < out.ndjson
+  [ "$output" = 10 ]
+}
+
+@test "end to end on real ssh test hosts: the assignment's example, a sweep, a host pin" {
+  load helpers/hosts
+  cm_hosts_start 2 4
+  run --separate-stderr bash -c "set -o pipefail; cm-plan -f '$CM_REPO/examples/assignment.cm' | cm-exec | cm-reduce"
+  [ "$status" -eq 0 ]
+  [ "$(final_value <<<"$output")" = 10 ]
+  # every job ran on a test host, not locally
+  [[ $output == *'"host":"th'* ]]
+  [[ $output != *'"host":"localhost"'* ]]
+
+  # 100 runs of bench (2 * i) and 9 of study (n * size): 10100 + 420
+  run --separate-stderr bash -c "set -o pipefail; cm-plan -f '$CM_REPO/examples/sweep.cm' | cm-exec | cm-reduce"
+  [ "$status" -eq 0 ]
+  [ "$(final_value <<<"$output")" = 10520 ]
+
+  printf '@host(th2)\ndef where():\n    hostname\ndef one():\n    echo 1\nwhere; one + one\n' > pin.cm
+  run --separate-stderr bash -c "set -o pipefail; cm-plan -f pin.cm | cm-exec"
+  [ "$status" -eq 0 ]
+  [[ $output == *'"event":"finished","job":"where"'*'"host":"th2"'*'"stdout":"th2\n"'* ]]
+  cm_hosts_stop
+}
+
+teardown() {
+  if declare -F cm_hosts_stop >/dev/null; then cm_hosts_stop; fi
+}
