@@ -138,6 +138,21 @@ logins() { # logins H: ssh logins th$H has accepted so far
   assert_equal "$status" 0
 }
 
+@test "--stage-in with a host down: staged on the others, the record names the missing host" {
+  echo hello >in.txt
+  echo '{"kind":"job","v":1,"id":"d1","task":"d","command":"cat in.txt","deps":[],"inputs":["in.txt"],"run":"r5"}' >jobs.ndjson
+  cm_host_kill 3
+  run --separate-stderr cm-fetch --stage-in --retries 0 <jobs.ndjson
+  cm_host_restart 3
+  assert_equal "$status" 0
+  rec=$(grep '"kind":"fetch"' <<<"$output")
+  assert_equal "$(jq -r .ok <<<"$rec")" true
+  [[ $(jq -r .error <<<"$rec") == "not staged on th3: "* ]]
+  key=$(sha256sum in.txt | cut -d' ' -f1)
+  assert_equal "$(cat "$(cm_host_home th1)/.cm/stage/$key/in.txt")" hello
+  assert_equal "$(jq -r 'select(.kind == "job") | .id' <<<"$output")" d1
+}
+
 @test "local hosts: same checks, files copied from \$HOME without ssh" {
   home=$BATS_TEST_TMPDIR/home
   mkdir -p "$home/.cm/runs/r4/l1"
