@@ -3,6 +3,7 @@
 # (test/helpers/slurm-lab.sh: 3 nodes x 2 CPUs, short scheduler cycles). N tiny jobs (echo $i), timed from
 # submission to the last job's end:
 #   cm steps            one allocation, every job an srun step (the default engine mode)
+#   cm workers          one allocation, one srun step per node running cm's persistent job loop
 #   cm jobs+arrays      sbatch per group of jobs with the same deps (one array here)
 #   cm jobs             one sbatch per job (--no-arrays)
 #   raw srun steps      xargs -P6 srun --exclusive inside one salloc: the floor for steps
@@ -57,6 +58,7 @@ measure() { # NAME COMMAND...
 }
 
 cm_steps() { node "$work/slurm-run.cjs" --run steps <"$work/tiny.ndjson" >"$work/out.steps"; }
+cm_workers() { node "$work/slurm-run.cjs" --mode workers --run workers <"$work/tiny.ndjson" >"$work/out.workers"; }
 cm_arrays() { node "$work/slurm-run.cjs" --mode jobs --run arrays <"$work/tiny.ndjson" >"$work/out.arrays"; }
 cm_jobs() { node "$work/slurm-run.cjs" --mode jobs --no-arrays --run jobs <"$work/tiny.ndjson" >"$work/out.jobs"; }
 raw_steps() {
@@ -81,6 +83,7 @@ raw_array() {
 }
 cm_exec_local() { env -u CM_INVENTORY cm-exec -q <"$work/tiny.ndjson" >"$work/out.local"; }
 chain_steps() { node "$work/slurm-run.cjs" <"$work/chain.ndjson" >"$work/out.chain-steps"; }
+chain_workers() { node "$work/slurm-run.cjs" --mode workers <"$work/chain.ndjson" >"$work/out.chain-workers"; }
 chain_jobs() { node "$work/slurm-run.cjs" --mode jobs <"$work/chain.ndjson" >"$work/out.chain-jobs"; }
 
 # warm-up: page cache, munge credentials, node daemons awake
@@ -89,6 +92,8 @@ echo '{"kind":"job","v":1,"id":"w","task":"w","command":"true","deps":[]}' | nod
 measure "cm steps" cm_steps
 check_events "$work/out.steps" "$N"
 measure "raw srun steps" raw_steps
+measure "cm workers" cm_workers
+check_events "$work/out.workers" "$N"
 measure "cm jobs+arrays" cm_arrays
 check_events "$work/out.arrays" "$N"
 measure "raw array" raw_array
@@ -105,6 +110,8 @@ if [[ -f $REPO/tools/cm-exec/dist/main.cjs ]]; then
 fi
 measure "chain cm steps" chain_steps
 check_events "$work/out.chain-steps" "$L"
+measure "chain cm workers" chain_workers
+check_events "$work/out.chain-workers" "$L"
 measure "chain cm jobs" chain_jobs
 check_events "$work/out.chain-jobs" "$L"
 
@@ -114,7 +121,7 @@ for k in "${order[@]}"; do
   [[ $k == chain* ]] && continue
   peer=
   case $k in
-  "cm steps") peer="raw srun steps" ;;
+  "cm steps" | "cm workers") peer="raw srun steps" ;;
   "cm jobs+arrays") peer="raw array" ;;
   "cm jobs") peer="raw sbatch" ;;
   esac
@@ -123,6 +130,6 @@ for k in "${order[@]}"; do
   printf '%-20s %9s %9s %s\n' "$k" "${T[$k]}" "$(awk -v n="$N" -v t="${T[$k]}" 'BEGIN { printf "%.1f", n / t }')" "$ratio"
 done
 printf '\na chain of %d dependent jobs\n' "$L"
-for k in "chain cm steps" "chain cm jobs"; do
+for k in "chain cm steps" "chain cm workers" "chain cm jobs"; do
   printf '%-20s %9s s  %s s per link\n' "$k" "${T[$k]}" "$(awk -v l="$L" -v t="${T[$k]}" 'BEGIN { printf "%.2f", t / l }')"
 done

@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ExitCode, type JobRecord } from '@cm/protocol';
+import { ExitCode, type EventRecord, type JobRecord } from '@cm/protocol';
 import type { Emit } from './common';
 import { checkToken, type SlurmOptions } from './options';
 import { preflight, runCmd } from './proc';
@@ -17,6 +17,8 @@ export function freshRunId(now = new Date()): string {
   const stamp = `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}-${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}`;
   return `${stamp}-${randomBytes(2).toString('hex')}`;
 }
+
+const FINAL = new Set(['finished', 'gave-up', 'skipped']);
 
 interface Engine {
   add(job: JobRecord): Promise<void>;
@@ -46,6 +48,20 @@ export async function runSlurm(
   const run = opts.run ?? freshRunId();
   const spool = opts.spoolDir ?? join(env.HOME ?? homedir(), '.cm', 'slurm', run);
   mkdirSync(spool, { recursive: true });
+  // Every queued job must end with exactly one final event; `open` holds those still owed one.
+  const open = new Map<string, EventRecord>();
+  const userEmit = emit;
+  emit = (ev) => {
+    if (ev.event === 'queued' && ev.job) open.set(ev.job, ev);
+    else if (FINAL.has(ev.event) && ev.job) open.delete(ev.job);
+    return userEmit(ev);
+  };
+  const owed = async (reason: string): Promise<number> => {
+    for (const ev of open.values()) await userEmit({ ...ev, event: 'gave-up', reason });
+    const n = open.size;
+    open.clear();
+    return n;
+  };
   const mode = opts.mode ?? 'steps';
   const engine: Engine =
     mode === 'steps'
@@ -79,14 +95,18 @@ export async function runSlurm(
     }
   } catch (err) {
     await engine.cancel('interrupted');
+    await owed('interrupted');
     throw err;
   }
   if (interrupted) {
     await engine.cancel('interrupted');
+    await owed('interrupted');
     void it.return?.();
     return ExitCode.FAILURES;
   }
-  if (engine.failed > 0) {
+  // A job the engine lost track of is a bug, but it still gets its final event.
+  const lost = await owed('cm lost track of this job (a bug in @cm/slurm: please report it)');
+  if (engine.failed > 0 || lost > 0) {
     // Jobs that failed because the controller went away are an environment problem, not job failures.
     const ping = await runCmd('scontrol', ['ping'], env, 30_000).catch(() => undefined);
     if (!ping || !/is UP/.test(ping.stdout)) {
