@@ -21,12 +21,18 @@ const NO_SUMS_MARK = 'cm-nosha\n';
  */
 export function fetchScript(paths: string[], verify: boolean): string {
   const list = paths.map((n) => shQuote(`./${n}`)).join(' ');
-  const sums = verify
-    ? `if command -v sha256sum >/dev/null 2>&1; then printf 'cm-sha256\\n'; find "$@" -type f -exec sha256sum {} +; else printf 'cm-nosha\\n'; fi; `
-    : '';
-  return (
+  const head =
     `set --; for f in ${list}; do if [ -e "$f" ] || [ -h "$f" ]; then set -- "$@" "$f"; else printf 'cm-missing %s\\n' "$f" >&2; fi; done; ` +
-    `[ "$#" -gt 0 ] || exit 0; tar -cf - "$@"; s=$?; ${sums}exit $s`
+    `[ "$#" -gt 0 ] || exit 0; `;
+  if (!verify) return `${head}tar -cf - "$@"; exit $?`;
+  // The host hashes while tar streams (both read the same pages), into a temp file printed after
+  // the archive; without mktemp it hashes after tar, without sha256sum it says so.
+  return (
+    head +
+    `if ! command -v sha256sum >/dev/null 2>&1; then tar -cf - "$@"; s=$?; printf 'cm-nosha\\n'; exit $s; fi; ` +
+    `if t=$(mktemp 2>/dev/null); then (find "$@" -type f -exec sha256sum {} + >"$t") & p=$!; tar -cf - "$@"; s=$?; wait $p; ` +
+    `printf 'cm-sha256\\n'; cat "$t"; rm -f "$t"; exit $s; fi; ` +
+    `tar -cf - "$@"; s=$?; printf 'cm-sha256\\n'; find "$@" -type f -exec sha256sum {} +; exit $s`
   );
 }
 
