@@ -30,8 +30,10 @@ directories), copies each input once per host into ~/.cm/stage/<sha256>/<name> o
 job may run on (its \`host\` pin, else the whole inventory), then passes the job on with a command
 that first symlinks the inputs into the job's directory, preceded by a fetch record (direction
 "in"). A host that cannot be reached is named in the record's error (ok stays true while some
-host has the inputs; a job that lands on a host without them exits 125 saying so). Jobs sharing an input share one copy per host; inputs are shared, so treat them as
-read-only. Records keep their order: a job waits for its inputs, later records wait for it.
+host has the inputs; a job that lands on a host without them exits 125 saying so). Jobs sharing
+an input share one copy per host; inputs are shared, so treat them as read-only. Records keep
+their order: a job waits for its inputs, later records wait for it. Stage-in lives here, not in
+cm-exec, so the transfer code stays in one library (@cm/transfer) and cm-exec stays a scheduler.
 
 Usage:
   cm-fetch [options] [<file>]
