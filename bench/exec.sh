@@ -28,7 +28,8 @@ trap cleanup EXIT
 cm_hosts_start 4 4 || exit 4
 
 now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+# seconds since $1; each figure is also shown on stderr as soon as it is measured
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }' | tee /dev/stderr; echo " s" >&2; }
 
 node -e 'for (let i = 1; i <= +process.argv[1]; i++) console.log(JSON.stringify({kind: "job", v: 1, id: `e${i}`, task: "e", command: `echo ${i}`, deps: []}))' "$N" >"$work/tiny.ndjson"
 node -e 'for (let i = 1; i <= 64; i++) console.log(JSON.stringify({kind: "job", v: 1, id: `s${i}`, task: "s", command: "sleep 0.5", deps: []}))' >"$work/sleep.ndjson"
