@@ -119,6 +119,14 @@ describe('semantics', () => {
     expect(rs.map((r) => r.id)).toEqual(['b', 'a']);
     expect(deps(rs)).toEqual({ a: ['b'], b: [] });
   });
+  it('puts one barrier job between two wide stages instead of |stage| ids on every next job', () => {
+    const first = Array.from({ length: 1500 }, (_, i) => `w${i}`);
+    const rs = records(defs(`(${first.join(' | ')}); (x | y); x + y`, ...first, 'x', 'y'));
+    const barrier = rs.find((r) => r.id === 'barrier:1')!;
+    expect(barrier).toMatchObject({ command: ':', deps: first });
+    expect(deps(rs)).toMatchObject({ x: ['barrier:1'], y: ['barrier:1'] });
+    expect(rs.indexOf(barrier)).toBe(1500);
+  });
   it('explains the stages', () => {
     const { plan, expression } = loadPlan(file(ASSIGNMENT));
     expect(explain(plan, expression)).toMatch(/stage 1\n {2}a {2}\$ echo 1\n {2}b.*\n {2}c.*\nstage 2\n {2}d {2}\$ echo 4 {3}\[after a, b, c\]\nsums\n {2}sum-1 = a \+ b \+ c \+ d/);

@@ -40,6 +40,8 @@ type Value = Unit | Sum;
 
 /** Above this many units, redundant (transitive) dependencies are kept rather than computed away. */
 const REDUCE_LIMIT = 3000;
+/** A run waiting for more than this many others waits for a barrier job instead. */
+export const BARRIER_AT = 1000;
 
 export function checkDefs(defs: Def[]): Map<string, Def> {
   const byName = new Map<string, Def>();
@@ -75,7 +77,21 @@ export function planOf(defs: Def[], expression: Node | undefined, source = 'plan
     units.set(name, u);
     return u;
   };
+  // A wide stage followed by another would need |stage| x |next| dependency ids: past BARRIER_AT
+  // runs, the next stage waits for one no-op job that waits for the whole stage instead.
+  const barriers = new Map<Set<Unit>, Unit>();
+  const barrierFor = (before: Set<Unit>, at: Pos): Unit => {
+    let b = barriers.get(before);
+    if (!b) {
+      const name = `barrier:${barriers.size + 1}`;
+      const def: Def = { name, params: [], options: {}, body: ':', at, count: 1, sweep: false };
+      b = { kind: 'unit', def, deps: new Map([...before].map((x) => [x, at])), at, order: order++ };
+      barriers.set(before, b);
+    }
+    return b;
+  };
   const after = (u: Unit, before: Set<Unit>, at: Pos): void => {
+    if (before.size > BARRIER_AT && !before.has(u)) before = new Set([barrierFor(before, at)]);
     // `a; a` asks nothing new of a: the same run is meant.
     for (const b of before) if (b !== u && !u.deps.has(b)) u.deps.set(b, at);
   };
@@ -100,17 +116,21 @@ export function planOf(defs: Def[], expression: Node | undefined, source = 'plan
         return { done, values };
       }
       case 'seq': {
-        const waitFor = new Set(before);
-        const done = new Set<Unit>();
+        // What the next step waits for: only the last step's runs when they already wait for all
+        // that came before (so `a1; a2; ...; a5000` stays linear), else everything so far.
+        let waitFor = before;
         let values: Value[] = [];
         for (const item of node.items) {
-          const r = evaluate(item, new Set(waitFor), false);
-          for (const u of r.done) {
-            waitFor.add(u);
-            done.add(u);
+          const r = evaluate(item, waitFor, false);
+          const covered = [...r.done].every((u) => [...waitFor].every((w) => w === u || u.deps.has(w)));
+          if (covered) waitFor = r.done;
+          else {
+            waitFor = new Set(waitFor);
+            for (const u of r.done) waitFor.add(u);
           }
           values = r.values;
         }
+        const done = new Set([...waitFor].filter((u) => !before.has(u)));
         return { done, values };
       }
       case 'sum': {
@@ -135,7 +155,7 @@ export function planOf(defs: Def[], expression: Node | undefined, source = 'plan
   };
 
   const result = evaluate(expression, new Set(), false);
-  const all = [...units.values()];
+  const all = [...units.values(), ...barriers.values()];
   checkCycles(all);
   if (all.length <= REDUCE_LIMIT) reduceDeps(all);
   let final: Sum | undefined;
