@@ -73,17 +73,17 @@ cm_slow_host_start() {
     pid=$!
     disown "$pid"
     for _ in $(seq 1 500); do
-      grep -q ready "$dir/proxy.out" && break
+      grep -qs ready "$dir/proxy.out" && break
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.02
     done
-    if grep -q ready "$dir/proxy.out"; then
+    if grep -qs ready "$dir/proxy.out"; then
       echo "$(_cm_proc_id "$pid")" >>"$CM_TEST_HOSTS_DIR/proxy.pids"
       break
     fi
     kill "$pid" 2>/dev/null
   done
-  grep -q ready "$dir/proxy.out" || _cm_die "delay proxy for $name did not start: $(cat "$dir/proxy.out")" || return 1
+  grep -qs ready "$dir/proxy.out" || _cm_die "delay proxy for $name did not start: $(cat "$dir/proxy.out")" || return 1
   # same host (and key) as $th, reached through the proxy
   echo "$name $addr 2 $(awk -v n="$th" '$1 == n { print $4 }' "$CM_TEST_HOSTS_DIR/th.list")" >>"$CM_TEST_HOSTS_DIR/th.list"
   _cm_write_configs

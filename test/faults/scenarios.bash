@@ -313,7 +313,7 @@ fault_fetch_disk_full() {
   local tok=cmf-full$$ check=ok mnt=$FT/full nf nbad
   mkdir -p "$mnt"
   mount -t tmpfs -o size=2m tmpfs "$mnt" || { row "results disk full (2 MB tmpfs)" 10 - - 0 - 1 "mount failed" ""; return 1; }
-  cm-plan -d "w(i=1..10)=: $tok; head -c 400000 /dev/urandom > out.bin; echo \$i" >"$FT/full.jobs.0"
+  cm-plan -d "w(i=1..10)=: $tok; head -c 400000 /dev/urandom > out.bin; echo \$i" w >"$FT/full.jobs.0"
   jq -c 'if .kind == "job" then .outputs = ["out.bin"] else . end' "$FT/full.jobs.0" >"$FT/full.jobs"
   cm-exec -H th1,th2 <"$FT/full.jobs" 2>/dev/null | cm-fetch --dir "$mnt" >"$FT/full.out" 2>"$FT/full.err"
   rc=${PIPESTATUS[1]}
@@ -341,7 +341,7 @@ fault_fetch_disk_full() {
 # a result file deleted on the host between the job's end and its fetch
 fault_fetch_vanished() {
   local tok=cmf-van$$ check=ok home
-  cm-plan -d "w(i=1..6)=: $tok; echo \$i > r.txt; echo \$i" >"$FT/van.jobs.0"
+  cm-plan -d "w(i=1..6)=: $tok; echo \$i > r.txt; echo \$i" +w >"$FT/van.jobs.0"
   jq -c 'if .kind == "job" then .outputs = ["r.txt"] | .result = "r.txt" else . end' "$FT/van.jobs.0" >"$FT/van.jobs"
   home=$(cm_host_home th2)
   # between cm-exec and cm-fetch: w.2's result is removed on its host before its event goes on
