@@ -3,7 +3,7 @@ export * from './expr';
 export * from './params';
 export * from './options';
 export * from './planfile';
-export * from './yamlplan';
+// ./yamlplan is imported on demand by loadPlanAsync, never from here: see load.ts.
 export * from './plan';
 export * from './emit';
 export * from './explain';

@@ -3,7 +3,20 @@ import { parseExpression, segmentsOf, type Node } from './expr';
 import { makeDef, parseHeader, parsePlanText, type Def } from './planfile';
 import { planOf, type Plan } from './plan';
 import { sourceError, type Pos } from './source';
-import { looksLikeYaml, parseYamlPlan } from './yamlplan';
+import type { parseYamlPlan } from './yamlplan';
+
+export type YamlParser = typeof parseYamlPlan;
+
+/** True when a plan file is in the YAML form (by its name, else by its first line). */
+export function isYamlPlan(text: string, source: string): boolean {
+  if (/\.ya?ml$/i.test(source)) return true;
+  for (const line of text.split('\n')) {
+    const t = line.trim();
+    if (t === '' || t.startsWith('#')) continue;
+    return /^(---|tasks\s*:|plan\s*:)/.test(t);
+  }
+  return false;
+}
 
 export interface PlanInput {
   /** the plan file's text and its name for messages (a path or `stdin`) */
@@ -25,15 +38,20 @@ export function parseDefOption(text: string, k: number): Def {
   return makeDef(h.name, h.params, {}, text.slice(h.next).trim(), h.at, `after the '=' (${h.name}='echo hello')`);
 }
 
-export function loadPlan(input: PlanInput): Loaded {
+/**
+ * Loads a plan; YAML plans need `yaml` (the parser of ./yamlplan), which loadPlanAsync imports only
+ * when a YAML plan is given: the YAML library is half of cm-plan's bundle and of its start time.
+ */
+export function loadPlan(input: PlanInput, yaml?: YamlParser): Loaded {
   const defs: Def[] = [];
   let expression: Node | undefined;
   let source = 'expression';
   if (input.file) {
     const { text, source: name } = input.file;
     source = name;
-    if (/\.ya?ml$/i.test(name) || looksLikeYaml(text)) {
-      const y = parseYamlPlan(text, name);
+    if (isYamlPlan(text, name)) {
+      if (!yaml) throw new Error('loadPlan: a YAML plan needs the YAML parser (use loadPlanAsync)');
+      const y = yaml(text, name);
       defs.push(...y.defs);
       expression = y.expression;
     } else {
@@ -49,4 +67,9 @@ export function loadPlan(input: PlanInput): Loaded {
   }
   if (!expression) throw sourceError(source, "empty plan: no expression to run (write one such as 'a | b; c')");
   return { plan: planOf(defs, expression, source), expression };
+}
+
+export async function loadPlanAsync(input: PlanInput): Promise<Loaded> {
+  const yaml = input.file && isYamlPlan(input.file.text, input.file.source) ? (await import('./yamlplan')).parseYamlPlan : undefined;
+  return loadPlan(input, yaml);
 }

@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { InputError, recordProblem } from '@cm/protocol';
-import { loadPlan, parseExpressionText, planLines, printExpression, shapeOf, explain, type Node, type PlanInput } from './index';
+import { loadPlan as load, parseExpressionText, planLines, printExpression, shapeOf, explain, type Node, type PlanInput } from './index';
+
+import { parseYamlPlan } from './yamlplan';
+
+const loadPlan = (input: PlanInput) => load(input, parseYamlPlan);
 
 const ASSIGNMENT = `def a():
     echo 1

@@ -13,15 +13,6 @@ export interface YamlPlan {
 
 const TASK_KEYS = ['run', 'params', ...OPTION_NAMES];
 
-export function looksLikeYaml(text: string): boolean {
-  for (const line of text.split('\n')) {
-    const t = line.trim();
-    if (t === '' || t.startsWith('#')) continue;
-    return /^(---|tasks\s*:|plan\s*:)/.test(t);
-  }
-  return false;
-}
-
 export function parseYamlPlan(text: string, source: string): YamlPlan {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { CmError, ExitCode, RecordWriter } from '@cm/protocol';
 import { EXIT_CODES, flag, runMain, str, strs, type CommandIO, type DocoptArgs } from '@cm/cli';
-import { explain, loadPlan, writePlan, type PlanInput } from '@cm/plan';
+import { explain, loadPlanAsync, writePlan, type PlanInput } from '@cm/plan';
 
 const USAGE = `
 cm-plan: turn tasks composed with | (parallel), ; (after) and + (add results) into job records.
@@ -107,7 +107,7 @@ export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
     throw new CmError('no plan: give -f FILE, - (stdin), or --def and an expression (see cm-plan --help)', ExitCode.USAGE);
   }
   // Everything is parsed and checked here, before the first record: a bad plan prints no job.
-  const { plan, expression } = loadPlan(input);
+  const { plan, expression } = await loadPlanAsync(input);
   for (const d of plan.unused) io.stderr.write(`cm-plan: warning: def ${d.name} is never used (${d.at.source}:${d.at.line})\n`);
   if (args.explain) {
     io.stdout.write(explain(plan, expression));
