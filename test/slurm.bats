@@ -4,6 +4,7 @@
 # engine over stdin/stdout, bundled here) until cm-exec has --engine slurm.
 
 load helpers/common
+load helpers/hosts
 
 setup_file() {
   export CM_SLURM_LAB_DIR=${CM_SLURM_LAB_DIR:-/tmp/cm-slurm-lab}
@@ -22,6 +23,11 @@ setup_file() {
 
 teardown_file() {
   "$CM_REPO/test/helpers/slurm-lab.sh" stop
+}
+
+teardown() {
+  # only the sweep test starts ssh hosts; stopping none is a no-op
+  cm_hosts_stop
 }
 
 setup() {
@@ -55,6 +61,12 @@ final_value() {
   # the job ran in its workdir, relative to $HOME as on an ssh host
   assert_equal "$(jq -r 'select(.event == "finished" and .job == "a") | .workdir' events.ndjson)" .cm/runs/asg/a
   [[ -d $HOME/.cm/runs/asg/a ]]
+  if [[ -f $CM_REPO/tools/cm-exec/dist/main.cjs ]]; then
+    # the same plan on localhost (cm-exec's embedded inventory) gives the same value
+    run bats_pipe cm-plan -f "$CM_REPO/examples/assignment.cm" \| env -u CM_INVENTORY cm-exec \| cm-reduce
+    assert_equal "$status" 0
+    assert_equal "$(final_value <<<"$output")" 10
+  fi
 }
 
 @test "the assignment's example as Slurm batch jobs with afterok dependencies sums to 10" {
@@ -64,7 +76,7 @@ final_value() {
   assert_equal "$(jq -r 'select(.event == "finished") | .host' <<<"$output" | grep -cvE '^sl[1-3]$')" 0
 }
 
-@test "a 1,000-run sweep through Slurm workers gives the same sum as cm-exec on localhost" {
+@test "a 1,000-run sweep through Slurm workers gives the same sum as the ssh engine" {
   printf 'def sq(i=1..1000):\n    echo $((i * i))\n+sq\n' >sweep.cm
   run bats_pipe cm-plan -f sweep.cm \| slurm_run --mode workers \| cm-reduce
   assert_equal "$status" 0
@@ -77,8 +89,9 @@ final_value() {
   if [[ ! -f $CM_REPO/tools/cm-exec/dist/main.cjs ]]; then
     skip "cm-exec is not built: compared with the arithmetic only"
   fi
-  # the embedded default inventory: one local host, no ssh
-  run bats_pipe cm-plan -f sweep.cm \| env -u CM_INVENTORY cm-exec \| cm-reduce
+  # the ssh engine on two real sshd test hosts, same plan
+  cm_hosts_start 2 2
+  run bats_pipe cm-plan -f sweep.cm \| cm-exec --ssh-config "$CM_TEST_SSH_CONFIG" \| cm-reduce
   assert_equal "$status" 0
   assert_equal "$(final_value <<<"$output")" "$slurm_value"
 }
