@@ -158,3 +158,12 @@ final_value() {
 teardown() {
   if declare -F cm_hosts_stop >/dev/null; then cm_hosts_stop; fi
 }
+
+@test "--run puts the run id on every record; a bad one is a usage error" {
+  run --separate-stderr cm-plan --run r1 -d a='echo 1' 'a + a'
+  [ "$status" -eq 0 ]
+  [ "${lines[0]}" = '{"kind":"job","v":1,"id":"a","task":"a","command":"echo 1","deps":[],"run":"r1"}' ]
+  [ "${lines[1]}" = '{"kind":"reduce","v":1,"id":"sum-1","op":"sum","inputs":["a","a"],"final":true,"run":"r1"}' ]
+  run --separate-stderr cm-plan --run ../x -d a='echo 1' a
+  [ "$status" -eq 2 ]
+}

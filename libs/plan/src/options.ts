@@ -36,9 +36,12 @@ export function setOption(opts: TaskOptions, name: string, words: string[], at: 
   };
   switch (key) {
     case 'host': {
-      const v = one();
-      if (/\s/.test(v) || v.startsWith('-')) throw inputError(at(0), `not a host, range or @tag: '${v}'`);
-      opts.host = v;
+      // @host(th1, node[01-04], @gpu): a comma-separated selection, as everywhere a host list is taken
+      if (words.length === 0) throw inputError(at(-1), 'host needs a host name, range or @tag');
+      words.forEach((v, k) => {
+        if (v === '' || /\s/.test(v) || v.startsWith('-')) throw inputError(at(k), `not a host, range or @tag: '${v}'`);
+      });
+      opts.host = words.join(',');
       return;
     }
     case 'timeout': {

@@ -153,6 +153,10 @@ describe('def bodies and options', () => {
       inputs: ['data.csv', 'my file.txt'], outputs: ['out/result.txt'], result: 'out/result.txt',
     });
   });
+  it('takes a comma-separated host selection and refuses a bad one', () => {
+    expect(records(file('@host(th1, node[01-04], @gpu)\ndef a():\n  echo\na'))[0].host).toBe('th1,node[01-04],@gpu');
+    expect(errorOf(file('@host(-oProxyCommand=x)\ndef a():\n  echo\na')).message).toMatch(/^plan\.cm:1:7: not a host/);
+  });
   it('reads the same options from YAML', () => {
     const yaml = `tasks:\n  fit:\n    run: |\n      python3 fit.py\n      echo done\n    host: th1\n    timeout: 30\n    retries: 1\n    inputs: data.csv\n    outputs: [a.txt, b.txt]\n    result: a.txt\nplan: fit\n`;
     expect(records(file(yaml, 'p.yml'))[0]).toMatchObject({ command: 'python3 fit.py\necho done', host: 'th1', timeout: 30, retries: 1, inputs: ['data.csv'], outputs: ['a.txt', 'b.txt'], result: 'a.txt' });
