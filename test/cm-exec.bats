@@ -1,13 +1,13 @@
 #!/usr/bin/env bats
 # cm-exec on real sshd test hosts: slots, ordering, failover, crash + resume, timeouts, errors.
-# Set CM_EXEC_TRANSPORT=persistent to run the same behaviour tests against the persistent transport.
+# CM_EXEC_TRANSPORT=ssh runs the same behaviour tests on the per-job transport (test/run-bats.sh runs both).
 
 load helpers/common
 load helpers/hosts
 
 setup_file() {
   cm_hosts_start 3 2
-  export CM_EXEC_TRANSPORT=${CM_EXEC_TRANSPORT:-ssh}
+  export CM_EXEC_TRANSPORT=${CM_EXEC_TRANSPORT:-persistent}
 }
 
 teardown_file() {

@@ -16,8 +16,8 @@ import type { JobLaunch, JobOutcome, Transport } from './transport/types';
 
 export type TransportName = 'ssh' | 'persistent';
 
-/** The transport used when --transport is not given. Switch to 'persistent' here once it passes the same tests. */
-export const DEFAULT_TRANSPORT: TransportName = 'ssh';
+/** The transport used when --transport is not given: one long-lived session per host instead of one ssh per job. */
+export const DEFAULT_TRANSPORT: TransportName = 'persistent';
 
 export interface ExecOptions {
   hosts: HostRecord[];
