@@ -73,12 +73,22 @@ trap 'on_signal TERM' TERM
 limit=${CM_BATS_TIMEOUT:-300}
 total_pass=0 total_fail=0 total_skip=0
 report=()
+# A suite that reads CM_EXEC_TRANSPORT runs once more on the per-job ssh transport, so every cm-exec
+# behaviour test holds on both transports.
+runs=()
 for f in "${files[@]}"; do
-  echo "=== $f"
+  runs+=("$f")
+  grep -q 'CM_EXEC_TRANSPORT:-' "$f" && runs+=("$f@ssh")
+done
+for run_ in "${runs[@]}"; do
+  f=${run_%@*}
+  transport=""
+  [[ $run_ == *@* ]] && transport=${run_##*@}
+  echo "=== $run_"
   t0=$(date +%s%N)
   : >"$work/out"
   # in the background, so that a signal reaches our trap at once instead of after the file
-  timeout --kill-after=10 "$limit" \
+  CM_EXEC_TRANSPORT=${transport:-${CM_EXEC_TRANSPORT:-}} timeout --kill-after=10 "$limit" \
     "$bats" --formatter tap --print-output-on-failure --timing "$f" </dev/null >"$work/out" 2>&1 &
   child=$!
   tail -n +1 -f --pid="$child" "$work/out" &
@@ -103,7 +113,7 @@ for f in "${files[@]}"; do
   leaks=$(stop_leaks)
   ((leaks)) && note+=" (leaked $leaks sshd: stopped; call cm_hosts_stop in teardown_file)"
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
-  line="$f: $pass passed, $fail failed, $skip skipped, ${secs}s$note"
+  line="$run_: $pass passed, $fail failed, $skip skipped, ${secs}s$note"
   echo "=== $line"
   report+=("$line")
   total_pass=$((total_pass + pass))
