@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { open as openFile, rename, stat, unlink, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isMap, isScalar, type Scalar, YAMLMap, YAMLSeq, parseDocument, type Document, type Pair } from 'yaml';
-import { CmError, ExitCode } from '@cm/protocol';
+import { CmError, ExitCode, PATTERNS } from '@cm/protocol';
 import { expandRange, isPattern } from './ranges';
 import { HOST_FIELDS, inventoryFromDocument, parseInventory, parseYaml, readInventoryText, type HostField, type HostFields, type InventoryView } from './load';
 
@@ -12,7 +12,7 @@ const NEW_FILE = `# cm inventory: see config/hosts.example.yaml for every field.
 hosts: {}
 `;
 
-const TOKEN = /^[A-Za-z0-9_][A-Za-z0-9_.%:-]*$/;
+const TOKEN = new RegExp(PATTERNS.hostToken);
 
 export class InventoryFile {
   private original: string | undefined;

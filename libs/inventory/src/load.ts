@@ -5,16 +5,16 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { isAlias, isMap, isNode, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair, type YAMLMap } from 'yaml';
-import { CmError, ExitCode, InputError, type HostRecord } from '@cm/protocol';
+import { CmError, ExitCode, InputError, PATTERNS, type HostRecord } from '@cm/protocol';
 import { ALLOWED_SSH_OPTIONS } from '@cm/ssh';
 import { expandRange, PatternError, splitTopLevel, isPattern } from './ranges';
 
 /** Inventories bigger than this are refused before parsing (a host line is ~100 bytes). */
 export const MAX_INVENTORY_BYTES = 16 * 1024 * 1024;
 
-const TOKEN = /^[A-Za-z0-9_][A-Za-z0-9_.%:-]*$/;
-const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
-const JUMP = /^[A-Za-z0-9_][A-Za-z0-9_.@:,[\]-]*$/;
+const TOKEN = new RegExp(PATTERNS.hostToken);
+const TAG = new RegExp(PATTERNS.tag);
+const JUMP = new RegExp(PATTERNS.jump);
 
 export const HOST_FIELDS = ['address', 'user', 'port', 'identity', 'jump', 'options', 'tags', 'slots', 'local'] as const;
 export type HostField = (typeof HOST_FIELDS)[number];

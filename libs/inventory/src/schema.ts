@@ -1,16 +1,11 @@
 // The inventory file as a JSON Schema, for editors (yaml-language-server). The loader is the real
 // check (it also knows lines and columns); schema.spec.ts keeps the two and the shipped file in step.
 import { Type, type Static } from '@sinclair/typebox';
+import { PATTERNS } from '@cm/protocol';
+import { SSH_OPTION_NAMES } from '@cm/ssh';
 
 const Token = (description: string) =>
-  Type.String({ pattern: '^[A-Za-z0-9_][A-Za-z0-9_.%:-]*$', maxLength: 255, description });
-
-const OPTION_NAMES = [
-  'AddressFamily', 'BindAddress', 'CheckHostIP', 'Ciphers', 'Compression', 'ConnectionAttempts', 'ConnectTimeout',
-  'GlobalKnownHostsFile', 'HostKeyAlgorithms', 'HostKeyAlias', 'IdentitiesOnly', 'IPQoS', 'KexAlgorithms', 'LogLevel',
-  'MACs', 'PreferredAuthentications', 'PubkeyAcceptedAlgorithms', 'RekeyLimit', 'ServerAliveCountMax',
-  'ServerAliveInterval', 'StrictHostKeyChecking', 'TCPKeepAlive', 'UpdateHostKeys', 'UserKnownHostsFile',
-] as const;
+  Type.String({ pattern: PATTERNS.hostToken, maxLength: 255, description });
 
 const OptionValue = Type.Union([Type.String(), Type.Number(), Type.Boolean()]);
 
@@ -19,16 +14,16 @@ const common = {
   port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'ssh port' })),
   identity: Type.Optional(Type.String({ minLength: 1, description: 'private key file; ~ is $HOME' })),
   jump: Type.Optional(
-    Type.String({ pattern: '^[A-Za-z0-9_][A-Za-z0-9_.@:,[\\]-]*$', description: 'ProxyJump: [user@]host[:port], comma-separated' }),
+    Type.String({ pattern: PATTERNS.jump, description: 'ProxyJump: [user@]host[:port], comma-separated' }),
   ),
   options: Type.Optional(
-    Type.Object(Object.fromEntries(OPTION_NAMES.map((o) => [o, Type.Optional(OptionValue)])), {
+    Type.Object(Object.fromEntries(SSH_OPTION_NAMES.map((o) => [o, Type.Optional(OptionValue)])), {
       additionalProperties: false,
       description: 'ssh -o options (allow-list of @cm/ssh); a host\'s own merge over the defaults key by key',
     }),
   ),
   tags: Type.Optional(
-    Type.Array(Type.String({ pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]*$' }), { description: 'tags, selected with @tag; added to the default tags' }),
+    Type.Array(Type.String({ pattern: PATTERNS.tag }), { description: 'tags, selected with @tag; added to the default tags' }),
   ),
   slots: Type.Optional(Type.Integer({ minimum: 1, description: 'jobs that run on the host at once (default 1)' })),
   local: Type.Optional(Type.Boolean({ description: 'run as a local subprocess, without ssh' })),

@@ -1,6 +1,6 @@
 // OpenSSH client config <-> inventory hosts: `cm-hosts import --ssh-config/--vagrant` and `export`.
 import { CmError, ExitCode, InputError, type HostRecord } from '@cm/protocol';
-import { ALLOWED_SSH_OPTIONS } from '@cm/ssh';
+import { SSH_OPTION_NAMES } from '@cm/ssh';
 import type { HostFields } from './load';
 
 export interface ImportedHost {
@@ -16,14 +16,7 @@ export interface ImportResult {
   notes: string[];
 }
 
-const ALLOWED_CANONICAL = new Map(
-  [
-    'AddressFamily', 'BindAddress', 'CheckHostIP', 'Ciphers', 'Compression', 'ConnectionAttempts', 'ConnectTimeout',
-    'GlobalKnownHostsFile', 'HostKeyAlgorithms', 'HostKeyAlias', 'IdentitiesOnly', 'IPQoS', 'KexAlgorithms', 'LogLevel',
-    'MACs', 'PreferredAuthentications', 'PubkeyAcceptedAlgorithms', 'RekeyLimit', 'ServerAliveCountMax',
-    'ServerAliveInterval', 'StrictHostKeyChecking', 'TCPKeepAlive', 'UpdateHostKeys', 'UserKnownHostsFile',
-  ].map((o) => [o.toLowerCase(), o]),
-);
+const ALLOWED_CANONICAL = new Map<string, string>(SSH_OPTION_NAMES.map((o) => [o.toLowerCase(), o]));
 
 /** Splits `Key value`, `Key=value` and `Key "quoted value"` as ssh_config(5) does. */
 function splitLine(raw: string): { key: string; args: string[] } | undefined {
@@ -103,7 +96,7 @@ export function parseSshConfig(text: string, source: string): ImportResult {
           break;
         default: {
           const name = ALLOWED_CANONICAL.get(key);
-          if (name && ALLOWED_SSH_OPTIONS.has(key)) {
+          if (name) {
             f.options ??= {};
             f.options[name] ??= args.join(' ');
           } else if (h === current[0]) {

@@ -6,16 +6,28 @@ export const PROTOCOL_VERSION = 1 as const;
 
 const Version = Type.Literal(PROTOCOL_VERSION, { description: 'protocol version' });
 
+/**
+ * The character rules every command shares, as regular-expression sources. They keep names that reach
+ * a command line (ssh, Slurm) or a local path (the results tree) from ever being read as an option,
+ * shell code or a path step: never a leading '-' or '.', no whitespace, quotes or metacharacters.
+ */
+export const PATTERNS = {
+  safeId: '^[A-Za-z0-9_][A-Za-z0-9_.:@+=,-]*$',
+  hostToken: '^[A-Za-z0-9_][A-Za-z0-9_.%:-]*$',
+  tag: '^[A-Za-z0-9_][A-Za-z0-9_.-]*$',
+  jump: '^[A-Za-z0-9_][A-Za-z0-9_.@:,[\\]-]*$',
+} as const;
+
 /** A name that may become part of a local path (results tree) or a remote argument: never `-x`, `..` or `/`. */
 export const SafeId = Type.String({
-  pattern: '^[A-Za-z0-9_][A-Za-z0-9_.:@+=,-]*$',
+  pattern: PATTERNS.safeId,
   maxLength: 200,
   description: 'job, task or run identifier: letters, digits and _.:@+=,- ; never starts with - or .',
 });
 
 /** Host names and users reach the ssh command line: no leading '-', no whitespace or shell metacharacters. */
 export const HostToken = Type.String({
-  pattern: '^[A-Za-z0-9_][A-Za-z0-9_.%:\\[\\]-]*$',
+  pattern: PATTERNS.hostToken,
   maxLength: 255,
 });
 
@@ -30,9 +42,9 @@ export const HostRecord = Type.Object(
     user: Type.Optional(HostToken),
     port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
     identity: Type.Optional(Type.String({ description: 'path of the private key file (never its content)' })),
-    jump: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_][A-Za-z0-9_.@:,\\[\\]-]*$' })),
+    jump: Type.Optional(Type.String({ pattern: PATTERNS.jump })),
     options: Type.Optional(StringMap),
-    tags: Type.Array(Type.String({ pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]*$' })),
+    tags: Type.Array(Type.String({ pattern: PATTERNS.tag })),
     slots: Type.Integer({ minimum: 1 }),
     local: Type.Optional(Type.Boolean({ description: 'run as a local subprocess, without ssh' })),
   },

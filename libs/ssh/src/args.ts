@@ -1,39 +1,40 @@
-import { CmError, ExitCode, type HostRecord } from '@cm/protocol';
+import { CmError, ExitCode, PATTERNS, type HostRecord } from '@cm/protocol';
 
 /**
  * ssh options a user may set per host. Anything that runs a command (ProxyCommand,
  * LocalCommand, KnownHostsCommand) or redirects our own control files is left out on purpose.
  */
-export const ALLOWED_SSH_OPTIONS = new Set(
-  [
-    'AddressFamily',
-    'BindAddress',
-    'CheckHostIP',
-    'Ciphers',
-    'Compression',
-    'ConnectionAttempts',
-    'ConnectTimeout',
-    'GlobalKnownHostsFile',
-    'HostKeyAlgorithms',
-    'HostKeyAlias',
-    'IdentitiesOnly',
-    'IPQoS',
-    'KexAlgorithms',
-    'LogLevel',
-    'MACs',
-    'PreferredAuthentications',
-    'PubkeyAcceptedAlgorithms',
-    'RekeyLimit',
-    'ServerAliveCountMax',
-    'ServerAliveInterval',
-    'StrictHostKeyChecking',
-    'TCPKeepAlive',
-    'UpdateHostKeys',
-    'UserKnownHostsFile',
-  ].map((o) => o.toLowerCase()),
-);
+export const SSH_OPTION_NAMES = [
+  'AddressFamily',
+  'BindAddress',
+  'CheckHostIP',
+  'Ciphers',
+  'Compression',
+  'ConnectionAttempts',
+  'ConnectTimeout',
+  'GlobalKnownHostsFile',
+  'HostKeyAlgorithms',
+  'HostKeyAlias',
+  'IdentitiesOnly',
+  'IPQoS',
+  'KexAlgorithms',
+  'LogLevel',
+  'MACs',
+  'PreferredAuthentications',
+  'PubkeyAcceptedAlgorithms',
+  'RekeyLimit',
+  'ServerAliveCountMax',
+  'ServerAliveInterval',
+  'StrictHostKeyChecking',
+  'TCPKeepAlive',
+  'UpdateHostKeys',
+  'UserKnownHostsFile',
+] as const;
 
-const TOKEN = /^[A-Za-z0-9_][A-Za-z0-9_.%:[\]-]*$/;
+/** The allow-list, lower-cased: ssh option names are case-insensitive. */
+export const ALLOWED_SSH_OPTIONS = new Set<string>(SSH_OPTION_NAMES.map((o) => o.toLowerCase()));
+
+const TOKEN = new RegExp(PATTERNS.hostToken);
 
 /** Throws unless `value` is safe to hand to ssh as a host, address or user (never an option). */
 export function assertSshToken(what: string, value: string): void {

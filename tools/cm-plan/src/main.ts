@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { CmError, ExitCode, RecordWriter } from '@cm/protocol';
+import { CmError, ExitCode, PATTERNS, RecordWriter } from '@cm/protocol';
 import { EXIT_CODES, flag, runMain, str, strs, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { explain, loadPlanAsync, writePlan, type PlanInput } from '@cm/plan';
 
@@ -96,7 +96,7 @@ async function readPlanFile(path: string, io: CommandIO): Promise<{ text: string
 
 export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
   const args = toArgs(raw);
-  if (args.run !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.:@+=,-]*$/.test(args.run)) {
+  if (args.run !== undefined && !new RegExp(PATTERNS.safeId).test(args.run)) {
     throw new CmError(`--run must be letters, digits and _.:@+=,- (not starting with - or .), got ${JSON.stringify(args.run)}`, ExitCode.USAGE);
   }
   const input: PlanInput = { defs: args.defs };

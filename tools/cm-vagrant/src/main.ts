@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { CmError, ExitCode, RecordWriter } from '@cm/protocol';
+import { CmError, ExitCode, PATTERNS, RecordWriter } from '@cm/protocol';
 import { EXIT_CODES, flag, intOpt, runMain, str, strs, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { InventoryFile, defaultInventoryPath, resolveInventoryPath } from '@cm/inventory';
 import {
@@ -97,7 +97,7 @@ function parseArgs(a: DocoptArgs): Args {
   const n = str(a, '<n>');
   if (command === 'up' && (n === undefined || !/^\d+$/.test(n))) throw new CmError(`up N: N must be a whole number, got ${JSON.stringify(n)}`, ExitCode.USAGE);
   const tag = str(a, '--tag') ?? 'vagrant';
-  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(tag)) throw new CmError(`--tag ${JSON.stringify(tag)}: letters, digits and _.- only`, ExitCode.USAGE);
+  if (!new RegExp(PATTERNS.tag).test(tag)) throw new CmError(`--tag ${JSON.stringify(tag)}: letters, digits and _.- only`, ExitCode.USAGE);
   return {
     command,
     count: Number(n ?? 0),
