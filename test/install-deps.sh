@@ -13,6 +13,7 @@ packages=(
   psmisc         # pstree, fuser
   util-linux     # unshare
   mount          # mount --bind inside each host's mount namespace
+  jq             # bats suites read NDJSON records with jq
 )
 
 missing=()
