@@ -1,7 +1,6 @@
 #!/usr/bin/env bats
 # The Slurm engine (@cm/slurm) on a real single-machine cluster: munged, slurmctld and three slurmd
-# (sl1..sl3) started by test/helpers/slurm-lab.sh. Jobs run through test/helpers/slurm-run.ts (the
-# engine over stdin/stdout, bundled here) until cm-exec has --engine slurm.
+# (sl1..sl3) started by test/helpers/slurm-lab.sh, driven through `cm-exec --engine slurm`.
 
 load helpers/common
 load helpers/hosts
@@ -15,7 +14,6 @@ setup_file() {
   fi
   eval "$out"
   export SLURM_CONF
-  "$CM_REPO/test/helpers/slurm-build.sh" "$BATS_FILE_TMPDIR/slurm-run.cjs"
   # Jobs work in $HOME/.cm/runs/<run>/<job> on the nodes (here: this machine); keep that in scratch.
   export HOME=$BATS_FILE_TMPDIR/home
   mkdir -p "$HOME"
@@ -37,8 +35,10 @@ setup() {
   cd "$BATS_TEST_TMPDIR"
 }
 
+cm_exec_js=$CM_REPO/tools/cm-exec/dist/main.cjs
+
 slurm_run() {
-  node "$BATS_FILE_TMPDIR/slurm-run.cjs" "$@"
+  cm-exec --engine slurm "$@"
 }
 
 final_value() {
@@ -70,7 +70,7 @@ final_value() {
 }
 
 @test "the assignment's example as Slurm batch jobs with afterok dependencies sums to 10" {
-  run bats_pipe cm-plan -f "$CM_REPO/examples/assignment.cm" \| slurm_run --mode jobs \| cm-reduce
+  run bats_pipe cm-plan -f "$CM_REPO/examples/assignment.cm" \| slurm_run --slurm-mode jobs \| cm-reduce
   assert_equal "$status" 0
   assert_equal "$(final_value <<<"$output")" 10
   assert_equal "$(jq -r 'select(.event == "finished") | .host' <<<"$output" | grep -cvE '^sl[1-3]$')" 0
@@ -78,7 +78,7 @@ final_value() {
 
 @test "a 1,000-run sweep through Slurm workers gives the same sum as the ssh engine" {
   printf 'def sq(i=1..1000):\n    echo $((i * i))\n+sq\n' >sweep.cm
-  run bats_pipe cm-plan -f sweep.cm \| slurm_run --mode workers \| cm-reduce
+  run bats_pipe cm-plan -f sweep.cm \| slurm_run --slurm-mode workers \| cm-reduce
   assert_equal "$status" 0
   local slurm_value
   slurm_value=$(final_value <<<"$output")
@@ -98,7 +98,7 @@ final_value() {
 
 @test "a 200-run sweep as Slurm steps, one step per run" {
   printf 'def sq(i=1..200):\n    echo $((i * i))\n+sq\n' >sweep.cm
-  run bats_pipe cm-plan -f sweep.cm \| slurm_run --mode steps \| cm-reduce
+  run bats_pipe cm-plan -f sweep.cm \| slurm_run --slurm-mode steps \| cm-reduce
   assert_equal "$status" 0
   assert_equal "$(final_value <<<"$output")" 2686700
   assert_equal "$(jq -c 'select(.event == "finished" and .exit == 0)' <<<"$output" | wc -l)" 200
@@ -106,7 +106,7 @@ final_value() {
 
 @test "a sweep in jobs mode becomes one job array; values and sweep indices come back" {
   printf 'def sq(i=1..40):\n    echo $((i * i))\n+sq\n' >sweep.cm
-  run bats_pipe cm-plan -f sweep.cm \| slurm_run --mode jobs --run arr \| cm-reduce
+  run bats_pipe cm-plan -f sweep.cm \| slurm_run --slurm-mode jobs --run arr \| cm-reduce
   assert_equal "$status" 0
   assert_equal "$(final_value <<<"$output")" 22140
   assert_equal "$(jq -r 'select(.event == "finished") | .index' <<<"$output" | sort -n | paste -sd' ')" "$(seq 0 39 | paste -sd' ')"
@@ -121,7 +121,7 @@ final_value() {
 {"kind":"job","v":1,"id":"anyway","task":"anyway","command":"echo 2","deps":[],"after":["bad"]}
 EOF
   for mode in steps workers jobs; do
-    run --separate-stderr slurm_run --mode "$mode" <jobs.ndjson
+    run --separate-stderr slurm_run --slurm-mode "$mode" <jobs.ndjson
     assert_equal "$status" 1
     assert_equal "$(jq -c 'select(.job == "bad" and .event == "finished") | [.exit, .stderr]' <<<"$output")" '[3,"oops\n"]'
     assert_equal "$(jq -r 'select(.job == "next") | .event' <<<"$output" | tail -1)" skipped
@@ -131,7 +131,7 @@ EOF
 
 @test "a bad partition: gave-up with Slurm's message and exit 1, in every mode" {
   for mode in steps workers jobs; do
-    run --separate-stderr bats_pipe cm-plan -f "$CM_REPO/examples/assignment.cm" \| slurm_run --mode "$mode" --partition nosuch
+    run --separate-stderr bats_pipe cm-plan -f "$CM_REPO/examples/assignment.cm" \| slurm_run --slurm-mode "$mode" --partition nosuch
     assert_equal "$status" 1
     assert_equal "$(jq -r 'select(.event == "gave-up") | .job' <<<"$output" | sort | paste -sd,)" a,b,c
     assert_equal "$(jq -r 'select(.job == "d") | .event' <<<"$output" | paste -sd,)" queued,skipped
@@ -143,7 +143,7 @@ EOF
 
 @test "a time limit above the partition's: gave-up with Slurm's message and exit 1" {
   echo '{"kind":"job","v":1,"id":"long","task":"long","command":"echo 1","deps":[],"timeout":600}' >long.ndjson
-  run --separate-stderr slurm_run --mode jobs --partition tiny <long.ndjson
+  run --separate-stderr slurm_run --slurm-mode jobs --partition tiny <long.ndjson
   assert_equal "$status" 1
   assert_equal "$(jq -r 'select(.event == "gave-up") | .reason' <<<"$output")" \
     "Slurm rejected the job: Batch job submission failed: Requested time limit is invalid (missing or exceeds some limit)"
@@ -156,7 +156,7 @@ EOF
 @test "a job over its timeout is stopped and given up" {
   echo '{"kind":"job","v":1,"id":"slow","task":"slow","command":"sleep 30; echo cm-slurm-bats-late","deps":[],"timeout":1}' >slow.ndjson
   for mode in steps workers; do
-    run --separate-stderr slurm_run --mode "$mode" <slow.ndjson
+    run --separate-stderr slurm_run --slurm-mode "$mode" <slow.ndjson
     assert_equal "$status" 1
     assert_equal "$(jq -r 'select(.event == "gave-up") | .reason' <<<"$output")" "timeout after 1s"
     # the step is gone from Slurm, not left running
@@ -171,15 +171,15 @@ EOF
 @test "Slurm not installed: exit 4 and a clear message, before any event" {
   mkdir -p bin && ln -s "$(command -v node)" bin/node
   cm-plan -f "$CM_REPO/examples/assignment.cm" >plan.ndjson
-  run --separate-stderr env PATH="$PWD/bin" node "$BATS_FILE_TMPDIR/slurm-run.cjs" <plan.ndjson
+  run --separate-stderr env PATH="$PWD/bin" node "$cm_exec_js" --engine slurm <plan.ndjson
   assert_equal "$status" 4
   assert_equal "$output" ""
-  assert_equal "$stderr" "slurm-run: Slurm is not installed here: salloc, srun, sbatch, squeue, scancel, scontrol, sinfo not found on PATH (install slurm-wlm, or use the ssh engine)"
+  assert_equal "$stderr" "cm-exec: Slurm is not installed here: salloc, srun, sbatch, squeue, scancel, scontrol, sinfo not found on PATH (install slurm-wlm, or use the ssh engine)"
 }
 
 @test "the controller does not answer: exit 4" {
   sed 's/^SlurmctldPort=.*/SlurmctldPort=1/' "$SLURM_CONF" >down.conf
-  run --separate-stderr bats_pipe cm-plan -f "$CM_REPO/examples/assignment.cm" \| env SLURM_CONF="$PWD/down.conf" node "$BATS_FILE_TMPDIR/slurm-run.cjs"
+  run --separate-stderr bats_pipe cm-plan -f "$CM_REPO/examples/assignment.cm" \| env SLURM_CONF="$PWD/down.conf" cm-exec --engine slurm
   assert_equal "$status" 4
   assert_regex "$stderr" 'the Slurm controller does not answer \(scontrol ping: Slurmctld\(primary\) at .* is DOWN\)'
 }
@@ -188,7 +188,7 @@ EOF
   for i in 1 2 3; do echo "{\"kind\":\"job\",\"v\":1,\"id\":\"s$i\",\"task\":\"s\",\"command\":\"sleep 60\",\"deps\":[]}"; done >sleep.ndjson
   for mode in steps workers jobs; do
     # node itself in the background (not a function's subshell), so the signal reaches it
-    node "$BATS_FILE_TMPDIR/slurm-run.cjs" --mode "$mode" --run "int-$mode" <sleep.ndjson >events.ndjson &
+    node "$cm_exec_js" --engine slurm --slurm-mode "$mode" --run "int-$mode" <sleep.ndjson >events.ndjson &
     local pid=$!
     # wait until Slurm has the work, then interrupt
     local i

@@ -6,3 +6,4 @@ export { OutputCapture } from './transport/capture';
 export { LocalTransport } from './transport/local';
 export { SshTransport, remoteCommand, remoteWrapper, shQuote } from './transport/ssh';
 export type { Transport, JobLaunch, JobOutcome } from './transport/types';
+export { PersistentTransport, PERSISTENT_UNAVAILABLE } from './transport/persistent';

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import type { HostRecord, JobRecord } from '@cm/protocol';
 // Deep import until @cm/exec's index exports the persistent transport (requested in the report).
-import { PersistentTransport } from '@cm/exec/src/transport/persistent';
+import { PersistentTransport } from '@cm/exec';
 import { TRANSPORT } from './common';
 import { StepsEngine, type Allocation } from './steps';
 

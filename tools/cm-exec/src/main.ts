@@ -1,8 +1,9 @@
 import os from 'node:os';
-import { CmError, ExitCode } from '@cm/protocol';
+import { CmError, ExitCode, PATTERNS } from '@cm/protocol';
 import { EXIT_CODES, flag, intOpt, numOpt, runMain, str, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { loadInventory } from '@cm/inventory';
 import { DEFAULT_TRANSPORT, execute, parseHalt, type HaltPolicy, type TransportName } from '@cm/exec';
+import { execSlurm, type SlurmMode } from '@cm/slurm';
 
 const USAGE = `
 cm-exec: run job records on the hosts of the inventory, over ssh, as slots and dependencies allow.
@@ -21,6 +22,15 @@ Options:
   -i FILE, --inventory FILE  inventory YAML (default: $CM_INVENTORY, ./cm.yaml, ... see docs/design.md)
   -H SEL, --hosts SEL        use only these hosts: names, ranges th[1-4], @tag, comma-separated
   -j N, --jobs N             at most N jobs running at once over all hosts (default: sum of slots)
+  --engine E                 ssh: the inventory's hosts; slurm: a Slurm cluster (srun/sbatch from
+                             here; the inventory is not read) [default: ssh]
+  --slurm-mode M             steps (one allocation, a job = an srun step), workers (one allocation,
+                             cm's job loop on each node: fastest for tiny jobs) or jobs (sbatch per
+                             job, sweeps as arrays, deps as afterok) [default: steps]
+  --partition P              Slurm partition (--engine slurm)
+  --account A                Slurm account (--engine slurm)
+  --qos Q                    Slurm QOS (--engine slurm)
+  --cpus N                   CPUs per job on Slurm (--cpus-per-task) [default: 1]
   --transport T              how commands reach a host: ssh (one multiplexed ssh per job) or
                              persistent (long-lived sessions, per-job ssh where they cannot start)
                              [default: ${DEFAULT_TRANSPORT}]
@@ -71,6 +81,12 @@ Examples:
 `;
 
 interface Args {
+  engine: 'ssh' | 'slurm';
+  slurmMode: SlurmMode;
+  partition?: string;
+  account?: string;
+  qos?: string;
+  cpus: number;
   inventory?: string;
   hosts?: string;
   jobs?: number;
@@ -99,8 +115,20 @@ function toArgs(a: DocoptArgs): Args {
     throw new CmError(`--transport must be ssh or persistent, got ${JSON.stringify(transport)}`, ExitCode.USAGE);
   }
   const run = str(a, '--run');
-  if (run !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9_.:@+=,-]*$/.test(run)) throw new CmError(`--run ${JSON.stringify(run)} is not a valid id`, ExitCode.USAGE);
+  if (run !== undefined && !new RegExp(PATTERNS.safeId).test(run)) throw new CmError(`--run ${JSON.stringify(run)} is not a valid id`, ExitCode.USAGE);
+  const engine = str(a, '--engine') ?? 'ssh';
+  if (engine !== 'ssh' && engine !== 'slurm') throw new CmError(`--engine must be ssh or slurm, got ${JSON.stringify(engine)}`, ExitCode.USAGE);
+  const slurmMode = str(a, '--slurm-mode') ?? 'steps';
+  if (slurmMode !== 'steps' && slurmMode !== 'workers' && slurmMode !== 'jobs') {
+    throw new CmError(`--slurm-mode must be steps, workers or jobs, got ${JSON.stringify(slurmMode)}`, ExitCode.USAGE);
+  }
   const args: Args = {
+    engine,
+    slurmMode,
+    partition: str(a, '--partition'),
+    account: str(a, '--account'),
+    qos: str(a, '--qos'),
+    cpus: intOpt(a, '--cpus', { min: 1 }) ?? 1,
     inventory: str(a, '--inventory'),
     hosts: str(a, '--hosts'),
     jobs: intOpt(a, '--jobs', { min: 1 }),
@@ -129,6 +157,27 @@ function toArgs(a: DocoptArgs): Args {
 
 export async function run(argv: DocoptArgs, io: CommandIO): Promise<number> {
   const args = toArgs(argv);
+  if (args.engine === 'slurm') {
+    return execSlurm(
+      {
+        mode: args.slurmMode,
+        partition: args.partition,
+        account: args.account,
+        qos: args.qos,
+        cpusPerTask: args.cpus,
+        run: args.run,
+        timeout: args.timeout,
+        retries: args.retries,
+        maxOutput: args.maxOutput,
+        spoolDir: args.logs,
+        env: io.env,
+        warn: (m) => {
+          if (!args.quiet) io.stderr.write(`cm-exec: ${m}\n`);
+        },
+      },
+      io,
+    );
+  }
   const inventory = await loadInventory({ path: args.inventory, env: io.env, cwd: io.cwd });
   const hosts = inventory.select(args.hosts);
   const names = new Set(hosts.map((h) => h.name));
