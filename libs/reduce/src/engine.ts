@@ -59,7 +59,8 @@ class Reduction {
   lastPartial?: string;
   readonly received = new Set<string>();
   readonly sweepSeen = new Map<string, Bitset>();
-  readonly inputPos = new Map<string, number>();
+  /** plan positions of each input id; `a + a` lists a twice, and its value counts twice */
+  readonly inputPos = new Map<string, number[]>();
   readonly sweepBase = new Map<string, { base: number; count: number }>();
 
   constructor(
@@ -69,7 +70,9 @@ class Reduction {
   ) {
     this.reducer = makeReducer(op, runner);
     rec.inputs.forEach((id, i) => {
-      if (!this.inputPos.has(id)) this.inputPos.set(id, i);
+      const at = this.inputPos.get(id);
+      if (at) at.push(i);
+      else this.inputPos.set(id, [i]);
     });
     let base = rec.inputs.length;
     for (const [name, count] of Object.entries(rec.sweeps ?? {})) {
@@ -77,15 +80,15 @@ class Reduction {
       this.sweepSeen.set(name, new Bitset());
       base += count;
     }
-    this.want = this.inputPos.size + [...this.sweepBase.values()].reduce((a, s) => a + s.count, 0);
+    this.want = rec.inputs.length + [...this.sweepBase.values()].reduce((a, s) => a + s.count, 0);
   }
 
   get resolved(): number {
     return this.have + this.failed.length;
   }
 
-  /** The plan position of job `key` in this reduce, or undefined when it is not an input (or already in). */
-  claim(key: JobKey): number | undefined {
+  /** The plan positions of job `key` in this reduce, or undefined when it is not an input (or already in). */
+  claim(key: JobKey): number[] | undefined {
     if (this.done) return undefined;
     if (this.rec.run !== undefined && key.run !== undefined && key.run !== this.rec.run) return undefined;
     const pos = this.inputPos.get(key.job);
@@ -102,11 +105,11 @@ class Reduction {
       if (key.index !== undefined) {
         if (key.index >= s.count + 1 || seen.has(key.index)) return undefined;
         seen.set(key.index);
-        return s.base + Math.min(key.index, s.count - 1);
+        return [s.base + Math.min(key.index, s.count - 1)];
       }
       if (this.received.has(key.job)) return undefined;
       this.received.add(key.job);
-      return s.base;
+      return [s.base];
     }
     return undefined;
   }
@@ -117,7 +120,7 @@ class Reduction {
   }
 
   missing(): string[] {
-    const out: string[] = [...this.failed];
+    const out: string[] = [...new Set(this.failed)];
     let more = 0;
     const push = (s: string): void => {
       if (out.length < MISSING_LIST_MAX) out.push(s);
@@ -262,21 +265,21 @@ export class ReduceEngine {
   }
 
   private async deliver(r: Reduction, key: JobKey, outcome: Outcome): Promise<void> {
-    const pos = r.claim(key);
-    if (pos === undefined) return;
-    if (!outcome.ok) return this.inputFailed(r, key.job, outcome.reason);
-    await this.fold(r, { id: key.job, pos, text: outcome.text });
+    const positions = r.claim(key);
+    if (positions === undefined) return;
+    if (!outcome.ok) return this.inputFailed(r, key.job, outcome.reason, positions.length);
+    for (const pos of positions) if (!r.done) await this.fold(r, { id: key.job, pos, text: outcome.text });
   }
 
   private async deliverReduce(r: Reduction, id: string, res: { ok: true; val: JVal; text: string } | { ok: false; reason: string }): Promise<void> {
-    const pos = r.claim({ job: id });
-    if (pos === undefined) return;
-    if (!res.ok) return this.inputFailed(r, id, res.reason);
-    await this.fold(r, { id, pos, val: res.val, text: res.text });
+    const positions = r.claim({ job: id });
+    if (positions === undefined) return;
+    if (!res.ok) return this.inputFailed(r, id, res.reason, positions.length);
+    for (const pos of positions) if (!r.done) await this.fold(r, { id, pos, val: res.val, text: res.text });
   }
 
-  private async inputFailed(r: Reduction, id: string, reason: string): Promise<void> {
-    r.failed.push(id);
+  private async inputFailed(r: Reduction, id: string, reason: string, times = 1): Promise<void> {
+    for (let i = 0; i < times; i += 1) r.failed.push(id);
     if (!this.opts.allowMissing) {
       r.error = reason;
       return this.finish(r);

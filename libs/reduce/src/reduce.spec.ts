@@ -132,6 +132,16 @@ describe('ReduceEngine', () => {
     expect(await e.end()).toBe(0);
   });
 
+  it('counts an input listed twice twice: a + a is twice a', async () => {
+    const { e, out } = engine();
+    await e.onReduce(red('s', 'sum', ['a', 'a', 'b'], { final: true }));
+    await e.onEvent(fin('a', '5'));
+    expect(out).toEqual([]);
+    await e.onEvent(fin('b', '1'));
+    expect(out[0]).toMatchObject({ value: 11, partial: false, have: 3, want: 3 });
+    expect(await e.end()).toBe(0);
+  });
+
   it('takes values from fetched result files', async () => {
     const { e, out } = engine({}, { '/r/a/out.txt': '40\n' });
     await e.onReduce(red('s', 'sum', ['a', 'b']));
