@@ -50,7 +50,7 @@ leftovers() {
     grep -v '^[0-9]* sshd: ' "$FT/leftover.$tok" >"$FT/leftover.$tok.work"
     grep '^[0-9]* sshd: ' "$FT/leftover.$tok" >"$FT/idle.$tok"
     n=$(wc -l <"$FT/leftover.$tok.work")
-    ((n == 0)) && [[ ! -s $FT/idle.$tok ]] && break
+    ((n == 0)) && break
     sleep 0.2
   done
   echo "$n"
@@ -315,7 +315,8 @@ fault_fetch_disk_full() {
   mount -t tmpfs -o size=2m tmpfs "$mnt" || { row "results disk full (2 MB tmpfs)" 10 - - 0 - 1 "mount failed" ""; return 1; }
   cm-plan -d "w(i=1..10)=: $tok; head -c 400000 /dev/urandom > out.bin; echo \$i" w >"$FT/full.jobs.0"
   jq -c 'if .kind == "job" then .outputs = ["out.bin"] else . end' "$FT/full.jobs.0" >"$FT/full.jobs"
-  cm-exec -H th1,th2 <"$FT/full.jobs" 2>/dev/null | cm-fetch --dir "$mnt" >"$FT/full.out" 2>"$FT/full.err"
+  # a limit: on a full disk cm-fetch has been seen to hang forever (exit 124 here)
+  cm-exec -H th1,th2 <"$FT/full.jobs" 2>/dev/null | timeout -k 5 120 cm-fetch --dir "$mnt" >"$FT/full.out" 2>"$FT/full.err"
   rc=${PIPESTATUS[1]}
   nf=$(jq -r 'select(.kind=="fetch") | .job' "$FT/full.out" | sort | uniq -c | awk '$1 > 1' | wc -l)
   local fetched lost
@@ -351,7 +352,7 @@ fault_fetch_vanished() {
         rm -f "$home/$(jq -r .workdir <<<"$l")/r.txt"
       fi
       printf '%s\n' "$l"
-    done | cm-fetch --dir "$FT/van.results" 2>"$FT/van.err" | tee "$FT/van.out" | cm-reduce >"$FT/van.val" 2>"$FT/van.rerr"
+    done | timeout -k 5 120 cm-fetch --dir "$FT/van.results" 2>"$FT/van.err" | tee "$FT/van.out" | cm-reduce >"$FT/van.val" 2>"$FT/van.rerr"
   local s=("${PIPESTATUS[@]}")
   rc=${s[2]}
   local fetched dupf
