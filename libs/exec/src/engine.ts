@@ -1,7 +1,6 @@
 // The I/O around the pure Scheduler: reads records, starts transports, writes events and the
 // joblog, turns signals, EPIPE and input errors into orderly stops.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { CmError, ExitCode, InputError, readRecords, RecordWriter, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
@@ -122,8 +121,6 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   const remote = needsRemote ? (opts.transports?.remote ?? remoteTransport(opts)) : undefined;
   const transportOf = (h: HostRecord): Transport => (h.local ? local : remote!);
   const joblog = opts.joblog ? new JobLog(resolve(opts.cwd, opts.joblog)) : undefined;
-  // the persistent transport's capture opens log files without creating their directory
-  if (remote?.name === 'persistent') mkdirSync(logs, { recursive: true });
 
   const sched = new Scheduler({
     hosts: opts.hosts,

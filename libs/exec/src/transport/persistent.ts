@@ -10,10 +10,10 @@
 // the count when one loop's request handling becomes the bottleneck.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import type { HostRecord } from '@cm/protocol';
 import { SSH_CONNECTION_FAILURE, sshArgs, type SshArgOptions } from '@cm/ssh';
+import { OutputCapture } from './capture';
 import { bootstrapCommand, FrameDecoder, remoteProgram, shQuote, type Frame } from './remote-loop';
 import type { JobLaunch, JobOutcome, Transport } from './types';
 
@@ -46,53 +46,12 @@ function defaultSessionCommand(ssh: SshArgOptions) {
 }
 
 /** Keeps the first `cap` bytes for the event; past the cap, the whole stream goes to a log file. */
-class Capture {
-  private kept: Buffer[] = [];
-  private keptBytes = 0;
-  bytes = 0;
-  private fd: number | null = null;
-
-  constructor(
-    private readonly cap: number,
-    readonly path: string,
-  ) {}
-
-  write(b: Buffer): void {
-    this.bytes += b.length;
-    if (this.fd === null && this.keptBytes + b.length <= this.cap) {
-      this.kept.push(b);
-      this.keptBytes += b.length;
-      return;
-    }
-    if (this.fd === null) {
-      this.fd = openSync(this.path, 'w');
-      for (const k of this.kept) writeSync(this.fd, k);
-    }
-    writeSync(this.fd, b);
-    if (this.keptBytes < this.cap) {
-      const head = b.subarray(0, this.cap - this.keptBytes);
-      this.kept.push(head);
-      this.keptBytes += head.length;
-    }
-  }
-
-  get truncated(): boolean {
-    return this.bytes > this.cap;
-  }
-
-  finish(): Buffer {
-    if (this.fd !== null) closeSync(this.fd);
-    this.fd = null;
-    return Buffer.concat(this.kept);
-  }
-}
-
 interface Running {
   serial: number;
   lane: number;
   job: JobLaunch;
-  out: Capture;
-  err: Capture;
+  out: OutputCapture;
+  err: OutputCapture;
   start: Date;
   timedOut: boolean;
   reason?: string;
@@ -248,7 +207,7 @@ class Session {
         return;
       case 'data': {
         const r = this.running.get(f.serial);
-        if (r) (f.stream === 'stdout' ? r.out : r.err).write(f.bytes);
+        if (r) (f.stream === 'stdout' ? r.out : r.err).push(f.bytes);
         return;
       }
       case 'exit': {
@@ -288,7 +247,7 @@ class Session {
     const reason = how.reason ?? r.reason;
     if (reason !== undefined) outcome.reason = reason;
     if (r.timedOut) outcome.timedOut = true;
-    if (truncated) outcome.log = r.out.truncated ? r.out.path : r.err.path;
+    if (truncated) outcome.log = r.out.truncated ? r.out.log : r.err.log;
     r.done(outcome);
   }
 
@@ -313,8 +272,8 @@ class Session {
         serial,
         lane,
         job,
-        out: new Capture(job.maxOutput, `${job.logBase}.stdout`),
-        err: new Capture(job.maxOutput, `${job.logBase}.stderr`),
+        out: new OutputCapture(job.maxOutput, `${job.logBase}.stdout`),
+        err: new OutputCapture(job.maxOutput, `${job.logBase}.stderr`),
         start,
         timedOut: false,
         timers: [],
