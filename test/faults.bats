@@ -24,63 +24,63 @@ setup() {
 }
 
 @test "a host down before the run: its jobs run elsewhere, none lost, exact sum, exit 0" {
-  fault_host_down_before
+  faults_run fault_host_down_before
 }
 
 @test "sshd killed mid-run (daemon and sessions): jobs move, none lost or doubled, exit 0" {
-  fault_sshd_dies
+  faults_run fault_sshd_dies
 }
 
 @test "a host that drops every packet from the start is marked down; the jobs run elsewhere" {
-  fault_drop_before
+  faults_run fault_drop_before
 }
 
 @test "a slow host (200 ms each way through a delay proxy) runs everything right" {
-  fault_slow_host
+  faults_run fault_slow_host
 }
 
 @test "a hanging job gives up on its timeout; cm-reduce fails and names it; exit 1" {
-  fault_hang_timeout
+  faults_run fault_hang_timeout
 }
 
 @test "a job printing 1 GB: the event holds the cap, the log all of it, cm-exec's RSS stays bounded" {
-  fault_big_output
+  faults_run fault_big_output
 }
 
 @test "a job that forks children and exits leaves nothing behind on the host" {
   skip "bug: children of a finished job keep running on the host (remoteWrapper never kills the job's process group after it exits)"
-  fault_forks_children
+  faults_run fault_forks_children
 }
 
 @test "a job ignoring SIGTERM is SIGKILLed after the grace, nothing left behind" {
-  fault_ignores_term
+  faults_run fault_ignores_term
 }
 
 @test "cm-exec SIGKILLed mid-run, then --resume: each job once in the joblog and the stream, exact sum" {
-  fault_sigkill_resume
+  faults_run fault_sigkill_resume
 }
 
 @test "SIGINT to the process group: exit 130, every job final, cm-reduce refuses the sum, --resume completes it" {
-  fault_sigint
+  faults_run fault_sigint
 }
 
 @test "cm-exec | head -n 3: exit 0, quiet, no job left running" {
-  fault_head
+  faults_run fault_head
 }
 
 @test "cm-fetch onto a full 2 MB tmpfs: failed transfers say so, no cut or stray file, exit 1" {
   skip "bug: on a full results disk cm-fetch loses transfers silently (no fetch record, temp files left, exit 0) or hangs"
-  fault_fetch_disk_full
+  faults_run fault_fetch_disk_full
 }
 
 @test "a result file that vanishes before cm-fetch: an ok:false fetch record, cm-reduce names the job, exit 1" {
-  fault_fetch_vanished
+  faults_run fault_fetch_vanished
 }
 
 @test "a host that stops answering mid-run (packets dropped): its jobs move after ServerAlive, none lost" {
-  fault_drop_mid_run
+  faults_run fault_drop_mid_run
 }
 
 @test "load: 1,000 jobs over 50 hosts x 4 slots under ulimit -n 1024 (table.sh runs 10,000 over 200)" {
-  fault_load 1000 50
+  faults_run fault_load 1000 50
 }

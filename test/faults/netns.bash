@@ -20,7 +20,10 @@ cm_ns_host_start() {
   local name=${1:?usage: cm_ns_host_start NAME} n ns dir wrapper slots=${2:-2}
   _cm_hosts_dir || return 1
   touch "$(_cm_ns_list)"
-  n=$(($(wc -l <"$(_cm_ns_list)") + 1))
+  # the first 198.18.N.0/30 no other run holds
+  for ((n = 1; n < 250; n++)); do
+    ip -o addr show | grep -qF " 198.18.$n.1/30 " || break
+  done
   ns=cmf$$-$n
   ip netns add "$ns" || return 1
   ip link add "${ns}h" type veth peer name "${ns}n" || return 1

@@ -5,6 +5,8 @@
 # has exactly one final event (and at most one joblog line), the exit code is the documented one,
 # no process is left on the test hosts, and the fault's own check holds (value, cap, reason...).
 #
+# The functions expect errexit off (bats: call them through faults_run).
+#
 # Needs: test/helpers/hosts.bash and test/faults/netns.bash loaded, faults_hosts_start run
 # (th1..th3, 2 slots; nsh1 in a network namespace; slow1 = th1 behind a 200 ms delay proxy), and
 # $FT a scratch directory.
@@ -16,6 +18,15 @@ faults_hosts_start() {
   cm_hosts_start 3 2 || return 1
   cm_ns_host_start nsh1 2 || return 1
   cm_slow_host_start slow1 th1 200 || return 1
+}
+
+# faults_run FUNCTION: a scenario from a bats test, in a subshell without errexit or bats' ERR trap
+faults_run() {
+  (
+    set +eE
+    trap - ERR
+    "$@"
+  )
 }
 
 faults_hosts_stop() {
@@ -144,9 +155,10 @@ fault_sshd_dies() {
 
 fault_drop_before() {
   local tok=cmf-dropb$$ a check=ok
-  plan "$FT/dropb.jobs" 20 ": $tok; sleep 0.2; echo \$i"
+  plan "$FT/dropb.jobs" 20 ": $tok; sleep 0.5; echo \$i"
   cm_ns_host_drop nsh1
-  run_exec dropb -H th2,nsh1
+  # two unanswered connections (3 s each) mark it down while th2 still has jobs to run
+  run_exec dropb -H th2,nsh1 --down-after 2
   cm_ns_host_clear nsh1
   a=$(account "$FT/dropb.jobs" "$FT/dropb.out" "$FT/dropb.log")
   [[ $(value_of "$FT/dropb.val") == 210 ]] || check="value $(value_of "$FT/dropb.val") != 210"
@@ -251,7 +263,7 @@ fault_sigkill_resume() {
   pid=$!
   for _ in $(seq 1 1000); do [[ -f $log && $(wc -l <"$log") -ge 8 ]] && break; sleep 0.02; done
   kill -KILL "$pid"
-  wait "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null || true
   before=$(wc -l <"$log")
   cm-exec -H th1,th2,th3 --joblog "$log" --resume <"$FT/kill.jobs" 2>"$FT/kill.err" | tee "$FT/kill.out" | cm-reduce >"$FT/kill.val"
   rc=${PIPESTATUS[0]}
@@ -277,7 +289,7 @@ fault_sigint() {
   for _ in $(seq 1 1000); do [[ -f $log && $(wc -l <"$log") -ge 6 ]] && break; sleep 0.02; done
   pgid=$(ps -o pgid= -p "$pid" | tr -d ' ')
   kill -INT -- "-$pgid"
-  wait "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null || true
   read -r _ rc <"$FT/int.rc"
   a=$(account "$FT/int.jobs" "$FT/int.out" "$log")
   [[ $(kv gaveup "$a") -gt 0 && $(kv reasons "$a") == *interrupted* ]] || check="no job gave up interrupted"
