@@ -48,7 +48,6 @@ setup() {
 }
 
 @test "a job that forks children and exits leaves nothing behind on the host" {
-  skip "bug: children of a finished job keep running on the host (remoteWrapper never kills the job's process group after it exits)"
   faults_run fault_forks_children
 }
 

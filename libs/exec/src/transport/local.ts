@@ -77,8 +77,8 @@ export class LocalTransport implements Transport {
         settled = true;
         for (const t of timers) clearTimeout(t);
         signal.removeEventListener('abort', onAbort);
-        // the job ended: whatever it left in its group goes with it when it was stopped
-        if (stopReason !== undefined) killGroup('SIGKILL');
+        // the job ended: whatever it left running in its group goes with it (as on remote hosts)
+        killGroup('SIGKILL');
         resolve(o);
       };
       child.on('error', (e) => finish(notRun(start, `cannot start /bin/sh: ${e.message}`, out, err)));

@@ -74,6 +74,8 @@ _cmq_run() {
       wait "$_cmq_p"
       _cmq_rc=$?
       while kill -0 "$_cmq_p" 2>/dev/null; do wait "$_cmq_p"; _cmq_rc=$?; done
+      # what the job left running in its process group ends with it, as with the per-job transport
+      [ -n "$_cmq_setsid" ] && kill -KILL -"$_cmq_p" 2>/dev/null
       : >"$_cmq_f.p"
     else
       # like the per-job transport's mkdir -p DIR && cd DIR && sh -c ...: status 1, the reason on stderr

@@ -38,6 +38,8 @@ export function remoteWrapper(graceTenths: number): string {
     'w=$!',
     'exec 3<&-',
     '{ wait $p; } 2>/dev/null; s=$?',
+    // what the job left running in its process group ends with it: nothing outlives a job
+    'kill -KILL -$p 2>/dev/null',
     'kill -TERM $w 2>/dev/null; { wait $w; } 2>/dev/null',
     '[ $s -eq 255 ] && printf \'%s\\n\' "$2" >&2',
     'exit $s',
