@@ -52,7 +52,7 @@ export interface SshArgOptions {
   /** seconds an idle master stays up */
   controlPersist?: number;
   connectTimeout?: number;
-  /** 'accept-new' (default): trust on first use, refuse changed keys; 'yes': known hosts only */
+  /** 'accept-new' (default): trust on first use, refuse changed keys; 'yes': known hosts only, whatever the host's options say */
   hostKeyChecking?: 'accept-new' | 'yes';
   /** extra ssh_config file (tests use a generated one) */
   configFile?: string;
@@ -64,13 +64,23 @@ export function sshArgs(host: HostRecord, opts: SshArgOptions = {}): string[] {
   if (host.user !== undefined) assertSshToken('user', host.user);
   const args: string[] = [];
   if (opts.configFile) args.push('-F', opts.configFile);
+  // ssh keeps the first value it sees for an option, so the order is the precedence: what the command
+  // line asked for, then the host's own options from the inventory, then cm's defaults.
+  args.push('-o', 'BatchMode=yes', '-T');
+  if (opts.hostKeyChecking === 'yes') args.push('-o', 'StrictHostKeyChecking=yes');
+  if (opts.connectTimeout !== undefined) args.push('-o', `ConnectTimeout=${opts.connectTimeout}`);
+  for (const [key, value] of Object.entries(host.options ?? {})) {
+    if (!ALLOWED_SSH_OPTIONS.has(key.toLowerCase())) {
+      throw new CmError(`ssh option ${JSON.stringify(key)} of host ${host.name} is not on the allow-list`, ExitCode.INPUT);
+    }
+    if (/[\r\n]/.test(value)) throw new CmError(`ssh option ${key} of host ${host.name} holds a newline`, ExitCode.INPUT);
+    args.push('-o', `${key}=${value}`);
+  }
   args.push(
-    '-o', 'BatchMode=yes',
-    '-o', `ConnectTimeout=${opts.connectTimeout ?? 10}`,
-    '-o', `StrictHostKeyChecking=${opts.hostKeyChecking ?? 'accept-new'}`,
+    '-o', 'ConnectTimeout=10',
+    '-o', 'StrictHostKeyChecking=accept-new',
     '-o', 'ServerAliveInterval=15',
     '-o', 'ServerAliveCountMax=3',
-    '-T',
   );
   if (opts.controlDir) {
     args.push(
@@ -88,13 +98,6 @@ export function sshArgs(host: HostRecord, opts: SshArgOptions = {}): string[] {
       assertSshToken('jump host', (addr ?? '').replace(/:\d+$/, ''));
     }
     args.push('-J', host.jump);
-  }
-  for (const [key, value] of Object.entries(host.options ?? {})) {
-    if (!ALLOWED_SSH_OPTIONS.has(key.toLowerCase())) {
-      throw new CmError(`ssh option ${JSON.stringify(key)} of host ${host.name} is not on the allow-list`, ExitCode.INPUT);
-    }
-    if (/[\r\n]/.test(value)) throw new CmError(`ssh option ${key} of host ${host.name} holds a newline`, ExitCode.INPUT);
-    args.push('-o', `${key}=${value}`);
   }
   if (host.user !== undefined) args.push('-l', host.user);
   // `--` ends ssh's options: whatever follows is the destination, never an option.

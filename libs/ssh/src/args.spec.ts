@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import type { HostRecord } from '@cm/protocol';
+import { sshArgs } from './args';
+
+const host = (extra: Partial<HostRecord> = {}): HostRecord => ({ kind: 'host', v: 1, name: 'h', address: '127.0.0.1', tags: [], slots: 1, ...extra });
+
+/** What ssh itself makes of the arguments: `ssh -G` prints the resolved config and connects nowhere. */
+function resolved(args: string[]): Map<string, string> {
+  const at = args.indexOf('--');
+  const out = execFileSync('ssh', ['-G', ...args.slice(0, at), ...args.slice(at)], { encoding: 'utf8' });
+  return new Map(out.split('\n').filter(Boolean).map((l) => [l.split(' ')[0]!, l.slice(l.indexOf(' ') + 1)]));
+}
+
+describe('sshArgs', () => {
+  it('ends options with -- before the destination', () => {
+    const args = sshArgs(host({ user: 'u', port: 2222 }));
+    expect(args.slice(-2)).toEqual(['--', '127.0.0.1']);
+    expect(args).toContain('BatchMode=yes');
+  });
+
+  it("lets the host's options win over cm's defaults, and the command line over both", () => {
+    const h = host({ options: { ServerAliveInterval: '2', ConnectTimeout: '3', StrictHostKeyChecking: 'no' } });
+    const plain = resolved(sshArgs(h));
+    expect(plain.get('serveraliveinterval')).toBe('2');
+    expect(plain.get('connecttimeout')).toBe('3');
+    expect(plain.get('stricthostkeychecking')).toBe('false');
+    const strict = resolved(sshArgs(h, { hostKeyChecking: 'yes', connectTimeout: 7 }));
+    expect(strict.get('stricthostkeychecking')).toBe('true');
+    expect(strict.get('connecttimeout')).toBe('7');
+    const defaults = resolved(sshArgs(host()));
+    expect(defaults.get('serveraliveinterval')).toBe('15');
+    expect(defaults.get('stricthostkeychecking')).toBe('accept-new');
+  });
+
+  it('refuses what would become an option or shell code, and options off the allow-list', () => {
+    expect(() => sshArgs(host({ address: '-oProxyCommand=touch x' }))).toThrow(/not allowed/);
+    expect(() => sshArgs(host({ user: 'a;b' }))).toThrow(/not allowed/);
+    expect(() => sshArgs(host({ jump: '-J' }))).toThrow(/not allowed/);
+    expect(() => sshArgs(host({ options: { ProxyCommand: 'sh' } }))).toThrow(/allow-list/);
+    expect(() => sshArgs(host({ options: { LogLevel: 'ERROR\nProxyCommand sh' } }))).toThrow(/newline/);
+  });
+});
