@@ -1,5 +1,5 @@
 import split2 from 'split2';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { InputError } from './errors';
 import type { AnyRecord, ForeignRecord } from './records';
 import { recordProblem } from './validate';
@@ -22,6 +22,79 @@ export interface ReadOptions {
   maxLineBytes?: number;
 }
 
+/** Stands in for a line that was too long; raw NUL is never valid JSON, so no real record looks like it. */
+const OVERLONG = '\u0000cm:overlong';
+
+/**
+ * Passes whole lines on and holds back the unfinished one; once a line grows past `max` bytes it is
+ * dropped and the stream ends with OVERLONG as its last line. Done on raw bytes ahead of split2 so the
+ * lines before the long one are still read, in order, and the long one is never held whole.
+ */
+class LineLimit extends Transform {
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  private tripped = false;
+
+  constructor(private readonly max: number) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.tripped) return cb();
+    const lastNl = chunk.lastIndexOf(10);
+    // the complete lines in this chunk, with what was held before them
+    if (lastNl >= 0) {
+      const firstNl = chunk.indexOf(10);
+      if (this.heldBytes + firstNl > this.max || longestLine(chunk, firstNl + 1, lastNl) > this.max) {
+        return this.trip(chunk, firstNl, cb);
+      }
+      this.push(this.heldBytes > 0 ? Buffer.concat([...this.held, chunk.subarray(0, lastNl + 1)]) : chunk.subarray(0, lastNl + 1));
+      this.held = [];
+      this.heldBytes = 0;
+    }
+    const rest = chunk.subarray(lastNl + 1);
+    if (rest.length > 0) {
+      if (this.heldBytes + rest.length > this.max) return this.trip(Buffer.alloc(0), -1, cb);
+      this.held.push(rest);
+      this.heldBytes += rest.length;
+    }
+    cb();
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (!this.tripped && this.heldBytes > 0) this.push(Buffer.concat(this.held));
+    cb();
+  }
+
+  /** Passes on the whole lines before the long one, then the marker, and ends. */
+  private trip(chunk: Buffer, firstNl: number, cb: TransformCallback): void {
+    let keep = Buffer.alloc(0);
+    if (firstNl >= 0 && this.heldBytes + firstNl <= this.max) {
+      // the long line is a later one in this chunk: find where it starts
+      let start = firstNl + 1;
+      for (let nl = chunk.indexOf(10, start); nl >= 0 && nl - start <= this.max; nl = chunk.indexOf(10, start)) start = nl + 1;
+      keep = Buffer.concat([...this.held, chunk.subarray(0, start)]);
+    }
+    this.push(Buffer.concat([keep, Buffer.from(`${OVERLONG}\n`)]));
+    this.tripped = true;
+    this.held = [];
+    this.push(null);
+    cb();
+  }
+}
+
+/** Length of the longest line between `from` and the newline at `lastNl` (inclusive). */
+function longestLine(chunk: Buffer, from: number, lastNl: number): number {
+  let longest = 0;
+  let start = from;
+  while (start <= lastNl) {
+    const nl = chunk.indexOf(10, start);
+    longest = Math.max(longest, nl - start);
+    start = nl + 1;
+  }
+  return longest;
+}
+
 function excerpt(text: string): string {
   return text.length > 120 ? `${text.slice(0, 117)}...` : text;
 }
@@ -34,9 +107,8 @@ function excerpt(text: string): string {
 export async function* readRecords(input: Readable, options: ReadOptions = {}): AsyncGenerator<InputLine> {
   const source = options.source ?? 'stdin';
   const maxLength = options.maxLineBytes ?? MAX_LINE_BYTES;
-  const lines = input.pipe(split2({ maxLength }));
+  const lines = input.pipe(new LineLimit(maxLength)).pipe(split2());
   let line = 0;
-  // split2 reports an over-long line as a stream error; remember the line it happened on.
   let streamError: Error | undefined;
   lines.on('error', (err: Error) => {
     streamError = err;
@@ -44,9 +116,8 @@ export async function* readRecords(input: Readable, options: ReadOptions = {}): 
   input.on('error', (err: Error) => lines.destroy(err));
   try {
     for await (const text of lines as AsyncIterable<string>) {
+      if (text === OVERLONG) throw new InputError(source, line + 1, undefined, `line longer than ${maxLength} bytes`);
       line += 1;
-      // split2 only measures the unfinished tail of a chunk; a whole long line is caught here.
-      if (text.length > maxLength) throw new InputError(source, line, undefined, `line longer than ${maxLength} bytes`);
       if (text.trim() === '') continue;
       if (text.includes('\uFFFD')) {
         throw new InputError(source, line, text.indexOf('\uFFFD') + 1, 'invalid UTF-8 (write U+FFFD as \\ufffd)', excerpt(text));
@@ -63,11 +134,7 @@ export async function* readRecords(input: Readable, options: ReadOptions = {}): 
     }
   } catch (err) {
     if (err instanceof InputError) throw err;
-    const e = (streamError ?? err) as Error;
-    if (/maximum buffer/i.test(e.message)) {
-      throw new InputError(source, line + 1, undefined, `line longer than ${maxLength} bytes`);
-    }
-    throw e;
+    throw (streamError ?? err) as Error;
   }
   if (streamError) throw streamError;
 }
