@@ -4,7 +4,7 @@
 #
 #   bash test/run-bats.sh [FILE.bats...]     default: every test/*.bats
 #   CM_BATS_FILTER=REGEX                     only files whose path matches the extended regex
-#   CM_BATS_TIMEOUT=SECONDS                  a file still running after this is killed (default 300)
+#   CM_BATS_TIMEOUT=SECONDS                  a file still running after this is killed (default 600)
 #   CM_BATS_SUMMARY=FILE                     the totals line is also written there (test/run-all.sh)
 #
 # After each file, any sshd that test/helpers/hosts.bash started and that is still alive is reported
@@ -70,7 +70,7 @@ on_signal() {
 trap 'on_signal INT' INT
 trap 'on_signal TERM' TERM
 
-limit=${CM_BATS_TIMEOUT:-300}
+limit=${CM_BATS_TIMEOUT:-600}
 total_pass=0 total_fail=0 total_skip=0
 report=()
 # A suite that reads CM_EXEC_TRANSPORT runs once more on the per-job ssh transport, so every cm-exec
