@@ -53,6 +53,36 @@ export function parseSums(text: string): Map<string, string> {
   return out;
 }
 
+/** the C library's words for the errors a local disk gives (Node 20 has no strerror) */
+const STRERROR: Record<string, string> = {
+  ENOSPC: 'No space left on device',
+  EDQUOT: 'Disk quota exceeded',
+  EIO: 'Input/output error',
+  EACCES: 'Permission denied',
+  EPERM: 'Operation not permitted',
+  EROFS: 'Read-only file system',
+  EFBIG: 'File too large',
+  EMFILE: 'Too many open files',
+  ENFILE: 'Too many open files in system',
+};
+
+/**
+ * Writing into the local results tree failed (a full disk, a quota, EIO, permissions). It fails
+ * the transfer at once and is not retried: the fault is our disk, not the link, and a retry would
+ * fetch the whole batch again only to hit the same wall while the run waits.
+ */
+export class LocalWriteError extends Error {
+  readonly code?: string;
+  constructor(what: string, file: string, err: unknown) {
+    const code = (err as NodeJS.ErrnoException).code;
+    super(`${what} ${file}: ${(code && STRERROR[code]) ?? (err as Error).message}${code ? ` (${code})` : ''}`);
+    this.code = code;
+  }
+}
+
+/** the file write the extractor uses; a test passes one that fails like a full disk */
+export type WriteFn = (fd: number, buf: Buffer, off: number, len: number) => number;
+
 interface Pending {
   rel: string;
   temp: string;
@@ -74,8 +104,18 @@ export class SafeExtractor implements TarHandler {
   constructor(
     private readonly root: string,
     rootChecked = false,
+    private readonly writeFn: WriteFn = writeSync,
   ) {
     if (rootChecked) this.dirs.add('');
+  }
+
+  /**
+   * A refusal (a name or a planted symlink) is the host's doing and only skips that entry; any
+   * other error is our disk failing, which fails the transfer.
+   */
+  private refuseOrFail(err: unknown, what: string, file: string, msg: string): void {
+    if (err instanceof UnsafePathError) this.refused.push(msg);
+    else throw new LocalWriteError(what, file, err);
   }
 
   private async dir(rel: string): Promise<void> {
@@ -100,7 +140,7 @@ export class SafeExtractor implements TarHandler {
         try {
           await this.dir(rel);
         } catch (err) {
-          this.refused.push(`refused ${(err as Error).message}`);
+          this.refuseOrFail(err, 'making directory', final, `refused ${(err as Error).message}`);
         }
         return null;
       case 'symlink':
@@ -124,13 +164,14 @@ export class SafeExtractor implements TarHandler {
           this.refused.push(`refused ${JSON.stringify(rel)}: hard link to ${JSON.stringify(target)}, which is not in the archive`);
           return null;
         }
+        const temp = this.tempName(final);
         try {
           await this.dir(path.posix.dirname(rel));
-          const temp = this.tempName(final);
           await copyFile(src.temp, temp, fsc.COPYFILE_EXCL);
           this.replace({ rel, temp, final, size: src.size, sha256: src.sha256 });
         } catch (err) {
-          this.refused.push(`refused ${JSON.stringify(rel)}: ${(err as Error).message}`);
+          await unlink(temp).catch(() => undefined);
+          this.refuseOrFail(err, 'writing', final, `refused ${JSON.stringify(rel)}: ${(err as Error).message}`);
         }
         return null;
       }
@@ -138,22 +179,33 @@ export class SafeExtractor implements TarHandler {
         try {
           await this.dir(path.posix.dirname(rel));
         } catch (err) {
-          this.refused.push(`refused ${(err as Error).message}`);
+          this.refuseOrFail(err, 'making directory for', final, `refused ${(err as Error).message}`);
           return null;
         }
         const temp = this.tempName(final);
         // O_EXCL|O_NOFOLLOW: a fresh file of ours, never something planted under that name.
         // Synchronous writes: local page-cache writes are quick, and a thread-pool round trip
         // per small file cost more than the write itself (1,000-file fetches were CPU-bound).
-        const fd = openSync(temp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644);
+        let fd: number;
+        try {
+          fd = openSync(temp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644);
+        } catch (err) {
+          throw new LocalWriteError('creating', final, err);
+        }
         const cur = { fd, hash: createHash('sha256'), written: 0, pending: { rel, temp, final, size: e.size, sha256: '' } };
         this.current = cur;
+        const write = this.writeFn;
         return {
           write: (chunk: Buffer) => {
             cur.hash.update(chunk);
             cur.written += chunk.length;
             let off = 0;
-            while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off);
+            try {
+              while (off < chunk.length) off += write(fd, chunk, off, chunk.length - off);
+            } catch (err) {
+              // discard() closes and removes the temp file; the caller stops the stream.
+              throw new LocalWriteError('writing', final, err);
+            }
           },
         };
       }
@@ -164,7 +216,13 @@ export class SafeExtractor implements TarHandler {
     const cur = this.current;
     if (!cur) return;
     this.current = undefined;
-    closeSync(cur.fd);
+    try {
+      // close reports late write errors (NFS, quotas); the temp file is still ours to remove
+      closeSync(cur.fd);
+    } catch (err) {
+      await unlink(cur.pending.temp).catch(() => undefined);
+      throw new LocalWriteError('writing', cur.pending.final, err);
+    }
     if (cur.written !== e.size) throw new TarFormatError(`${cur.pending.rel}: got ${cur.written} of ${e.size} bytes`);
     cur.pending.sha256 = cur.hash.digest('hex');
     this.replace(cur.pending);
@@ -234,6 +292,8 @@ export interface FetchOptions {
   signal?: AbortSignal;
   /** ms before retry k (1-based); tests make it 0 */
   backoff?: (attempt: number) => number;
+  /** the local file write (default fs.writeSync); tests inject a full disk here */
+  write?: WriteFn;
 }
 
 export interface FetchOutcome {
@@ -310,26 +370,35 @@ export async function fetchBatch(conns: Connections, host: HostRecord, jobs: Fet
       outcomes[i] = { ok: errors.length === 0, files: [], attempt: 1, error: errors.join('; ') || undefined };
       return;
     }
-    slots.push({ i, job, prefix, names, root, errors, ex: new SafeExtractor(root), missing: [] });
+    slots.push({ i, job, prefix, names, root, errors, ex: new SafeExtractor(root, false, opts.write), missing: [] });
   });
 
   let attempt = 0;
   while (slots.length > 0) {
     attempt += 1;
     for (const s of slots) {
-      s.ex = new SafeExtractor(s.root);
+      s.ex = new SafeExtractor(s.root, false, opts.write);
       s.missing = [];
     }
     try {
       const base = path.resolve(opts.dir);
-      for (const run of new Set(slots.map((s) => s.job.run))) await ensureDirs(base, run);
-      for (const s of slots) {
-        await mkdir(s.root).catch((err: NodeJS.ErrnoException) => {
-          if (err.code !== 'EEXIST') throw err;
-        });
-        const st = await lstat(s.root);
-        if (!st.isDirectory()) throw new UnsafePathError(`${s.root} exists and is not a directory`);
-        s.ex = new SafeExtractor(s.root, true);
+      let making = base;
+      try {
+        for (const run of new Set(slots.map((s) => s.job.run))) {
+          making = path.join(base, run);
+          await ensureDirs(base, run);
+        }
+        for (const s of slots) {
+          making = s.root;
+          await mkdir(s.root).catch((err: NodeJS.ErrnoException) => {
+            if (err.code !== 'EEXIST') throw err;
+          });
+          const st = await lstat(s.root);
+          if (!st.isDirectory()) throw new UnsafePathError(`${s.root} exists and is not a directory`);
+          s.ex = new SafeExtractor(s.root, true, opts.write);
+        }
+      } catch (err) {
+        throw err instanceof UnsafePathError ? err : new LocalWriteError('making directory', making, err);
       }
       await attemptBatch(conns, host, slots, opts);
       for (const s of slots) {
@@ -409,13 +478,40 @@ async function attemptBatch(conns: Connections, host: HostRecord, slots: Slot[],
   child.stderr?.on('data', (c: Buffer) => {
     if (stderr.length < 65536) stderr += c.toString('utf8');
   });
+  let killTimer: NodeJS.Timeout | undefined;
+  let stopping = false;
   const exited = new Promise<{ code: number | null; sig: NodeJS.Signals | null }>((resolve) => {
-    child.on('close', (code, sig) => resolve({ code, sig }));
+    child.on('close', (code, sig) => {
+      clearTimeout(killTimer);
+      resolve({ code, sig });
+    });
+    child.on('exit', () => {
+      clearTimeout(killTimer);
+      // Once stopped, stderr may stay open in a process we do not own (tar under `sh -c`, the
+      // ssh master holding a mux client's descriptors): give it a moment, then stop waiting.
+      if (stopping) setTimeout(() => child.stderr?.destroy(), 2000);
+    });
     child.on('error', (err) => {
       stderr += err.message;
       resolve({ code: null, sig: null });
     });
   });
+  /**
+   * Ends a transfer we no longer read. Closing our end of stdout is what stops the sender: the
+   * remote tar (or the ssh master relaying it) gets EPIPE, where a signal to our child alone would
+   * leave tar blocked on a full pipe and 'close' would never come.
+   */
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    child.stdout?.destroy();
+    if (child.exitCode !== null || child.signalCode !== null) {
+      setTimeout(() => child.stderr?.destroy(), 2000);
+      return;
+    }
+    child.kill('SIGTERM');
+    killTimer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  };
   const abort = (): void => {
     child.kill('SIGTERM');
   };
@@ -433,7 +529,7 @@ async function attemptBatch(conns: Connections, host: HostRecord, slots: Slot[],
     trailer = await readTar(source, router);
   } catch (err) {
     streamError = err as Error;
-    child.kill('SIGTERM');
+    stop();
   }
   const { code, sig } = await exited;
   opts.signal?.removeEventListener('abort', abort);
@@ -450,6 +546,8 @@ async function attemptBatch(conns: Connections, host: HostRecord, slots: Slot[],
     .filter((l) => l.trim() !== '' && !l.startsWith('cm-missing '))
     .slice(0, 3)
     .join(' / ');
+  // Our own disk failing is reported as it is, whatever the stopped child's exit says.
+  if (streamError instanceof LocalWriteError) throw streamError;
   if (viaSsh && code === 255) throw new Transient(`ssh connection to ${host.name} failed${detail ? `: ${detail}` : ''}`);
   // Nothing there at all: the script exits 0 before tar, with every name reported missing.
   if (!sawBytes && code === 0 && missingCount === paths.length) return;

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, existsSync, mkdirSync, writeFileSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, existsSync, mkdirSync, writeFileSync, symlinkSync, openSync, writeSync, readlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { ensureDirs, safeJoin, safeRelative, UnsafePathError } from './paths';
 import { readTar, TarFormatError } from './tar';
-import { SafeExtractor, parseSums, fetchScript } from './fetch';
+import { SafeExtractor, parseSums, fetchScript, LocalWriteError } from './fetch';
 import { Limiter } from './limit';
 
 /** A tar header built by hand, so tests can say things GNU tar would refuse to write. */
@@ -284,5 +284,95 @@ describe('verification', () => {
     expect(out).toMatchObject({ ok: false, attempt: 3, files: [] });
     expect(out?.error).toMatch(/v\.txt: sha256 .* differs from the remote 000000000000/);
     expect(listTree(dest)).toEqual(['r', 'r/a']);
+  });
+});
+
+describe('a local disk that fills up during a fetch', () => {
+  /**
+   * A write that lands in real files until `budget` bytes are used, then goes to /dev/full, so
+   * the kernel itself answers ENOSPC, as a full results disk would (no root or tmpfs needed).
+   */
+  function fillingDisk(budget: number): { write: (fd: number, buf: Buffer, off: number, len: number) => number; used: () => number } {
+    let used = 0;
+    const full = openSync('/dev/full', 'w');
+    return {
+      write: (fd, buf, off, len) => {
+        const n = Math.min(len, budget - used);
+        if (n <= 0) return writeSync(full, buf, off, len);
+        used += n;
+        return writeSync(fd, buf, off, n);
+      },
+      used: () => used,
+    };
+  }
+
+  const procsIn = (dir: string): string[] =>
+    readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        try {
+          return readlinkSync(`/proc/${p}/cwd`) === dir;
+        } catch {
+          return false;
+        }
+      });
+
+  it('fails the batch at once with the disk error, leaves no temp file, and stops tar', async () => {
+    const { Connections } = await import('./connections');
+    const { fetchBatch } = await import('./fetch');
+    const home = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const dest = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    for (const j of ['a', 'b', 'c']) {
+      mkdirSync(path.join(home, '.cm/runs/r', j), { recursive: true });
+      writeFileSync(path.join(home, '.cm/runs/r', j, 'out.bin'), randomBytes(1024 * 1024));
+    }
+    const disk = fillingDisk(1536 * 1024);
+    const conns = new Connections({ home });
+    const host = { kind: 'host' as const, v: 1 as const, name: 'lap', address: 'localhost', local: true, slots: 1, tags: [] };
+    const job = (j: string) => ({ job: j, run: 'r', host, workdir: `.cm/runs/r/${j}`, outputs: ['out.bin'], result: 'out.bin' });
+    // Before the fix tar was left blocked on a pipe nobody read: this call never returned.
+    const outs = await fetchBatch(conns, host, [job('a'), job('b'), job('c')], { dir: dest, retries: 2, verify: true, backoff: () => 0, write: disk.write });
+    await conns.close();
+    expect(disk.used()).toBe(1536 * 1024);
+    for (const o of outs) {
+      // not retried: attempt 1 although retries is 2
+      expect(o).toMatchObject({ ok: false, attempt: 1, files: [] });
+      expect(o.error).toMatch(/^writing .*\/r\/b\/out\.bin: No space left on device \(ENOSPC\)$/);
+    }
+    expect(listTree(dest)).toEqual(['r', 'r/a', 'r/b', 'r/c']);
+    // tar got EPIPE once its reader was gone; nothing is left running in the host's directory
+    for (let i = 0; i < 50 && procsIn(home).length > 0; i += 1) await new Promise((r) => setTimeout(r, 100));
+    expect(procsIn(home)).toEqual([]);
+  }, 30000);
+
+  it('a batch after the failed one still fetches once there is room', async () => {
+    const { Connections } = await import('./connections');
+    const { fetchBatch } = await import('./fetch');
+    const home = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const dest = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    for (const j of ['a', 'b']) {
+      mkdirSync(path.join(home, '.cm/runs/r', j), { recursive: true });
+      writeFileSync(path.join(home, '.cm/runs/r', j, 'out.bin'), `${j}\n`.repeat(100000));
+    }
+    const conns = new Connections({ home });
+    const host = { kind: 'host' as const, v: 1 as const, name: 'lap', address: 'localhost', local: true, slots: 1, tags: [] };
+    const job = (j: string) => ({ job: j, run: 'r', host, workdir: `.cm/runs/r/${j}`, outputs: ['out.bin'] });
+    const [bad] = await fetchBatch(conns, host, [job('a')], { dir: dest, retries: 0, verify: true, write: fillingDisk(1000).write });
+    const [good] = await fetchBatch(conns, host, [job('b')], { dir: dest, retries: 0, verify: true });
+    await conns.close();
+    expect(bad).toMatchObject({ ok: false, files: [] });
+    expect(bad?.error).toMatch(/No space left on device/);
+    expect(good).toMatchObject({ ok: true, files: [{ remote: '.cm/runs/r/b/out.bin', size: 200000 }] });
+    expect(listTree(dest)).toEqual(['r', 'r/a', 'r/b', 'r/b/out.bin']);
+  }, 30000);
+
+  it('SafeExtractor: a failing write rejects readTar with the disk error; discard removes the temp file', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const ex = new SafeExtractor(root, false, fillingDisk(700).write);
+    const archive = Buffer.concat([entry('small', 'ok'), entry('big', 'b'.repeat(3000)), END]);
+    await expect(readTar(chunks(archive), ex)).rejects.toThrow(LocalWriteError);
+    expect(listTree(root).filter((n) => n.includes('.cm-part-')).length).toBe(2);
+    await ex.discard();
+    expect(listTree(root)).toEqual([]);
   });
 });
