@@ -68,7 +68,6 @@ setup() {
 }
 
 @test "cm-fetch onto a full 2 MB tmpfs: failed transfers say so, no cut or stray file, exit 1" {
-  skip "bug: on a full results disk cm-fetch loses transfers silently (no fetch record, temp files left, exit 0) or hangs"
   faults_run fault_fetch_disk_full
 }
 

@@ -73,7 +73,11 @@ const STRERROR: Record<string, string> = {
  */
 export class LocalWriteError extends Error {
   readonly code?: string;
-  constructor(what: string, file: string, err: unknown) {
+  constructor(
+    what: string,
+    readonly file: string,
+    err: unknown,
+  ) {
     const code = (err as NodeJS.ErrnoException).code;
     super(`${what} ${file}: ${(code && STRERROR[code]) ?? (err as Error).message}${code ? ` (${code})` : ''}`);
     this.code = code;
@@ -415,7 +419,12 @@ export async function fetchBatch(conns: Connections, host: HostRecord, jobs: Fet
       await Promise.all(slots.map((s) => s.ex.discard()));
       const transient = err instanceof Transient || err instanceof TarFormatError;
       if (!transient || attempt > opts.retries || opts.signal?.aborted) {
-        for (const s of slots) outcomes[s.i] = { ok: false, files: [], attempt, error: [...s.errors, (err as Error).message].join('; ') };
+        for (const s of slots) {
+          let msg = (err as Error).message;
+          // One archive carries the whole batch, so another job's file failing fails this one too.
+          if (err instanceof LocalWriteError && !err.file.startsWith(`${s.root}${path.sep}`) && err.file !== s.root) msg = `not fetched, came in one archive with: ${msg}`;
+          outcomes[s.i] = { ok: false, files: [], attempt, error: [...s.errors, msg].join('; ') };
+        }
         break;
       }
       if (err instanceof Transient && err.message.includes('connection')) conns.reset(host);

@@ -24,6 +24,9 @@ or fifo is refused (an error in the fetch record, ok: false) and never written; 
 files are still fetched. Files are written to temp names, checked against the size in the
 archive and the sha256 the host computes (sha256sum; --no-verify skips it), then renamed.
 A broken connection, cut stream or checksum mismatch is retried (--retries), then reported.
+A local write error (a full disk, EIO, permissions) fails the transfer at once, not retried:
+its temp files are removed, the remote tar is stopped, and each job of that archive gets an
+ok: false fetch record with the error (exit 1); the files stay on the host for a later fetch.
 
 --stage-in runs in front of cm-exec instead: for each \`job\` record with \`inputs\` (local files or
 directories), copies each input once per host into ~/.cm/stage/<sha256>/<name> on every host the
