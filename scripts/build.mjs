@@ -23,6 +23,8 @@ await Promise.all(
       sourcemap: 'linked',
       logLevel: 'warning',
       legalComments: 'none',
+      minifySyntax: true,
+      minifyWhitespace: true,
     }),
   ),
 );
