@@ -1,4 +1,8 @@
-import { docopt } from 'docopt';
+import * as docoptModule from 'docopt';
+
+const { docopt } = docoptModule;
+// @types/docopt does not declare the error class docopt throws for a command line that does not match.
+const { DocoptExit } = docoptModule as unknown as { DocoptExit: new (message: string) => Error };
 import type { Readable, Writable } from 'node:stream';
 import { CmError, ExitCode } from '@cm/protocol';
 
@@ -36,8 +40,8 @@ export function parseUsage(usage: string, argv: string[]): DocoptArgs | 'help' {
   try {
     return docopt(usage, { argv, help: false, exit: false }) as DocoptArgs;
   } catch (err) {
-    if ((err as Error).constructor?.name === 'DocoptExit') {
-      throw new CmError(`usage error; the usage is:\n${(err as Error).message}`, ExitCode.USAGE);
+    if (err instanceof DocoptExit) {
+      throw new CmError(`bad command line (see --help)\n${(err as Error).message}`, ExitCode.USAGE);
     }
     throw new CmError(`usage error: ${(err as Error).message}`, ExitCode.USAGE);
   }
