@@ -14,6 +14,7 @@ import { homedir } from 'node:os';
 import type { HostRecord } from '@cm/protocol';
 import { SSH_CONNECTION_FAILURE, sshArgs, type SshArgOptions } from '@cm/ssh';
 import { OutputCapture } from './capture';
+import { notRun } from './local';
 import { bootstrapCommand, FrameDecoder, remoteProgram, shQuote, type Frame } from './remote-loop';
 import type { JobLaunch, JobOutcome, Transport } from './types';
 
@@ -69,21 +70,6 @@ class StartError extends Error {
   }
 }
 
-function notRan(reason: string, start = new Date()): JobOutcome {
-  return {
-    ran: false,
-    exit: null,
-    signal: null,
-    reason,
-    stdout: Buffer.alloc(0),
-    stderr: Buffer.alloc(0),
-    stdoutBytes: 0,
-    stderrBytes: 0,
-    truncated: false,
-    start,
-    end: new Date(),
-  };
-}
 
 /** One ssh child running the loop. */
 class Session {
@@ -253,11 +239,11 @@ class Session {
 
   launch(job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
     const start = new Date();
-    if (this.state !== 'ready') return Promise.resolve(notRan(`session to ${this.host.name} lost: ${this.deathReason}`, start));
+    if (this.state !== 'ready') return Promise.resolve(notRun(start, `session to ${this.host.name} lost: ${this.deathReason}`));
     const names = Object.keys(job.env);
     const bad = names.find((n) => !ENV_NAME.test(n) || n.startsWith('_cmq_'));
     if (bad !== undefined) {
-      return Promise.resolve(notRan(`environment variable name ${JSON.stringify(bad)} is not valid in sh or reserved (_cmq_*)`, start));
+      return Promise.resolve(notRun(start, `environment variable name ${JSON.stringify(bad)} is not valid in sh or reserved (_cmq_*)`));
     }
     let lane = this.lanes.indexOf(false);
     if (lane < 0) lane = this.lanes.length;
@@ -370,23 +356,23 @@ export class PersistentTransport implements Transport {
 
   async run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
     const start = new Date();
-    if (this.closed) return notRan('transport closed', start);
+    if (this.closed) return notRun(start, 'transport closed');
     let hs = this.hosts.get(host.name);
     if (!hs) {
       hs = { sessions: [], failures: 0, retryAt: 0 };
       this.hosts.set(host.name, hs);
     }
-    if (hs.unavailable) return notRan(hs.unavailable, start);
+    if (hs.unavailable) return notRun(start, hs.unavailable);
     const session = this.pick(host, hs);
     session.assigned += 1;
     try {
       await abortable(session.ready, signal);
       return await session.launch(job, signal);
     } catch (err) {
-      if (signal.aborted) return notRan('cancelled', start);
+      if (signal.aborted) return notRun(start, 'cancelled');
       const e = err as StartError;
       if (e.unavailable) hs.unavailable = e.message;
-      return notRan(e.message, start);
+      return notRun(start, e.message);
     } finally {
       session.assigned -= 1;
     }
