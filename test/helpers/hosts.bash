@@ -37,23 +37,8 @@ _cm_die() {
   return 1
 }
 
-# "pid starttime" of a live (non-zombie) process, or nothing.
-_cm_proc_id() {
-  local stat rest
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  rest=${stat##*) }
-  # shellcheck disable=SC2086
-  set -- $rest
-  [[ $1 != Z && $1 != X ]] || return 1
-  echo "${stat%% *} ${20}"
-}
-
-# true when the process recorded as "pid starttime" is still the same live process.
-_cm_alive() {
-  local now
-  now=$(_cm_proc_id "$1") || return 1
-  [[ $now == "$1 $2" ]]
-}
+# shellcheck source=procs.bash
+source "$(dirname "${BASH_SOURCE[0]}")/procs.bash"
 
 # the given pids and all their descendants, from one snapshot of the process table
 _cm_tree() {

@@ -26,16 +26,8 @@ die() {
   exit 4
 }
 
-# "pid starttime" of a live process, or nothing.
-proc_id() {
-  local stat rest
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  rest=${stat##*) }
-  # shellcheck disable=SC2086
-  set -- $rest
-  [[ $1 != Z && $1 != X ]] || return 1
-  echo "${stat%% *} ${20}"
-}
+# shellcheck source=procs.bash
+source "$(dirname "${BASH_SOURCE[0]}")/procs.bash"
 
 # Records the daemon whose pid file is $1 (waits for it to appear) in $D/procs.
 record() {
@@ -43,7 +35,7 @@ record() {
   for i in $(seq 1 100); do
     if [[ -s $pidfile ]]; then
       pid=$(cat "$pidfile")
-      if id=$(proc_id "$pid"); then
+      if id=$(_cm_proc_id "$pid"); then
         echo "$id $2" >>"$D/procs"
         return 0
       fi
@@ -58,7 +50,7 @@ stop() {
   local pid start name now left=()
   # slurmd first, munged last: the daemons talk to munged while they shut down.
   while read -r pid start name; do
-    now=$(proc_id "$pid" || true)
+    now=$(_cm_proc_id "$pid" || true)
     [[ $now == "$pid $start" ]] && kill "$pid" 2>/dev/null && left+=("$pid $start")
   done < <(tac "$D/procs")
   local i entry
@@ -66,7 +58,7 @@ stop() {
     local still=()
     for entry in "${left[@]}"; do
       # shellcheck disable=SC2086
-      now=$(proc_id ${entry%% *} || true)
+      now=$(_cm_proc_id ${entry%% *} || true)
       [[ $now == "$entry" ]] && still+=("$entry")
     done
     left=("${still[@]}")
