@@ -195,8 +195,10 @@ run_perjob() {
 run_parallel() {
   local s=() n
   for n in "${NAMES[@]}"; do s+=(-S "$SLOTS/$n"); done
-  parallel --will-cite -M --ssh "ssh -F $CFG" "${s[@]}" -j "$SLOTS" 'CM_JOB={} sh -c "echo \$CM_JOB"' :::: "$WORK/ids" \
-    >"$WORK/out.parallel" 2>"$WORK/err.parallel" </dev/null
+  # the job list on stdin, as bench/exec.sh does: with `::::` and stdin from /dev/null, parallel -M
+  # printed 4 of 2,000 outputs here and left its workers running
+  parallel --will-cite -M --ssh "ssh -F $CFG" "${s[@]}" 'echo {}' <"$WORK/ids" \
+    >"$WORK/out.parallel" 2>"$WORK/err.parallel"
   grep -c . "$WORK/out.parallel"
 }
 run_xargs() {
