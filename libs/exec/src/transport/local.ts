@@ -6,6 +6,7 @@ import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { HostRecord } from '@cm/protocol';
 import { OutputCapture } from './capture';
+import { JobStops } from './stops';
 import type { JobLaunch, JobOutcome, Transport } from './types';
 
 export interface LocalTransportOptions {
@@ -42,9 +43,6 @@ export class LocalTransport implements Transport {
         stdio: ['ignore', 'pipe', 'pipe'],
         detached: true,
       });
-      let stopReason: string | undefined;
-      let timedOut = false;
-      const timers: NodeJS.Timeout[] = [];
       const killGroup = (sig: NodeJS.Signals): void => {
         try {
           if (child.pid !== undefined) process.kill(-child.pid, sig);
@@ -52,31 +50,17 @@ export class LocalTransport implements Transport {
           // the group is already gone
         }
       };
-      const stop = (reason: string): void => {
-        if (stopReason !== undefined) return;
-        stopReason = reason;
+      const stops = new JobStops(signal, job.timeout, (s) => {
         killGroup('SIGTERM');
-        timers.push(setTimeout(() => killGroup('SIGKILL'), (this.opts.grace ?? 2) * 1000));
-      };
-      const onAbort = (): void => stop('cancelled');
-      if (signal.aborted) onAbort();
-      else signal.addEventListener('abort', onAbort, { once: true });
-      if (job.timeout !== undefined) {
-        timers.push(
-          setTimeout(() => {
-            timedOut = true;
-            stop(`timeout after ${job.timeout}s`);
-          }, job.timeout * 1000),
-        );
-      }
+        s.later((this.opts.grace ?? 2) * 1000, () => killGroup('SIGKILL'));
+      });
       child.stdout!.on('data', (c: Buffer) => out.push(c));
       child.stderr!.on('data', (c: Buffer) => err.push(c));
       let settled = false;
       const finish = (o: JobOutcome): void => {
         if (settled) return;
         settled = true;
-        for (const t of timers) clearTimeout(t);
-        signal.removeEventListener('abort', onAbort);
+        stops.done();
         // the job ended: whatever it left running in its group goes with it (as on remote hosts)
         killGroup('SIGKILL');
         resolve(o);
@@ -89,8 +73,8 @@ export class LocalTransport implements Transport {
           ran: true,
           exit: code ?? 128 + (signalNumber(sig) ?? 0),
           signal: sig,
-          reason: stopReason,
-          timedOut,
+          reason: stops.reason,
+          timedOut: stops.timedOut,
           stdout,
           stderr,
           stdoutBytes: out.bytes,

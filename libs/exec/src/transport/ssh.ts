@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { HostRecord } from '@cm/protocol';
 import { sshArgs, type SshArgOptions } from '@cm/ssh';
 import { OutputCapture } from './capture';
+import { JobStops } from './stops';
 import { notRun, signalNumber } from './local';
 import type { JobLaunch, JobOutcome, Transport } from './types';
 
@@ -166,54 +167,38 @@ export class SshTransport implements Transport {
     const err = new OutputCapture(job.maxOutput, `${job.logBase}.stderr`);
     return new Promise((resolve) => {
       const child = spawn(this.ssh, [...args, remote], { stdio: ['pipe', 'pipe', 'pipe'] });
-      let stopReason: string | undefined;
-      let timedOut = false;
-      const timers: NodeJS.Timeout[] = [];
       child.stdin!.on('error', () => {});
-      const stop = (reason: string): void => {
-        if (stopReason !== undefined) return;
-        stopReason = reason;
+      const stops = new JobStops(signal, job.timeout, (s) => {
         child.stdin!.write('TERM\n');
         // the remote wrapper escalates to KILL after the grace period; if the connection itself
         // hangs, give up on it locally a little later
-        timers.push(setTimeout(() => child.kill('SIGKILL'), (grace + 10) * 1000));
-      };
-      const onAbort = (): void => stop('cancelled');
-      signal.addEventListener('abort', onAbort, { once: true });
-      if (job.timeout !== undefined) {
-        timers.push(
-          setTimeout(() => {
-            timedOut = true;
-            stop(`timeout after ${job.timeout}s`);
-          }, job.timeout * 1000),
-        );
-      }
+        s.later((grace + 10) * 1000, () => child.kill('SIGKILL'));
+      });
       child.stdout!.on('data', (c: Buffer) => out.push(c));
       child.stderr!.on('data', (c: Buffer) => err.push(c));
       let settled = false;
       const finish = (o: JobOutcome): void => {
         if (settled) return;
         settled = true;
-        for (const t of timers) clearTimeout(t);
-        signal.removeEventListener('abort', onAbort);
+        stops.done();
         resolve(o);
       };
       child.on('error', (e) => finish(notRun(start, `cannot run ${this.ssh}: ${e.message}`, out, err)));
       child.on('close', (code, sig) => {
         let exit = code;
         let ran = true;
-        let reason = stopReason;
+        let reason = stops.reason;
         if (sig !== null) {
           // only we kill ssh: the connection hung past the grace period
-          ran = stopReason !== undefined;
-          reason = stopReason ?? `ssh killed by ${sig}`;
+          ran = stops.reason !== undefined;
+          reason = stops.reason ?? `ssh killed by ${sig}`;
           exit = null;
         } else if (code === 255) {
           const marker = Buffer.from(`${this.trailer}\n`);
           const tail = err.tail();
           if (tail.length >= marker.length && tail.subarray(-marker.length).equals(marker)) {
             err.dropTail(marker.length);
-          } else if (stopReason === undefined) {
+          } else if (stops.reason === undefined) {
             ran = false;
             const lines = tail.toString('utf8').trim().split('\n').filter(Boolean);
             reason = lines.at(-1)?.replace(/\r$/, '') ?? 'connection lost';
@@ -226,13 +211,13 @@ export class SshTransport implements Transport {
           return;
         }
         // a job we stopped died of our signal: name it (the remote shell only says 128+N)
-        const stoppedBy = stopReason !== undefined && exit !== null && exit > 128 ? sigName(exit - 128) : null;
+        const stoppedBy = stops.reason !== undefined && exit !== null && exit > 128 ? sigName(exit - 128) : null;
         finish({
           ran: true,
           exit,
           signal: stoppedBy,
           reason,
-          timedOut,
+          timedOut: stops.timedOut,
           stdout,
           stderr,
           stdoutBytes: out.bytes,
