@@ -3,6 +3,7 @@
 // Shared by every transport so events and logs look the same whichever ran the job.
 import { closeSync, ftruncateSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { JobOutcome } from './types';
 
 const TAIL = 256;
 
@@ -85,4 +86,36 @@ export class OutputCapture {
 function writeAll(fd: number, buf: Buffer): void {
   let off = 0;
   while (off < buf.length) off += writeSync(fd, buf, off);
+}
+
+/** How a job ended, as a transport saw it; the captured streams make up the rest of its outcome. */
+export interface JobEnd {
+  ran?: boolean;
+  exit: number | null;
+  signal: string | null;
+  reason?: string;
+  timedOut?: boolean;
+}
+
+/** Closes both captures and builds the outcome every transport reports, so all report alike. */
+export function outcomeOf(out: OutputCapture, err: OutputCapture, start: Date, end: JobEnd): JobOutcome {
+  const stdout = out.finish();
+  const stderr = err.finish();
+  const outcome: JobOutcome = {
+    ran: end.ran ?? true,
+    exit: end.exit,
+    signal: end.signal,
+    stdout,
+    stderr,
+    stdoutBytes: out.bytes,
+    stderrBytes: err.bytes,
+    truncated: out.truncated || err.truncated,
+    start,
+    end: new Date(),
+  };
+  if (end.reason !== undefined) outcome.reason = end.reason;
+  if (end.timedOut) outcome.timedOut = true;
+  const log = out.log ?? err.log;
+  if (log !== undefined) outcome.log = log;
+  return outcome;
 }

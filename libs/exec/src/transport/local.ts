@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { HostRecord } from '@cm/protocol';
-import { OutputCapture } from './capture';
+import { OutputCapture, outcomeOf } from './capture';
 import { JobStops } from './stops';
 import type { JobLaunch, JobOutcome, Transport } from './types';
 
@@ -67,23 +67,14 @@ export class LocalTransport implements Transport {
       };
       child.on('error', (e) => finish(notRun(start, `cannot start /bin/sh: ${e.message}`, out, err)));
       child.on('close', (code, sig) => {
-        const stdout = out.finish();
-        const stderr = err.finish();
-        finish({
-          ran: true,
-          exit: code ?? 128 + (signalNumber(sig) ?? 0),
-          signal: sig,
-          reason: stops.reason,
-          timedOut: stops.timedOut,
-          stdout,
-          stderr,
-          stdoutBytes: out.bytes,
-          stderrBytes: err.bytes,
-          truncated: out.truncated || err.truncated,
-          log: out.log ?? err.log,
-          start,
-          end: new Date(),
-        });
+        finish(
+          outcomeOf(out, err, start, {
+            exit: code ?? 128 + (signalNumber(sig) ?? 0),
+            signal: sig,
+            reason: stops.reason,
+            timedOut: stops.timedOut,
+          }),
+        );
       });
     });
   }

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { homedir } from 'node:os';
 import type { HostRecord } from '@cm/protocol';
 import { SSH_CONNECTION_FAILURE, sshArgs, type SshArgOptions } from '@cm/ssh';
-import { OutputCapture } from './capture';
+import { OutputCapture, outcomeOf } from './capture';
 import { notRun } from './local';
 import { bootstrapCommand, FrameDecoder, remoteProgram, shQuote, type Frame } from './remote-loop';
 import type { JobLaunch, JobOutcome, Transport } from './types';
@@ -215,26 +215,7 @@ class Session {
   private finish(r: Running, how: { ran: boolean; exit: number | null; signal: string | null; reason?: string }): void {
     if (!this.running.delete(r.serial)) return;
     for (const t of r.timers) clearTimeout(t);
-    const stdout = r.out.finish();
-    const stderr = r.err.finish();
-    const truncated = r.out.truncated || r.err.truncated;
-    const outcome: JobOutcome = {
-      ran: how.ran,
-      exit: how.exit,
-      signal: how.signal,
-      stdout,
-      stderr,
-      stdoutBytes: r.out.bytes,
-      stderrBytes: r.err.bytes,
-      truncated,
-      start: r.start,
-      end: new Date(),
-    };
-    const reason = how.reason ?? r.reason;
-    if (reason !== undefined) outcome.reason = reason;
-    if (r.timedOut) outcome.timedOut = true;
-    if (truncated) outcome.log = r.out.truncated ? r.out.log : r.err.log;
-    r.done(outcome);
+    r.done(outcomeOf(r.out, r.err, r.start, { ...how, reason: how.reason ?? r.reason, timedOut: r.timedOut }));
   }
 
   launch(job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HostRecord } from '@cm/protocol';
 import { sshArgs, type SshArgOptions } from '@cm/ssh';
-import { OutputCapture } from './capture';
+import { OutputCapture, outcomeOf } from './capture';
 import { JobStops } from './stops';
 import { notRun, signalNumber } from './local';
 import type { JobLaunch, JobOutcome, Transport } from './types';
@@ -204,29 +204,13 @@ export class SshTransport implements Transport {
             reason = lines.at(-1)?.replace(/\r$/, '') ?? 'connection lost';
           }
         }
-        const stdout = out.finish();
-        const stderr = err.finish();
         if (!ran) {
-          finish({ ...notRun(start, reason ?? 'connection lost') });
+          finish(notRun(start, reason ?? 'connection lost', out, err));
           return;
         }
         // a job we stopped died of our signal: name it (the remote shell only says 128+N)
         const stoppedBy = stops.reason !== undefined && exit !== null && exit > 128 ? sigName(exit - 128) : null;
-        finish({
-          ran: true,
-          exit,
-          signal: stoppedBy,
-          reason,
-          timedOut: stops.timedOut,
-          stdout,
-          stderr,
-          stdoutBytes: out.bytes,
-          stderrBytes: err.bytes,
-          truncated: out.truncated || err.truncated,
-          log: out.log ?? err.log,
-          start,
-          end: new Date(),
-        });
+        finish(outcomeOf(out, err, start, { exit, signal: stoppedBy, reason, timedOut: stops.timedOut }));
       });
     });
   }
