@@ -13,6 +13,7 @@ import {
   vagrantRunner,
   VAGRANT_MISSING,
   type VagrantContext,
+  type UpOptions,
 } from '@cm/vagrant';
 
 const USAGE = `
@@ -74,16 +75,10 @@ Examples:
 type Command = 'up' | 'status' | 'halt' | 'suspend' | 'resume' | 'reload' | 'destroy' | 'ssh-config' | 'hosts';
 const COMMANDS: Command[] = ['up', 'status', 'halt', 'suspend', 'resume', 'reload', 'destroy', 'ssh-config', 'hosts'];
 
-interface Args {
+/** `up`'s own options are the library's UpOptions; the rest is shared by every subcommand. */
+interface Args extends UpOptions {
   command: Command;
-  count: number;
   names: string[];
-  box?: string;
-  provider?: string;
-  memory?: number;
-  cpus?: number;
-  prefix: string;
-  download: boolean;
   dir: string;
   tag: string;
   slots?: number;
