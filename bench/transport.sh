@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Transport benchmark: N tiny jobs on K test hosts x S slots, in one run, through
-#   persistent   the persistent ssh-session transport (libs/exec/src/transport/persistent.ts)
+#   persistent   the persistent ssh-session transport (libs/exec/src/transport/persistent.ts), with
+#                the perl loop the hosts here have
+#   persistent-sh  the same transport forced onto its POSIX sh loop (hosts without perl)
 #   per-job      the one-ssh-per-job transport (libs/exec/src/transport/ssh.ts), when it exists
 #   parallel     GNU parallel -M (its own ControlMaster connections)
 #   xargs        xargs -P K*S, one `ssh` per job over pre-opened ControlMaster connections (the floor)
@@ -11,6 +13,7 @@
 # and each test sshd with every session it reaped. Ticks come from /proc/<pid>/stat.
 #
 #   bench/transport.sh [JOBS [HOSTS [SLOTS]]]     default 2000 4 4
+#   BENCH_ONLY="persistent xargs" bench/transport.sh   only these contenders (xargs, the floor, always runs)
 #   bench/transport.sh --driver OUT.cjs           only build the node driver (used by the bats test)
 #
 # The driver reads job lines {"id","command","host"?,"timeout"?,"maxOutput"?,"env"?} on stdin and
@@ -38,7 +41,7 @@ const names = dash >= 0 ? rest.slice(0, dash) : rest;
 const slots = dash >= 0 ? Number(rest[dash + 1]) : 4;
 const ssh = { configFile, connectTimeout: 10 };
 function makeTransport(): any {
-  if (kind === 'persistent') return new PersistentTransport({ ssh });
+  if (kind === 'persistent') return new PersistentTransport({ ssh, loop: process.env.CM_REMOTE_LOOP === 'sh' ? 'sh' : 'auto' });
   if (kind === 'ssh' && perJobModule?.SshTransport) {
     return new perJobModule.SshTransport({ ...ssh, controlDir: process.env.CM_BENCH_CONTROL_DIR, sshOptions: ssh });
   }
@@ -188,6 +191,11 @@ run_persistent() {
     2>"$WORK/err.persistent"
   grep -c '"exit":0,' "$WORK/out.persistent"
 }
+run_persistent_sh() {
+  CM_REMOTE_LOOP=sh node "$WORK/driver.cjs" persistent "$CFG" "${NAMES[@]}" -- "$SLOTS" <"$WORK/jobs.ndjson" \
+    >"$WORK/out.persistent-sh" 2>"$WORK/err.persistent-sh"
+  grep -c '"exit":0,' "$WORK/out.persistent-sh"
+}
 run_perjob() {
   node "$WORK/driver.cjs" ssh "$CFG" "${NAMES[@]}" -- "$SLOTS" <"$WORK/jobs.ndjson" >"$WORK/out.per-job" 2>"$WORK/err.per-job"
   grep -c '"exit":0,' "$WORK/out.per-job"
@@ -216,17 +224,19 @@ for n in "${NAMES[@]}"; do
   for _ in $(seq 50); do ssh -F "$CFG" -o ControlPath="$WORK/ctl/%C" -O check "$n" 2>/dev/null && break; sleep 0.1; done
 done
 
+wanted() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
 measure xargs run_xargs
-measure persistent run_persistent
-if [[ -f $REPO/libs/exec/src/transport/ssh.ts ]]; then measure per-job run_perjob; fi
-measure parallel run_parallel
+if wanted persistent; then measure persistent run_persistent; fi
+if wanted persistent-sh; then measure persistent-sh run_persistent_sh; fi
+if wanted per-job && [[ -f $REPO/libs/exec/src/transport/ssh.ts ]]; then measure per-job run_perjob; fi
+if wanted parallel; then measure parallel run_parallel; fi
 
 floor=${WALL[xargs]}
 printf '%s jobs (echo $CM_JOB) on %s hosts x %s slots, %s CPUs, load %s\n' "$JOBS" "$K" "$SLOTS" "$(nproc)" \
   "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-11s %9s %9s %8s %13s %16s\n' transport wall_ms jobs/s ok cpu_ms/job 'x faster/xargs'
-for name in persistent per-job parallel xargs; do
-  [[ -n ${WALL[$name]:-} ]] || { printf '%-11s %9s\n' "$name" 'not built'; continue; }
+printf '%-13s %9s %9s %8s %13s %16s\n' transport wall_ms jobs/s ok cpu_ms/job 'x faster/xargs'
+for name in persistent persistent-sh per-job parallel xargs; do
+  [[ -n ${WALL[$name]:-} ]] || { printf '%-13s %9s\n' "$name" 'not run'; continue; }
   awk -v n="$name" -v w="${WALL[$name]}" -v c="${CPU[$name]}" -v ok="${OK[$name]}" -v j="$JOBS" -v hz="$HZ" -v f="$floor" \
-    'BEGIN { printf "%-11s %9d %9.0f %8s %13.2f %16.2f\n", n, w, j * 1000 / w, ok, c * 1000 / hz / j, f / w }'
+    'BEGIN { printf "%-13s %9d %9.0f %8s %13.2f %16.2f\n", n, w, j * 1000 / w, ok, c * 1000 / hz / j, f / w }'
 done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # cm-exec on real sshd test hosts: slots, ordering, failover, crash + resume, timeouts, errors.
-# CM_EXEC_TRANSPORT=ssh runs the same behaviour tests on the per-job transport (test/run-bats.sh runs both).
+# CM_EXEC_TRANSPORT=ssh runs the same behaviour tests on the per-job transport, CM_REMOTE_LOOP=sh on the
+# persistent transport's POSIX sh loop instead of its perl loop (test/run-bats.sh runs all three).
 
 load helpers/common
 load helpers/hosts
@@ -8,6 +9,7 @@ load helpers/hosts
 setup_file() {
   cm_hosts_start 3 2
   export CM_EXEC_TRANSPORT=${CM_EXEC_TRANSPORT:-persistent}
+  export CM_REMOTE_LOOP=${CM_REMOTE_LOOP:-auto}
 }
 
 teardown_file() {

@@ -73,22 +73,25 @@ trap 'on_signal TERM' TERM
 limit=${CM_BATS_TIMEOUT:-600}
 total_pass=0 total_fail=0 total_skip=0
 report=()
-# A suite that reads CM_EXEC_TRANSPORT runs once more on the per-job ssh transport, so every cm-exec
-# behaviour test holds on both transports.
+# A suite that reads CM_EXEC_TRANSPORT runs once more on the per-job ssh transport, and one that reads
+# CM_REMOTE_LOOP once more with the persistent sessions on the POSIX sh loop (hosts without perl), so
+# every behaviour test holds on every way a job can reach a host.
 runs=()
 for f in "${files[@]}"; do
   runs+=("$f")
   grep -q 'CM_EXEC_TRANSPORT:-' "$f" && runs+=("$f@ssh")
+  grep -q 'CM_REMOTE_LOOP:-' "$f" && runs+=("$f@sh-loop")
 done
 for run_ in "${runs[@]}"; do
   f=${run_%@*}
-  transport=""
-  [[ $run_ == *@* ]] && transport=${run_##*@}
+  transport="" loop=""
+  [[ $run_ == *@ssh ]] && transport=ssh
+  [[ $run_ == *@sh-loop ]] && loop=sh
   echo "=== $run_"
   t0=$(date +%s%N)
   : >"$work/out"
   # in the background, so that a signal reaches our trap at once instead of after the file
-  CM_EXEC_TRANSPORT=${transport:-${CM_EXEC_TRANSPORT:-}} timeout --kill-after=10 "$limit" \
+  CM_EXEC_TRANSPORT=${transport:-${CM_EXEC_TRANSPORT:-}} CM_REMOTE_LOOP=${loop:-${CM_REMOTE_LOOP:-}} timeout --kill-after=10 "$limit" \
     "$bats" --formatter tap --print-output-on-failure --timing "$f" </dev/null >"$work/out" 2>&1 &
   child=$!
   tail -n +1 -f --pid="$child" "$work/out" &

@@ -3,11 +3,13 @@
 # --driver builds a small node driver: job lines in, one JobOutcome line per job out), so the
 # outcome fields (ran, exit, signal, reason) are checked as the scheduler sees them.
 # cm-exec's own behaviour suite runs on this transport with CM_EXEC_TRANSPORT=persistent.
+# CM_REMOTE_LOOP=sh runs it on the POSIX sh loop instead of the perl loop (test/run-bats.sh runs both).
 
 load helpers/common
 load helpers/hosts
 
 setup_file() {
+  export CM_REMOTE_LOOP=${CM_REMOTE_LOOP:-auto}
   cm_hosts_start 2 4
   bash "$CM_REPO/bench/transport.sh" --driver "$BATS_FILE_TMPDIR/driver.cjs"
 }
@@ -120,4 +122,16 @@ left_behind() {
   done
   assert_equal "$(get alive exit <<<"$output")" 0
   assert_equal "$(get alive stdout <<<"$output")" ok
+}
+
+@test "the job's parent on the host is the loop asked for: perl where installed, else sh" {
+  job who th1 'ps -o comm= -p $PPID' >"$BATS_TEST_TMPDIR/jobs"
+  run --separate-stderr drive
+  assert_equal "$status" 0
+  if [[ $CM_REMOTE_LOOP == sh ]]; then
+    # the sh loop's runner subshell
+    assert_equal "$(get who stdout <<<"$output")" "sh"
+  else
+    assert_equal "$(get who stdout <<<"$output")" "perl"
+  fi
 }

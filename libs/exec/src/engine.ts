@@ -10,6 +10,7 @@ import { JobLog, readJoblog } from './joblog';
 import { Scheduler, type Action } from './scheduler';
 import { LocalTransport, notRun } from './transport/local';
 import { PERSISTENT_UNAVAILABLE, PersistentTransport } from './transport/persistent';
+import type { RemoteLoop } from './transport/remote-loop';
 import { SshTransport } from './transport/ssh';
 import type { JobLaunch, JobOutcome, Transport } from './transport/types';
 
@@ -23,6 +24,8 @@ export interface ExecOptions {
   /** resolves a job's `host` pin; may throw */
   select?: (pin: string) => HostRecord[];
   transport?: TransportName;
+  /** the persistent transport's loop on the hosts (default auto: perl where installed) */
+  remoteLoop?: RemoteLoop;
   jobs?: number;
   retries?: number;
   /** default per-job timeout, seconds */
@@ -97,6 +100,7 @@ function remoteTransport(opts: ExecOptions): Transport {
   const persistent = new PersistentTransport({
     ssh: { controlDir: ssh.controlDir, hostKeyChecking: sshOpts.hostKeyChecking, configFile: opts.sshConfig, connectTimeout: opts.connectTimeout },
     killGrace: opts.grace,
+    loop: opts.remoteLoop,
   });
   return new PersistentWithFallback(persistent, ssh);
 }

@@ -7,3 +7,4 @@ export { LocalTransport } from './transport/local';
 export { SshTransport, remoteCommand, remoteWrapper, shQuote } from './transport/ssh';
 export type { Transport, JobLaunch, JobOutcome } from './transport/types';
 export { PersistentTransport, PERSISTENT_UNAVAILABLE } from './transport/persistent';
+export type { RemoteLoop } from './transport/remote-loop';

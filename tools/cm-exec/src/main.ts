@@ -2,7 +2,7 @@ import os from 'node:os';
 import { CmError, ExitCode, PATTERNS } from '@cm/protocol';
 import { EXIT_CODES, flag, intOpt, numOpt, runMain, str, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { loadInventory } from '@cm/inventory';
-import { DEFAULT_TRANSPORT, execute, parseHalt, type HaltPolicy, type TransportName } from '@cm/exec';
+import { DEFAULT_TRANSPORT, execute, parseHalt, type HaltPolicy, type RemoteLoop, type TransportName } from '@cm/exec';
 import { execSlurm, type SlurmMode } from '@cm/slurm';
 
 const USAGE = `
@@ -34,6 +34,9 @@ Options:
   --transport T              how commands reach a host: ssh (one multiplexed ssh per job) or
                              persistent (long-lived sessions, per-job ssh where they cannot start)
                              [default: ${DEFAULT_TRANSPORT}]
+  --remote-loop L            the persistent sessions' program on a host: auto (perl where the host
+                             has it, else POSIX sh) or sh (always the sh loop, several times the
+                             CPU per job) (default: $CM_REMOTE_LOOP, else auto)
   --retries N                run a failed command up to N more times (a job's retries wins) [default: 0]
   --timeout SECS             default per-job timeout; the job's whole process group on the host is
                              killed (TERM, then KILL after --grace)
@@ -91,6 +94,7 @@ interface Args {
   hosts?: string;
   jobs?: number;
   transport: TransportName;
+  remoteLoop: RemoteLoop;
   retries: number;
   timeout?: number;
   grace: number;
@@ -109,10 +113,14 @@ interface Args {
   verbose: boolean;
 }
 
-function toArgs(a: DocoptArgs): Args {
+function toArgs(a: DocoptArgs, env: NodeJS.ProcessEnv): Args {
   const transport = str(a, '--transport') ?? DEFAULT_TRANSPORT;
   if (transport !== 'ssh' && transport !== 'persistent') {
     throw new CmError(`--transport must be ssh or persistent, got ${JSON.stringify(transport)}`, ExitCode.USAGE);
+  }
+  const remoteLoop = str(a, '--remote-loop') ?? env.CM_REMOTE_LOOP ?? 'auto';
+  if (remoteLoop !== 'auto' && remoteLoop !== 'sh') {
+    throw new CmError(`--remote-loop must be auto or sh, got ${JSON.stringify(remoteLoop)}`, ExitCode.USAGE);
   }
   const run = str(a, '--run');
   if (run !== undefined && !new RegExp(PATTERNS.safeId).test(run)) throw new CmError(`--run ${JSON.stringify(run)} is not a valid id`, ExitCode.USAGE);
@@ -133,6 +141,7 @@ function toArgs(a: DocoptArgs): Args {
     hosts: str(a, '--hosts'),
     jobs: intOpt(a, '--jobs', { min: 1 }),
     transport,
+    remoteLoop,
     retries: intOpt(a, '--retries') ?? 0,
     timeout: numOpt(a, '--timeout'),
     grace: numOpt(a, '--grace') ?? 2,
@@ -156,7 +165,7 @@ function toArgs(a: DocoptArgs): Args {
 }
 
 export async function run(argv: DocoptArgs, io: CommandIO): Promise<number> {
-  const args = toArgs(argv);
+  const args = toArgs(argv, io.env);
   if (args.engine === 'slurm') {
     return execSlurm(
       {
@@ -187,6 +196,7 @@ export async function run(argv: DocoptArgs, io: CommandIO): Promise<number> {
       // a pin names hosts of the inventory; only those also selected by --hosts are eligible
       select: (pin) => inventory.select(pin).filter((h) => names.has(h.name)),
       transport: args.transport,
+      remoteLoop: args.remoteLoop,
       jobs: args.jobs,
       retries: args.retries,
       timeout: args.timeout,

@@ -7,8 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setMaxListeners } from 'node:events';
 import type { HostRecord } from '@cm/protocol';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PERSISTENT_UNAVAILABLE, PersistentTransport, type PersistentTransportOptions } from './persistent';
+import type { RemoteLoop } from './remote-loop';
 import type { JobLaunch } from './types';
 
 const dir = mkdtempSync(join(tmpdir(), 'cm-persistent-'));
@@ -22,11 +23,14 @@ afterEach(async () => {
 
 /** A transport whose "ssh" is `sh -c` in the scratch dir; `spawned` collects the pids of the carriers. */
 const pidFile = join(dir, 'loop-pids');
+/** the loop of the describe block running now: every behaviour is checked on both */
+let loop: RemoteLoop = 'auto';
 
 function transport(opts: PersistentTransportOptions = {}) {
   const spawned: string[] = [];
   const t = new PersistentTransport({
     killGrace: 0.3,
+    loop,
     restartBackoff: { initialMs: 50, maxMs: 200 },
     sessionCommand: (_h, remote) => {
       spawned.push(remote);
@@ -58,7 +62,11 @@ function processesWith(token: string): string[] {
     .filter((l) => l.includes(token) && !l.includes('ps -eo'));
 }
 
-describe('PersistentTransport over a local sh', () => {
+describe.each(['auto', 'sh'] as const)('PersistentTransport over a local sh, loop %s', (which) => {
+  beforeAll(() => {
+    loop = which;
+  });
+
   it('reports exit codes, separate stdout and stderr, env and workdir like a per-job shell', async () => {
     const { t } = transport();
     const env = { CM_JOB: 'x', WEIRD: `it's "$HOME" \`id\` \n\ttab; $(exit 9)` };

@@ -15,7 +15,7 @@ import type { HostRecord } from '@cm/protocol';
 import { SSH_CONNECTION_FAILURE, sshArgs, type SshArgOptions } from '@cm/ssh';
 import { OutputCapture, outcomeOf } from './capture';
 import { notRun } from './local';
-import { bootstrapCommand, FrameDecoder, remoteProgram, shQuote, type Frame } from './remote-loop';
+import { bootstrapCommand, FrameDecoder, remoteProgram, shQuote, type Frame, type RemoteLoop } from './remote-loop';
 import type { JobLaunch, JobOutcome, Transport } from './types';
 
 /** Start of `reason` when the loop cannot run on a host; the caller should use the per-job transport there. */
@@ -24,6 +24,8 @@ export const PERSISTENT_UNAVAILABLE = 'persistent session unavailable';
 export interface PersistentTransportOptions {
   /** ssh options (control sockets, timeouts, config file) */
   ssh?: SshArgOptions;
+  /** the loop on the host: perl where installed, else sh ('auto', the default); or always sh */
+  loop?: RemoteLoop;
   /** sessions per host: a number, or 'slots' for one per slot; default 1 */
   sessionsPerHost?: number | 'slots';
   /** seconds between TERM and KILL of a timed-out or cancelled job's process group; default 2 */
@@ -252,7 +254,7 @@ class Session {
       const onAbort = () => this.stop(r, 'cancelled');
       this.running.set(serial, r);
       signal.addEventListener('abort', onAbort, { once: true });
-      this.child?.stdin.write(`r ${serial} ${lane} ${words.join(' ')}\n`);
+      this.send(`r ${serial} ${lane} ${words.join(' ')}\n`);
       if (job.timeout !== undefined) {
         r.timers.push(
           setTimeout(() => {
@@ -281,7 +283,22 @@ class Session {
   }
 
   private signal(r: Running, sig: 'TERM' | 'KILL'): void {
-    if (this.state === 'ready' && this.running.has(r.serial)) this.child?.stdin.write(`k ${r.serial} ${r.lane} ${sig}\n`);
+    if (this.state === 'ready' && this.running.has(r.serial)) this.send(`k ${r.serial} ${r.lane} ${sig}\n`);
+  }
+
+  private outbox: string[] = [];
+
+  /**
+   * Requests made in one turn of the event loop (the next jobs started by several that just ended)
+   * leave in one write: one ssh packet for the lot instead of one each.
+   */
+  private send(line: string): void {
+    if (this.outbox.push(line) > 1) return;
+    setImmediate(() => {
+      const lines = this.outbox.join('');
+      this.outbox = [];
+      if (this.state === 'ready') this.child?.stdin.write(lines);
+    });
   }
 
   private die(reason: string): void {
@@ -305,9 +322,10 @@ class Session {
     }
     const child = this.child;
     child.stdin.end();
-    const timer = setTimeout(() => child.kill('SIGTERM'), 3000);
+    // ssh ends on TERM; a locally carried perl loop ignores it (see PERL_LOOP) and needs KILL
+    const timers = [setTimeout(() => child.kill('SIGTERM'), 3000), setTimeout(() => child.kill('SIGKILL'), 6000)];
     await this.exited;
-    clearTimeout(timer);
+    for (const t of timers) clearTimeout(t);
     this.die('closed');
   }
 }
@@ -366,7 +384,7 @@ export class PersistentTransport implements Transport {
     for (const s of hs.sessions) if (!best || s.load < best.load) best = s;
     if (best && (best.load === 0 || hs.sessions.length >= limit)) return best;
     const marker = `cm${randomBytes(12).toString('hex')}`;
-    const program = remoteProgram(marker);
+    const program = remoteProgram(marker, this.opts.loop);
     const delay = hs.retryAt - Date.now();
     const spawnIt = () =>
       new Session(

@@ -4,15 +4,25 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { bootstrapCommand, FrameDecoder, remoteProgram, shQuote, type Frame } from './remote-loop';
+import { bootstrapCommand, FrameDecoder, remoteProgram, shQuote, type Frame, type RemoteLoop } from './remote-loop';
 
 const MARKER = 'cmdeadbeef0123456789';
 
-/** What the loop writes for one job: output blocks as `base64` (wrapped at `wrap`) prints them, then the status. */
+/**
+ * What a loop writes for one job: output blocks as `base64` (wrapped at `wrap`) prints them (the sh
+ * loop), or raw blocks of at most `wrap` bytes (the perl loop, wrap < 0), then the status.
+ */
 function encodeJob(serial: number, out: Buffer, err: Buffer, status: number, sig: string, wrap: number): Buffer {
   const parts: string[] = [];
   for (const [tag, bytes] of [['o', out], ['e', err]] as const) {
     if (bytes.length === 0) continue;
+    if (wrap < 0) {
+      for (let i = 0; i < bytes.length; i += -wrap) {
+        const piece = bytes.subarray(i, i - wrap);
+        parts.push(`${MARKER} ${serial} ${tag.toUpperCase()} ${piece.length}\n${piece.toString('latin1')}`);
+      }
+      continue;
+    }
     const b64 = bytes.toString('base64');
     const lines: string[] = [];
     for (let i = 0; i < b64.length; i += wrap) lines.push(b64.slice(i, i + wrap));
@@ -52,7 +62,7 @@ describe('FrameDecoder', () => {
     fc.assert(
       fc.property(
         fc.array(fc.record({ out: nasty, err: nasty, status: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 5 }),
-        fc.constantFrom(4, 76, 1000, 100000),
+        fc.constantFrom(4, 76, 1000, 100000, -1, -7, -65536),
         fc.array(fc.integer({ min: 1, max: 97 }), { minLength: 1, maxLength: 20 }),
         (jobs, wrap, cuts) => {
           const stream = Buffer.concat(
@@ -87,11 +97,11 @@ describe('FrameDecoder', () => {
 
   it('reads hello and fail lines and reports anything without the marker as noise', () => {
     const { other } = decodeAll([
-      Buffer.from(`Welcome to th1\n${MARKER} hello 1 /usr/bin/setsid\n${MARKER} fail no base64\ncm0000 1 x 0 -\n`),
+      Buffer.from(`Welcome to th1\n${MARKER} hello 2 /usr/bin/setsid\n${MARKER} fail no base64\ncm0000 1 x 0 -\n`),
     ]);
     expect(other).toEqual([
       { type: 'noise', line: 'Welcome to th1' },
-      { type: 'hello', version: 1, setsid: '/usr/bin/setsid' },
+      { type: 'hello', version: 2, runner: '/usr/bin/setsid' },
       { type: 'fail', reason: 'no base64' },
       { type: 'noise', line: 'cm0000 1 x 0 -' },
     ]);
@@ -119,13 +129,16 @@ describe('shQuote', () => {
   });
 });
 
-describe('the loop under dash', () => {
+describe.each([
+  ['sh', 'the sh loop under dash', /(\/\S+|-)/],
+  ['auto', 'the perl loop', /perl/],
+] as const)('%s: %s', (loop: RemoteLoop, _title, runner) => {
   const dir = mkdtempSync(join(tmpdir(), 'cm-loop-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   /** Runs the loop with `requests`, ends its stdin once `exits` jobs have reported, returns all it wrote. */
   function runLoop(requests: string[], exits: number): Promise<Buffer> {
-    const program = remoteProgram(MARKER);
+    const program = remoteProgram(MARKER, loop);
     const child = spawn('dash', ['-c', bootstrapCommand(Buffer.byteLength(program))], {
       cwd: dir,
       env: { ...process.env, TMPDIR: dir },
@@ -168,10 +181,10 @@ describe('the loop under dash', () => {
     );
   });
 
-  it('says hello with its setsid and cleans its temp dir on EOF', async () => {
+  it('says hello with its runner and cleans its temp dir on EOF', async () => {
     const out = await runLoop([], 0);
     const hello = out.toString().split('\n')[0] ?? '';
-    expect(hello).toMatch(new RegExp(`^${MARKER} hello 1 (/\\S+|-)$`));
+    expect(hello).toMatch(new RegExp(`^${MARKER} hello 2 ${runner.source}$`));
     expect(readdirSync(dir).filter((n) => n.startsWith('cm-persist.'))).toEqual([]);
   });
 });
