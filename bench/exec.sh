@@ -2,7 +2,8 @@
 # cm-exec against its peers, in one run, on 4 real sshd test hosts x 4 slots:
 #   N tiny jobs (echo $i): cm-exec per transport, GNU parallel -M, and the floor for one ssh client
 #   per job (xargs -P16 over pre-opened multiplexed connections); then 64 x sleep 0.5 on 16 slots
-#   against the ideal 2.0 s. Prints seconds and ratios in one table.
+#   against the ideal 2.0 s, from a cold start and with the masters a previous run kept
+#   (--keep-connections). Prints seconds and ratios in one table.
 #
 #   bash bench/exec.sh            N=2000 (override: N=400 bash bench/exec.sh)
 #   SKIP_PARALLEL=1               leave GNU parallel out (it is the slowest by far)
@@ -21,6 +22,8 @@ work=$CM_TEST_HOSTS_DIR/work
 mkdir -p "$work"
 cleanup() {
   for h in th1 th2 th3 th4; do ssh -F "$CM_TEST_SSH_CONFIG" -o ControlPath="$work/cm-%h" -O exit "$h" 2>/dev/null; done
+  # the masters the --keep-connections runs left up (cm's shared folder is under HOME)
+  for s in "$work"/home/.cm/ssh/*; do [[ -S $s ]] && ssh -S "$s" -O exit cm 2>/dev/null; done
   cm_hosts_stop
   rm -rf "$CM_TEST_HOSTS_DIR"
 }
@@ -74,6 +77,12 @@ for t in "${transports[@]}"; do
   cm-exec -q --transport "$t" --logs "$work/logs" <"$work/sleep.ndjson" >"$work/sleep.$t"
   T[sleep-$t]=$(elapsed "$s")
   check_events "$work/sleep.$t" 64
+  # warm: a first run leaves the masters up in $HOME/.cm/ssh, the timed second run reuses them
+  HOME=$work/home cm-exec -q --keep-connections 60 --transport "$t" --run "keep-$t" <<<'{"kind":"job","v":1,"id":"w","task":"w","command":"true","deps":[]}' >/dev/null
+  s=$(now)
+  HOME=$work/home cm-exec -q --keep-connections 60 --transport "$t" --logs "$work/logs" <"$work/sleep.ndjson" >"$work/sleep-warm.$t"
+  T[sleep-warm-$t]=$(elapsed "$s")
+  check_events "$work/sleep-warm.$t" 64
 done
 
 floor=${T[xargs-floor]}
@@ -89,4 +98,5 @@ echo
 printf '%-34s %9s  %s\n' "64 x sleep 0.5 on 16 slots" seconds "ratio to ideal 2.00 s"
 for t in "${transports[@]}"; do
   printf '%-34s %9s  %s\n' "cm-exec --transport $t" "${T[sleep-$t]}" "$(awk -v a="${T[sleep-$t]}" 'BEGIN { printf "%.2fx", a / 2.0 }')"
+  printf '%-34s %9s  %s\n' "  same, masters kept from a run" "${T[sleep-warm-$t]}" "$(awk -v a="${T[sleep-warm-$t]}" 'BEGIN { printf "%.2fx", a / 2.0 }')"
 done

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { CmError, ExitCode, InputError, readRecords, RecordWriter, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
-import { sshArgs } from '@cm/ssh';
+import { ControlDir, sshArgs } from '@cm/ssh';
 import type { HaltPolicy } from './halt';
 import { JobLog, readJoblog } from './joblog';
 import { Scheduler, type Action } from './scheduler';
@@ -24,6 +24,8 @@ export interface ExecOptions {
   /** resolves a job's `host` pin; may throw */
   select?: (pin: string) => HostRecord[];
   transport?: TransportName;
+  /** seconds ssh masters stay up after the run in ~/.cm/ssh for the next run; 0: a private folder closed at exit */
+  keepConnections?: number;
   /** the persistent transport's loop on the hosts (default auto: perl where installed) */
   remoteLoop?: RemoteLoop;
   jobs?: number;
@@ -83,8 +85,13 @@ class PersistentWithFallback implements Transport {
     }
     return this.ssh.run(host, job, signal);
   }
+  prepare(host: HostRecord): void {
+    this.persistent.prepare(host);
+  }
   async close(): Promise<void> {
-    await Promise.all([this.persistent.close(), this.ssh.close()]);
+    // the sessions first: closing the control folder ends the masters they run over
+    await this.persistent.close();
+    await this.ssh.close();
   }
 }
 
@@ -95,10 +102,17 @@ function remoteTransport(opts: ExecOptions): Transport {
     connectTimeout: opts.connectTimeout,
     grace: opts.grace,
   };
-  const ssh = new SshTransport(sshOpts);
+  const control = new ControlDir({ prefix: 'cm-exec', keep: opts.keepConnections, home: opts.home });
+  const ssh = new SshTransport({ ...sshOpts, control });
   if ((opts.transport ?? DEFAULT_TRANSPORT) === 'ssh') return ssh;
   const persistent = new PersistentTransport({
-    ssh: { controlDir: ssh.controlDir, hostKeyChecking: sshOpts.hostKeyChecking, configFile: opts.sshConfig, connectTimeout: opts.connectTimeout },
+    ssh: {
+      controlDir: control.path,
+      controlPersist: control.persist,
+      hostKeyChecking: sshOpts.hostKeyChecking,
+      configFile: opts.sshConfig,
+      connectTimeout: opts.connectTimeout,
+    },
     killGrace: opts.grace,
     loop: opts.remoteLoop,
   });
@@ -124,6 +138,9 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   const local = opts.transports?.local ?? new LocalTransport({ home: opts.home, grace: opts.grace });
   const remote = needsRemote ? (opts.transports?.remote ?? remoteTransport(opts)) : undefined;
   const transportOf = (h: HostRecord): Transport => (h.local ? local : remote!);
+  // Connect while the first records are still on their way (cm-plan starting up, a slow producer):
+  // a job then starts on an open session instead of waiting for a key exchange.
+  for (const h of opts.hosts) if (!h.local) remote?.prepare?.(h);
   const joblog = opts.joblog ? new JobLog(resolve(opts.cwd, opts.joblog)) : undefined;
 
   const sched = new Scheduler({

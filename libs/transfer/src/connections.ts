@@ -1,15 +1,12 @@
 // Runs a shell script on a host: over ssh through one ControlMaster connection per host (in a
 // private control directory removed at close), or as a local `sh -c` in $HOME for local hosts.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { HostRecord } from '@cm/protocol';
-import { sshArgs, type SshArgOptions } from '@cm/ssh';
+import { ControlDir, sshArgs, type SshArgOptions } from '@cm/ssh';
 
 export interface ConnectionOptions {
   ssh?: string;
-  sshOptions?: Omit<SshArgOptions, 'controlDir'>;
+  sshOptions?: Omit<SshArgOptions, 'controlDir' | 'controlPersist'>;
   /** the login directory of local hosts (cm-exec runs local jobs there) */
   home: string;
   env?: NodeJS.ProcessEnv;
@@ -26,18 +23,21 @@ export function shQuote(s: string): string {
 }
 
 export class Connections {
-  readonly controlDir: string;
+  private readonly control: ControlDir;
   private readonly masters = new Map<string, Promise<void>>();
-  private readonly used = new Map<string, HostRecord>();
   private closed = false;
 
   constructor(private readonly opts: ConnectionOptions) {
     // Short and private: socket paths are limited to ~104 bytes and must not be shared with cm-exec.
-    this.controlDir = mkdtempSync(path.join(os.tmpdir(), 'cm-fetch-'));
+    this.control = new ControlDir({ prefix: 'cm-fetch', ssh: opts.ssh, env: opts.env });
+  }
+
+  get controlDir(): string {
+    return this.control.path;
   }
 
   private args(host: HostRecord): string[] {
-    return sshArgs(host, { ...this.opts.sshOptions, controlDir: this.controlDir });
+    return sshArgs(host, { ...this.opts.sshOptions, controlDir: this.control.path, controlPersist: this.control.persist });
   }
 
   /**
@@ -47,7 +47,6 @@ export class Connections {
   private master(host: HostRecord): Promise<void> {
     let p = this.masters.get(host.name);
     if (!p) {
-      this.used.set(host.name, host);
       p = new Promise<void>((resolve) => {
         const child = spawn(this.opts.ssh ?? 'ssh', [...this.args(host), 'true'], { stdio: ['ignore', 'ignore', 'ignore'], env: this.opts.env });
         // 'exit', not 'close': the persisted master may keep inherited descriptors open.
@@ -76,29 +75,10 @@ export class Connections {
     this.masters.delete(host.name);
   }
 
-  /** Stops every master this object opened and removes the control directory. */
+  /** Stops every master in the control directory and removes it. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all(
-      [...this.used.values()].map(
-        (host) =>
-          new Promise<void>((resolve) => {
-            const args = this.args(host);
-            const at = args.indexOf('--');
-            const child = spawn(this.opts.ssh ?? 'ssh', [...args.slice(0, at), '-O', 'exit', ...args.slice(at)], { stdio: 'ignore', env: this.opts.env });
-            const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-            child.on('exit', () => {
-              clearTimeout(timer);
-              resolve();
-            });
-            child.on('error', () => {
-              clearTimeout(timer);
-              resolve();
-            });
-          }),
-      ),
-    );
-    rmSync(this.controlDir, { recursive: true, force: true });
+    await this.control.close();
   }
 }

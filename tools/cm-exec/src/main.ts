@@ -57,6 +57,9 @@ Options:
                              changed ones)
   --ssh-config FILE          an ssh_config file for every connection (ssh -F)
   --connect-timeout SECS     ssh ConnectTimeout [default: 10]
+  --keep-connections SECS    keep each host's ssh master up SECS after the run, in ~/.cm/ssh, for the
+                             next cm-exec to reuse without a key exchange (default: $CM_KEEP_CONNECTIONS,
+                             else 0: a private folder whose masters are closed at exit)
   -n, --dry-run              check the input; print each job, its eligible hosts and deps as a table
                              on stderr; run nothing, emit no events
   -q, --quiet                nothing on stderr but errors
@@ -66,7 +69,7 @@ Common options:
   -h, --help                 show this help
 
 Notes:
-  A job runs with stdin from /dev/null, in its own session (setsid) on the host, with CM_JOB, CM_RUN,
+  A job runs with stdin from /dev/null, in its own process group on the host, with CM_JOB, CM_RUN,
   CM_TASK and its env. A job killed by signal N reports exit 128+N (signal named when cm-exec sent it).
   A connection failure (ssh exit 255 without the job's own exit) moves the job to another eligible
   host without using a retry. SIGINT/SIGTERM stop starting jobs, kill running ones on their hosts and
@@ -108,6 +111,7 @@ interface Args {
   strictHostKeys: boolean;
   sshConfig?: string;
   connectTimeout: number;
+  keepConnections: number;
   dryRun: boolean;
   quiet: boolean;
   verbose: boolean;
@@ -155,6 +159,7 @@ function toArgs(a: DocoptArgs, env: NodeJS.ProcessEnv): Args {
     strictHostKeys: flag(a, '--strict-host-keys'),
     sshConfig: str(a, '--ssh-config'),
     connectTimeout: intOpt(a, '--connect-timeout', { min: 1 }) ?? 10,
+    keepConnections: intOpt({ '--keep-connections': str(a, '--keep-connections') ?? env.CM_KEEP_CONNECTIONS ?? null }, '--keep-connections') ?? 0,
     dryRun: flag(a, '--dry-run'),
     quiet: flag(a, '--quiet'),
     verbose: flag(a, '--verbose'),
@@ -211,6 +216,7 @@ export async function run(argv: DocoptArgs, io: CommandIO): Promise<number> {
       strictHostKeys: args.strictHostKeys,
       sshConfig: args.sshConfig,
       connectTimeout: args.connectTimeout,
+      keepConnections: args.keepConnections,
       dryRun: args.dryRun,
       quiet: args.quiet,
       verbose: args.verbose,

@@ -377,6 +377,13 @@ export class PersistentTransport implements Transport {
     }
   }
 
+  prepare(host: HostRecord): void {
+    if (this.closed || this.hosts.has(host.name)) return;
+    const hs: HostSessions = { sessions: [], failures: 0, retryAt: 0 };
+    this.hosts.set(host.name, hs);
+    this.pick(host, hs);
+  }
+
   /** The least loaded live session; a new one while under the limit and every one is busy. */
   private pick(host: HostRecord, hs: HostSessions): Session {
     const limit = this.opts.sessionsPerHost === 'slots' ? host.slots : (this.opts.sessionsPerHost ?? 1);

@@ -32,7 +32,8 @@ const PROGRAM = `_cmq_M=@MARKER@
 _cmq_nl='
 '
 _cmq_sh=$(command -v sh) || _cmq_sh=/bin/sh
-if [ @TRY_PERL@ = 1 ] && command -v perl >/dev/null 2>&1 && perl -e 'use POSIX (); use Config ();' 2>/dev/null; then
+# A perl that cannot even compile the loop fails the session, and the host gets the per-job transport.
+if [ @TRY_PERL@ = 1 ] && command -v perl >/dev/null 2>&1; then
   exec perl -e '@PERL@' "$_cmq_M" "$_cmq_sh" @VERSION@
 fi
 for _cmq_t in base64 mkfifo mkdir rm; do
@@ -121,12 +122,14 @@ exit 0
 
 // Written without a single quote, so that it can travel inside one sh single-quoted word.
 const PERL_LOOP = String.raw`use strict;
-use POSIX ();
-use Config;
+# No modules at start-up: POSIX alone costs 12 ms of CPU per session, which every host pays at
+# once on the machine running cm-exec when the hosts are local, and in the latency of the first job.
 # The wire format of the sh loop, from one process that runs every job of the session.
 my ($M, $SH, $VERSION) = @ARGV;
 my $LOOP = $$;
-my @SIGNAME = split / /, $Config{sig_name};
+# WNOHANG is 1 wherever cm runs hosts (Linux, the BSDs, macOS); POSIX says so elsewhere
+my $WNOHANG = $^O =~ /^(linux|darwin|freebsd|openbsd|netbsd|dragonfly|cygwin)$/ ? 1 : do { require POSIX; POSIX::WNOHANG() };
+sub signame { require Config; (split / /, $Config::Config{sig_name})[$_[0]] || "-" }
 # a folder left by a killed loop whose pid came round again is not ours: take the next name
 my $dir = ($ENV{TMPDIR} || "/tmp") . "/cm-persist.$$";
 for my $i (1 .. 100) {
@@ -140,18 +143,18 @@ sub put {
   my $s = $_[0];
   while (length $s) {
     my $w = syswrite STDOUT, $s;
-    if (!defined $w) { next if $! == POSIX::EINTR(); finish(141) }
+    if (!defined $w) { next if $!{EINTR}; finish(141) }
     substr($s, 0, $w) = "";
   }
 }
 sub finish {
   # a forked job not yet in its exec gets the signal as its status, and must not touch the loop state
-  POSIX::_exit($_[0]) if $$ != $LOOP;
+  exit $_[0] if $$ != $LOOP;
   return if $closing++;
   kill "KILL", -$_ for keys %job;
   unlink glob("$dir/*");
   rmdir $dir;
-  POSIX::_exit($_[0]);
+  exit $_[0];
 }
 # HUP, INT and TERM are caught and ignored: a job that signals its parent (kill PPID) must not
 # end the session, and perl cannot tell the sender from a deferred handler. The session ends when
@@ -160,7 +163,7 @@ sub finish {
 $SIG{$_} = sub {} for qw(HUP INT TERM);
 $SIG{PIPE} = sub { finish(141) };
 pipe(my $wake_r, my $wake_w) or finish(3);
-fcntl($wake_w, POSIX::F_SETFL(), POSIX::O_NONBLOCK());
+# (blocking writes are fine: the loop drains it on every turn, one byte per SIGCHLD)
 $SIG{CHLD} = sub { syswrite $wake_w, "c" if $$ == $LOOP };
 
 sub words {
@@ -196,15 +199,15 @@ sub start {
   if ($pid == 0) {
     setpgrp(0, 0);
     open STDIN, "<", "/dev/null";
-    open STDOUT, ">", $out or POSIX::_exit(1);
-    open STDERR, ">", $err or POSIX::_exit(1);
+    open STDOUT, ">", $out or exit 1;
+    open STDERR, ">", $err or exit 1;
     # as the per-job transport: mkdir -p DIR && cd DIR, else status 1 with the reason on stderr
-    if (!mkpath($wd)) { print STDERR "mkdir: cannot create directory $wd: $!\n"; POSIX::_exit(1) }
-    if (!chdir $wd) { print STDERR "cd: $wd: $!\n"; POSIX::_exit(1) }
+    if (!mkpath($wd)) { print STDERR "mkdir: cannot create directory $wd: $!\n"; exit 1 }
+    if (!chdir $wd) { print STDERR "cd: $wd: $!\n"; exit 1 }
     while (@env) { my $k = shift @env; $ENV{$k} = shift @env }
     exec { $SH } "sh", "-c", $cmd;
     print STDERR "cannot run $SH: $!\n";
-    POSIX::_exit(127);
+    exit 127;
   }
   $job{$pid} = [$serial, $out, $err];
   $pid_of{$serial} = $pid;
@@ -216,7 +219,7 @@ my $reply = "";
 sub ship {
   my ($serial, $out, $err, $status) = @_;
   my ($rc, $sig) = ($status >> 8, "-");
-  if ($status & 127) { $rc = 128 + ($status & 127); $sig = $SIGNAME[$status & 127] || "-" }
+  if ($status & 127) { $rc = 128 + ($status & 127); $sig = signame($status & 127) }
   for my $f ([$out, "O"], [$err, "E"]) {
     if (-s $f->[0] && open my $fh, "<", $f->[0]) {
       my $buf;
@@ -232,7 +235,7 @@ sub ship {
 }
 
 sub reap {
-  while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) {
+  while ((my $pid = waitpid(-1, $WNOHANG)) > 0) {
     my $status = $?;
     my $j = delete $job{$pid} or next;
     delete $pid_of{$j->[0]};
@@ -266,7 +269,7 @@ for (;;) {
   sysread $wake_r, my $junk, 4096 if vec($rout, fileno $wake_r, 1);
   next unless vec($rout, 0, 1);
   my $got = sysread STDIN, $in, 65536, length $in;
-  next if !defined $got && $! == POSIX::EINTR();
+  next if !defined $got && $!{EINTR};
   finish(0) unless $got;
   while ((my $i = index $in, "\n") >= 0) {
     my $line = substr $in, 0, $i + 1, "";

@@ -5,11 +5,10 @@
 // makes timeouts and cancellation reach the remote processes without a second connection.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HostRecord } from '@cm/protocol';
-import { sshArgs, type SshArgOptions } from '@cm/ssh';
+import { ControlDir, sshArgs, type SshArgOptions } from '@cm/ssh';
 import { OutputCapture, outcomeOf } from './capture';
 import { JobStops } from './stops';
 import { notRun, signalNumber } from './local';
@@ -85,31 +84,30 @@ export interface SshTransportOptions {
   grace?: number;
   /** concurrent master set-ups over all hosts */
   maxSetups?: number;
-  /** seconds an idle master stays up (also bounds its life if cm-exec is killed) */
-  controlPersist?: number;
+  /** the socket folder; default a private one of this transport's own */
+  control?: ControlDir;
   /** program to run (tests, wrappers); default `ssh` */
   ssh?: string;
 }
 
 export class SshTransport implements Transport {
   readonly name = 'ssh';
-  readonly controlDir: string;
+  readonly control: ControlDir;
   private readonly masters = new Map<string, Promise<string | undefined>>();
-  private readonly masterArgs = new Map<string, string[]>();
   private readonly gate: Gate;
   private readonly trailer = `cm-exec-exit-255-${randomBytes(8).toString('hex')}`;
   private readonly ssh: string;
 
   constructor(private readonly opts: SshTransportOptions = {}) {
-    this.controlDir = mkdtempSync(join(tmpdir(), 'cm-exec-'));
+    this.control = opts.control ?? new ControlDir({ prefix: 'cm-exec', ssh: opts.ssh });
     this.gate = new Gate(opts.maxSetups ?? 8);
     this.ssh = opts.ssh ?? 'ssh';
   }
 
   private argsFor(host: HostRecord): string[] {
     const o: SshArgOptions = {
-      controlDir: this.controlDir,
-      controlPersist: this.opts.controlPersist ?? 60,
+      controlDir: this.control.path,
+      controlPersist: this.control.persist,
       connectTimeout: this.opts.connectTimeout ?? 10,
       hostKeyChecking: this.opts.hostKeyChecking ?? 'accept-new',
       configFile: this.opts.configFile,
@@ -124,7 +122,6 @@ export class SshTransport implements Transport {
     if (!p) {
       p = this.startMaster(host, args);
       this.masters.set(host.name, p);
-      this.masterArgs.set(host.name, args);
       // a failed set-up is tried again by the next job (the scheduler counts the failures)
       void p.then((err) => {
         if (err !== undefined) this.masters.delete(host.name);
@@ -135,7 +132,7 @@ export class SshTransport implements Transport {
 
   private async startMaster(host: HostRecord, args: string[]): Promise<string | undefined> {
     await this.gate.enter();
-    const errFile = join(this.controlDir, `${host.name}.master.err`);
+    const errFile = join(this.control.path, `${host.name}.master.err`);
     const fd = openSync(errFile, 'w', 0o600);
     try {
       // -f: ssh backgrounds itself once authenticated; its stdout/stderr must not be our pipes, or
@@ -215,24 +212,9 @@ export class SshTransport implements Transport {
     });
   }
 
-  /** Closes every master (`ssh -O exit`) and removes the control directory. */
+  /** Closes the control folder: every master in it exits (a private folder), or stays for the next run (shared). */
   async close(): Promise<void> {
-    await Promise.all(
-      [...this.masterArgs.entries()].map(
-        ([name, args]) =>
-          new Promise<void>((resolve) => {
-            void this.masters.get(name);
-            const child = spawn(this.ssh, ['-O', 'exit', ...args], { stdio: 'ignore' });
-            const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-            child.on('error', () => resolve());
-            child.on('exit', () => {
-              clearTimeout(t);
-              resolve();
-            });
-          }),
-      ),
-    );
-    rmSync(this.controlDir, { recursive: true, force: true });
+    await this.control.close();
   }
 }
 

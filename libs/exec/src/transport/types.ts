@@ -43,6 +43,8 @@ export interface Transport {
   readonly name: string;
   /** runs one job; resolves (never rejects) with the outcome; `signal` cancels it (kills the remote group) */
   run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome>;
+  /** starts connecting to a host ahead of its first job (a hint: failures show in that job's run) */
+  prepare?(host: HostRecord): void;
   /** closes connections and removes any local state (control sockets) this transport made */
   close(): Promise<void>;
 }
