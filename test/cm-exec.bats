@@ -271,3 +271,56 @@ EOF
   [[ $stderr == *"b    "*"th2 "*"a "* ]]
   [[ ! -e $BATS_TEST_TMPDIR/ran ]]
 }
+
+# ssh processes (masters: "ssh: DIR/<hash> [mux]" or "ssh -f -N ... ControlPath=DIR/%C") using the control folder DIR
+masters_of() {
+  ps -eo args= | grep -E '^ssh' | grep -F -- "$1/" | grep -v grep || true
+}
+
+@test "no ssh master or control folder outlives a run; a SIGKILLed run's are closed by the next" {
+  # short: socket paths inside must stay under 108 bytes (a long TMPDIR makes cm-exec use /tmp)
+  local tmp
+  tmp=$(mktemp -d /tmp/cmx.XXXXXX)
+  job a 'echo a' >"$BATS_TEST_TMPDIR/jobs"
+  TMPDIR=$tmp exec_ <"$BATS_TEST_TMPDIR/jobs" >"$BATS_TEST_TMPDIR/out"
+  assert_equal "$(field finished exit <"$BATS_TEST_TMPDIR/out")" 0
+  assert_equal "$(masters_of "$tmp")" ""
+  assert_equal "$(ls "$tmp")" ""
+
+  job b 'sleep 30' >"$BATS_TEST_TMPDIR/jobs"
+  TMPDIR=$tmp exec_ <"$BATS_TEST_TMPDIR/jobs" >/dev/null 2>&1 3>&- &
+  local bg=$! dir pid
+  for _ in $(seq 100); do [[ -n $(masters_of "$tmp") ]] && break; sleep 0.1; done
+  [[ -n $(masters_of "$tmp") ]]
+  # the folder is named after cm-exec's pid: SIGKILL exactly that process
+  dir=$(ls "$tmp")
+  pid=${dir#cm-exec-}
+  pid=${pid%%-*}
+  kill -KILL "$pid"
+  wait "$bg" || true
+  # the killed run's folder and master are still there ...
+  assert_equal "$(ls "$tmp")" "$dir"
+  [[ -n $(masters_of "$tmp") ]]
+  job c 'true' >"$BATS_TEST_TMPDIR/jobs"
+  TMPDIR=$tmp exec_ <"$BATS_TEST_TMPDIR/jobs" >/dev/null
+  # ... until the next run closes them
+  for _ in $(seq 50); do [[ -z $(ls "$tmp") ]] && break; sleep 0.1; done
+  assert_equal "$(ls "$tmp")" ""
+  assert_equal "$(masters_of "$tmp")" ""
+  rmdir "$tmp"
+}
+
+@test "--keep-connections keeps the masters in ~/.cm/ssh for the next run, which reuses them" {
+  local home=$BATS_TEST_TMPDIR/home
+  job a 'echo a' >"$BATS_TEST_TMPDIR/jobs"
+  HOME=$home exec_ --keep-connections 30 <"$BATS_TEST_TMPDIR/jobs" >/dev/null
+  local first
+  first=$(masters_of "$home/.cm/ssh" | sort)
+  [[ -n $first ]]
+  assert_equal "$(stat -c %a "$home/.cm/ssh")" 700
+  HOME=$home exec_ --keep-connections 30 <"$BATS_TEST_TMPDIR/jobs" >"$BATS_TEST_TMPDIR/out"
+  assert_equal "$(field finished exit <"$BATS_TEST_TMPDIR/out")" 0
+  # the same master processes served the second run
+  assert_equal "$(masters_of "$home/.cm/ssh" | sort)" "$first"
+  for s in "$home"/.cm/ssh/*; do ssh -S "$s" -O exit cm 2>/dev/null || true; done
+}

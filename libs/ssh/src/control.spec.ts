@@ -25,6 +25,12 @@ describe('ControlDir', () => {
     expect(existsSync(c.path)).toBe(false);
   });
 
+  it('falls back to /tmp when the temp dir is too long for socket paths', async () => {
+    const c = new ControlDir({ prefix: 'cm-t', tmp: join(root, 'x'.repeat(80)) });
+    expect(c.path.startsWith(`/tmp/cm-t-${process.pid}-`)).toBe(true);
+    await c.close();
+  });
+
   it('sweeps the folders of dead processes of its prefix only', async () => {
     const tmp = join(root, 'b');
     mkdirSync(tmp);

@@ -28,6 +28,10 @@ export interface ControlDirOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+// ssh binds <folder>/<%C: 40 hex>.<16 random> while it sets a master up; sun_path holds 107 bytes
+const SOCKET_NAME = 1 + 40 + 17;
+const SUN_PATH = 107;
+
 export class ControlDir {
   readonly path: string;
   /** ControlPersist for the masters made in it */
@@ -47,9 +51,14 @@ export class ControlDir {
       if ((process.getuid && st.uid !== process.getuid()) || (st.mode & 0o077) !== 0) {
         throw new CmError(`${this.path} must be a folder of yours that only you can use (mode 0700)`, ExitCode.INPUT);
       }
+      if (this.path.length + SOCKET_NAME > SUN_PATH) {
+        throw new CmError(`${this.path} is too long a path for ssh control sockets (HOME must be under ${SUN_PATH - SOCKET_NAME - 8} bytes)`, ExitCode.INPUT);
+      }
       this.persist = keep;
     } else {
-      const tmp = opts.tmp ?? tmpdir();
+      let tmp = opts.tmp ?? tmpdir();
+      // a long TMPDIR would make every master fail ("too long for Unix domain socket")
+      if (tmp.length + `/${opts.prefix}-${process.pid}-XXXXXX`.length + SOCKET_NAME > SUN_PATH) tmp = '/tmp';
       sweepStale(opts.prefix, tmp, opts.ssh, opts.env);
       this.path = mkdtempSync(join(tmp, `${opts.prefix}-${process.pid}-`));
       // masters of a command killed by SIGKILL end this long after their last session
