@@ -122,7 +122,8 @@ function toArgs(a: DocoptArgs, env: NodeJS.ProcessEnv): Args {
   if (transport !== 'ssh' && transport !== 'persistent') {
     throw new CmError(`--transport must be ssh or persistent, got ${JSON.stringify(transport)}`, ExitCode.USAGE);
   }
-  const remoteLoop = str(a, '--remote-loop') ?? env.CM_REMOTE_LOOP ?? 'auto';
+  // an empty variable counts as unset, as for $CM_INVENTORY
+  const remoteLoop = str(a, '--remote-loop') ?? (env.CM_REMOTE_LOOP || 'auto');
   if (remoteLoop !== 'auto' && remoteLoop !== 'sh') {
     throw new CmError(`--remote-loop must be auto or sh, got ${JSON.stringify(remoteLoop)}`, ExitCode.USAGE);
   }
@@ -159,7 +160,7 @@ function toArgs(a: DocoptArgs, env: NodeJS.ProcessEnv): Args {
     strictHostKeys: flag(a, '--strict-host-keys'),
     sshConfig: str(a, '--ssh-config'),
     connectTimeout: intOpt(a, '--connect-timeout', { min: 1 }) ?? 10,
-    keepConnections: intOpt({ '--keep-connections': str(a, '--keep-connections') ?? env.CM_KEEP_CONNECTIONS ?? null }, '--keep-connections') ?? 0,
+    keepConnections: intOpt({ '--keep-connections': str(a, '--keep-connections') ?? (env.CM_KEEP_CONNECTIONS || null) }, '--keep-connections') ?? 0,
     dryRun: flag(a, '--dry-run'),
     quiet: flag(a, '--quiet'),
     verbose: flag(a, '--verbose'),

@@ -122,9 +122,9 @@ exit 0
 
 // Written without a single quote, so that it can travel inside one sh single-quoted word.
 const PERL_LOOP = String.raw`use strict;
+# The wire format of the sh loop, from one process that runs every job of the session.
 # No modules at start-up: POSIX alone costs 12 ms of CPU per session, which every host pays at
 # once on the machine running cm-exec when the hosts are local, and in the latency of the first job.
-# The wire format of the sh loop, from one process that runs every job of the session.
 my ($M, $SH, $VERSION) = @ARGV;
 my $LOOP = $$;
 # WNOHANG is 1 wherever cm runs hosts (Linux, the BSDs, macOS); POSIX says so elsewhere
@@ -193,7 +193,8 @@ sub start {
   my ($out, $err) = ("$dir/$serial.o", "$dir/$serial.e");
   my $pid = fork;
   if (!defined $pid) {
-    put("$M $serial E 23\ncannot fork a new job\n$M $serial x 1 -\n");
+    my $why = "cannot fork a new job: $!\n";
+    put("$M $serial E " . length($why) . "\n$why$M $serial x 1 -\n");
     return;
   }
   if ($pid == 0) {
