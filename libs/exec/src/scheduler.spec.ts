@@ -82,6 +82,26 @@ describe('Scheduler', () => {
     expect(s.exitCode()).toBe(0);
   });
 
+  it('a job stopped before it reached its host (session still connecting) is not a failure of the host', () => {
+    const s = new Scheduler({ hosts: [host('a', 4)], run: 'r', downAfter: 1 });
+    [1, 2, 3].forEach((i) => s.add(job(`j${i}`)));
+    s.stop('stopped: stdout closed', true);
+    const acts = [1, 2, 3].flatMap((i) => s.done(`j${i}`, { ...refused(), reason: 'cancelled' }));
+    expect(events(acts, 'host-down')).toEqual([]);
+    expect(events(acts, 'retry')).toEqual([]);
+    expect(events(acts, 'gave-up').map((e) => e.reason)).toEqual(Array(3).fill('stopped: stdout closed'));
+  });
+
+  it('a running job whose host fails after a stop that lets running jobs finish ends; it is not requeued', () => {
+    const s = new Scheduler({ hosts: [host('a', 1), host('b', 1)], run: 'r' });
+    s.add(job('j1'));
+    s.stop('stopped: input error at stdin:3', false);
+    const acts = s.done('j1', refused());
+    expect(events(acts, 'gave-up').map((e) => e.reason)).toEqual(['stopped: input error at stdin:3']);
+    expect(s.stats().gaveUp).toBe(1);
+    expect(launches(acts)).toEqual([]);
+  });
+
   it('a job whose every eligible host is down gives up with the reason, never lost', () => {
     const s = new Scheduler({ hosts: [host('a', 2), host('b', 2)], run: 'r', downAfter: 2 });
     s.add(job('p', { host: 'a' }));

@@ -203,15 +203,17 @@ export class Scheduler {
     this.running -= 1;
     if (!h.down) this.freeUp += 1;
 
-    if (!outcome.ran) {
+    if (!outcome.ran && s.cancelReason !== undefined) {
+      // stopped before it reached the host (a session still connecting): not the host's failure
+      this.giveUp(s, s.cancelReason, false, outcome);
+    } else if (!outcome.ran) {
       const reason = outcome.reason ?? 'connection failed';
       h.consecutive += 1;
       h.lastReason = reason;
       if (h.consecutive >= (this.opts.downAfter ?? 3) && !h.down) this.markDown(hi, reason);
       s.connFailures += 1;
       s.failedHosts.add(hi);
-      if (s.cancelReason !== undefined) this.giveUp(s, s.cancelReason, false, outcome);
-      else if (!this.anyUp(s)) this.giveUp(s, `unreachable: every eligible host is down (${this.downList(s)})`, true);
+      if (!this.anyUp(s)) this.giveUp(s, `unreachable: every eligible host is down (${this.downList(s)})`, true);
       else if (s.connFailures >= (this.opts.downAfter ?? 3) * s.eligible.length) {
         this.giveUp(s, `unreachable after ${s.connFailures} connection failures (last: ${h.rec.name}: ${reason})`, true);
       } else {
@@ -421,6 +423,11 @@ export class Scheduler {
   }
 
   private requeue(s: JobState): void {
+    // nothing starts once stopping: a job whose host failed now ends as the queued ones did
+    if (this.stopping) {
+      this.giveUp(s, this.stopReason ?? 'halted', false);
+      return;
+    }
     s.phase = 'ready';
     s.host = -1;
     this.ready.push(s);
