@@ -85,6 +85,12 @@ for t in "${transports[@]}"; do
   check_events "$work/sleep-warm.$t" 64
 done
 
+if [[ -z ${SKIP_PARALLEL:-} ]] && command -v parallel >/dev/null; then
+  s=$(now)
+  seq 64 | parallel -M --ssh "ssh -F $CM_TEST_SSH_CONFIG" -S 4/th1,4/th2,4/th3,4/th4 'sleep 0.5; echo {}' >"$work/sleep.parallel" 2>/dev/null
+  T[sleep-parallel-M]=$(elapsed "$s")
+fi
+
 floor=${T[xargs-floor]}
 echo
 printf '%-34s %9s  %s\n' "run ($N tiny jobs, 4 hosts x 4 slots)" seconds ratio
@@ -100,3 +106,6 @@ for t in "${transports[@]}"; do
   printf '%-34s %9s  %s\n' "cm-exec --transport $t" "${T[sleep-$t]}" "$(awk -v a="${T[sleep-$t]}" 'BEGIN { printf "%.2fx", a / 2.0 }')"
   printf '%-34s %9s  %s\n' "  same, masters kept from a run" "${T[sleep-warm-$t]}" "$(awk -v a="${T[sleep-warm-$t]}" 'BEGIN { printf "%.2fx", a / 2.0 }')"
 done
+if [[ -n ${T[sleep-parallel-M]:-} ]]; then
+  printf '%-34s %9s  %s\n' "GNU parallel -M" "${T[sleep-parallel-M]}" "$(awk -v a="${T[sleep-parallel-M]}" 'BEGIN { printf "%.2fx", a / 2.0 }')"
+fi

@@ -264,8 +264,8 @@ for (;;) {
   vec($rin, 0, 1) = 1;
   vec($rin, fileno $wake_r, 1) = 1;
   # A SIGCHLD that lands between reap and select runs its (deferred) handler only after select
-  # returns, so the self-pipe cannot always wake us: poll while jobs run.
-  my $n = select(my $rout = $rin, undef, undef, %job ? 0.05 : undef);
+  # returns, so the self-pipe cannot always wake us: poll every 10 ms while jobs run.
+  my $n = select(my $rout = $rin, undef, undef, %job ? 0.01 : undef);
   next if $n <= 0;
   sysread $wake_r, my $junk, 4096 if vec($rout, fileno $wake_r, 1);
   next unless vec($rout, 0, 1);
