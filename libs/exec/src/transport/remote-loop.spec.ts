@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -186,5 +186,16 @@ describe.each([
     const hello = out.toString().split('\n')[0] ?? '';
     expect(hello).toMatch(new RegExp(`^${MARKER} hello 2 ${runner.source}$`));
     expect(readdirSync(dir).filter((n) => n.startsWith('cm-persist.'))).toEqual([]);
+  });
+
+  it('removes the folders of killed loops, and keeps those of loops that still run', async () => {
+    const dead = Number(execFileSync('sh', ['-c', 'echo $$']).toString().trim());
+    for (const n of [`cm-persist.${dead}`, `cm-persist.${dead}.2`, `cm-persist.${process.pid}`]) {
+      mkdirSync(join(dir, n));
+      writeFileSync(join(dir, n, '3.o'), 'x');
+    }
+    await runLoop([], 0);
+    expect(readdirSync(dir).filter((n) => n.startsWith('cm-persist.'))).toEqual([`cm-persist.${process.pid}`]);
+    rmSync(join(dir, `cm-persist.${process.pid}`), { recursive: true });
   });
 });
