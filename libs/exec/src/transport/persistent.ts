@@ -356,11 +356,7 @@ export class PersistentTransport implements Transport {
   async run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
     const start = new Date();
     if (this.closed) return notRun(start, 'transport closed');
-    let hs = this.hosts.get(host.name);
-    if (!hs) {
-      hs = { sessions: [], failures: 0, retryAt: 0 };
-      this.hosts.set(host.name, hs);
-    }
+    const hs = this.stateOf(host);
     if (hs.unavailable) return notRun(start, hs.unavailable);
     const session = this.pick(host, hs);
     session.assigned += 1;
@@ -379,9 +375,16 @@ export class PersistentTransport implements Transport {
 
   prepare(host: HostRecord): void {
     if (this.closed || this.hosts.has(host.name)) return;
-    const hs: HostSessions = { sessions: [], failures: 0, retryAt: 0 };
-    this.hosts.set(host.name, hs);
-    this.pick(host, hs);
+    this.pick(host, this.stateOf(host));
+  }
+
+  private stateOf(host: HostRecord): HostSessions {
+    let hs = this.hosts.get(host.name);
+    if (!hs) {
+      hs = { sessions: [], failures: 0, retryAt: 0 };
+      this.hosts.set(host.name, hs);
+    }
+    return hs;
   }
 
   /** The least loaded live session; a new one while under the limit and every one is busy. */

@@ -132,7 +132,8 @@ export class SshTransport implements Transport {
 
   private async startMaster(host: HostRecord, args: string[]): Promise<string | undefined> {
     await this.gate.enter();
-    const errFile = join(this.control.path, `${host.name}.master.err`);
+    // the folder may be the shared ~/.cm/ssh: the name must be this run's own
+    const errFile = join(this.control.path, `${host.name}.${process.pid}.master.err`);
     const fd = openSync(errFile, 'w', 0o600);
     try {
       // -f: ssh backgrounds itself once authenticated; its stdout/stderr must not be our pipes, or
