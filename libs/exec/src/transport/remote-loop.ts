@@ -42,18 +42,19 @@ done
 _cmq_setsid=$(command -v setsid 2>/dev/null) || _cmq_setsid=
 _cmq_b64=$(command -v base64)
 # loops killed with SIGKILL leave their folder: remove the ones of ours whose loop no longer runs
-for _cmq_o in "\${TMPDIR:-/tmp}"/cm-persist.*; do
+_cmq_tmp=\${TMPDIR:-/tmp}
+for _cmq_o in "$_cmq_tmp"/cm-persist.*; do
   _cmq_p=\${_cmq_o##*/cm-persist.}
   _cmq_p=\${_cmq_p%%.*}
   case $_cmq_p in '' | *[!0-9]*) continue ;; esac
   [ -O "$_cmq_o" ] && ! kill -0 "$_cmq_p" 2>/dev/null && rm -rf "$_cmq_o"
 done
 # a folder left by a killed loop whose pid came round again is not ours: take the next name
-_cmq_d=\${TMPDIR:-/tmp}/cm-persist.$$ _cmq_i=0
+_cmq_d=$_cmq_tmp/cm-persist.$$ _cmq_i=0
 until mkdir -m 700 "$_cmq_d" 2>/dev/null; do
   _cmq_i=$((_cmq_i + 1))
   [ "$_cmq_i" -lt 100 ] || { printf '%s fail cannot create %s\\n' "$_cmq_M" "$_cmq_d"; exit 3; }
-  _cmq_d=\${TMPDIR:-/tmp}/cm-persist.$$.$_cmq_i
+  _cmq_d=$_cmq_tmp/cm-persist.$$.$_cmq_i
 done
 mkfifo "$_cmq_d/lock" || { printf '%s fail cannot create %s/lock\\n' "$_cmq_M" "$_cmq_d"; exit 3; }
 exec 3<>"$_cmq_d/lock"
@@ -138,18 +139,19 @@ my $LOOP = $$;
 my $WNOHANG = $^O =~ /^(linux|darwin|freebsd|openbsd|netbsd|dragonfly|cygwin)$/ ? 1 : do { require POSIX; POSIX::WNOHANG() };
 sub signame { require Config; (split / /, $Config::Config{sig_name})[$_[0]] || "-" }
 # loops killed with SIGKILL leave their folder: remove the ones of ours whose loop no longer runs
-for my $old (glob(($ENV{TMPDIR} || "/tmp") . "/cm-persist.*")) {
+my $tmp = $ENV{TMPDIR} || "/tmp";
+for my $old (glob("$tmp/cm-persist.*")) {
   my ($p) = $old =~ m{/cm-persist\.(\d+)(?:\.\d+)?$} or next;
   next if !-o $old || kill(0, $p);
   unlink glob("$old/*");
   rmdir $old;
 }
 # a folder left by a killed loop whose pid came round again is not ours: take the next name
-my $dir = ($ENV{TMPDIR} || "/tmp") . "/cm-persist.$$";
+my $dir = "$tmp/cm-persist.$$";
 for my $i (1 .. 100) {
   last if mkdir $dir, 0700;
   if ($i == 100) { syswrite STDOUT, "$M fail cannot create $dir\n"; exit 3 }
-  $dir = ($ENV{TMPDIR} || "/tmp") . "/cm-persist.$$.$i";
+  $dir = "$tmp/cm-persist.$$.$i";
 }
 my (%job, %pid_of);    # pid => [serial, stdout file, stderr file]; serial => pid
 my $closing = 0;
