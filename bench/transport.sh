@@ -186,15 +186,11 @@ measure() { # name, then the command
 
 # each writes its output to a file (helpers a tool leaves behind must not hold a pipe open), then
 # prints how many jobs succeeded
+# run_persistent NAME LOOP: the persistent transport with the host loop LOOP (auto: perl here, or sh)
 run_persistent() {
-  node "$WORK/driver.cjs" persistent "$CFG" "${NAMES[@]}" -- "$SLOTS" <"$WORK/jobs.ndjson" >"$WORK/out.persistent" \
-    2>"$WORK/err.persistent"
-  grep -c '"exit":0,' "$WORK/out.persistent"
-}
-run_persistent_sh() {
-  CM_REMOTE_LOOP=sh node "$WORK/driver.cjs" persistent "$CFG" "${NAMES[@]}" -- "$SLOTS" <"$WORK/jobs.ndjson" \
-    >"$WORK/out.persistent-sh" 2>"$WORK/err.persistent-sh"
-  grep -c '"exit":0,' "$WORK/out.persistent-sh"
+  CM_REMOTE_LOOP=$2 node "$WORK/driver.cjs" persistent "$CFG" "${NAMES[@]}" -- "$SLOTS" <"$WORK/jobs.ndjson" \
+    >"$WORK/out.$1" 2>"$WORK/err.$1"
+  grep -c '"exit":0,' "$WORK/out.$1"
 }
 run_perjob() {
   node "$WORK/driver.cjs" ssh "$CFG" "${NAMES[@]}" -- "$SLOTS" <"$WORK/jobs.ndjson" >"$WORK/out.per-job" 2>"$WORK/err.per-job"
@@ -226,8 +222,8 @@ done
 
 wanted() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
 measure xargs run_xargs
-if wanted persistent; then measure persistent run_persistent; fi
-if wanted persistent-sh; then measure persistent-sh run_persistent_sh; fi
+if wanted persistent; then measure persistent run_persistent persistent auto; fi
+if wanted persistent-sh; then measure persistent-sh run_persistent persistent-sh sh; fi
 if wanted per-job && [[ -f $REPO/libs/exec/src/transport/ssh.ts ]]; then measure per-job run_perjob; fi
 if wanted parallel; then measure parallel run_parallel; fi
 
