@@ -54,6 +54,10 @@ function listTree(dir: string): string[] {
 }
 
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
+/** a fresh folder under the OS temp dir */
+const scratch = (): string => mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+/** the local host the real-sh-and-tar specs run against (no ssh) */
+const LAP = { kind: 'host' as const, v: 1 as const, name: 'lap', address: 'localhost', local: true, slots: 1, tags: [] };
 
 describe('safeRelative', () => {
   it('normalises harmless names', () => {
@@ -69,8 +73,8 @@ describe('safeRelative', () => {
     expect(() => safeJoin('/r', '../r2/x')).toThrow(UnsafePathError);
   });
   it('will not create directories through a planted symlink', async () => {
-    const root = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
-    const outside = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const root = scratch();
+    const outside = scratch();
     symlinkSync(outside, path.join(root, 'sub'));
     await expect(ensureDirs(root, 'sub/deeper')).rejects.toThrow(/symlink/);
     expect(readdirSync(outside)).toEqual([]);
@@ -79,7 +83,7 @@ describe('safeRelative', () => {
 
 describe('readTar + SafeExtractor', () => {
   it('extracts files and directories, with sizes and sha256', async () => {
-    const root = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const root = scratch();
     const ex = new SafeExtractor(root);
     const big = 'x'.repeat(1300);
     const trailer = await readTar(chunks(Buffer.concat([entry('./d/', null, { type: '5' }), entry('./d/a.txt', 'hello\n'), entry('big', big), END, Buffer.from('cm-sha256\nrest')]), 97), ex);
@@ -97,7 +101,7 @@ describe('readTar + SafeExtractor', () => {
   });
 
   it('refuses ../, absolute names, symlinks, devices and fifos, and keeps the other files', async () => {
-    const parent = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const parent = scratch();
     const root = path.join(parent, 'run', 'job');
     mkdirSync(root, { recursive: true });
     const ex = new SafeExtractor(root);
@@ -127,7 +131,7 @@ describe('readTar + SafeExtractor', () => {
   });
 
   it('reports a cut stream and leaves no temp file after discard', async () => {
-    const root = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const root = scratch();
     const ex = new SafeExtractor(root);
     const full = entry('f', 'y'.repeat(2000));
     await expect(readTar(chunks(full.subarray(0, 1000)), ex)).rejects.toThrow(TarFormatError);
@@ -138,18 +142,18 @@ describe('readTar + SafeExtractor', () => {
   it('rejects a corrupted header', async () => {
     const bad = entry('f', 'z');
     bad[0] = 'g'.charCodeAt(0);
-    await expect(readTar(chunks(Buffer.concat([bad, END])), new SafeExtractor(mkdtempSync(path.join(os.tmpdir(), 'cm-t-'))))).rejects.toThrow(/checksum/);
+    await expect(readTar(chunks(Buffer.concat([bad, END])), new SafeExtractor(scratch()))).rejects.toThrow(/checksum/);
   });
 
   it('reads what GNU tar writes: long names, hard links', async () => {
-    const src = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const src = scratch();
     const long = `${'n'.repeat(120)}/${'m'.repeat(150)}.txt`;
     mkdirSync(path.join(src, 'n'.repeat(120)));
     writeFileSync(path.join(src, long), 'long\n');
     writeFileSync(path.join(src, 'a'), 'same\n');
     execFileSync('ln', [path.join(src, 'a'), path.join(src, 'b')]);
     const tar = execFileSync('tar', ['-cf', '-', '-C', src, `./${'n'.repeat(120)}`, './a', './b']);
-    const root = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const root = scratch();
     const ex = new SafeExtractor(root);
     await readTar(chunks(tar, 4096), ex);
     const { files } = await ex.commit();
@@ -160,7 +164,7 @@ describe('readTar + SafeExtractor', () => {
 
 describe('remote script and checksums', () => {
   it('runs with sh and produces an archive plus sums', () => {
-    const wd = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const wd = scratch();
     writeFileSync(path.join(wd, "it's"), 'q');
     const out = execFileSync('sh', ['-c', fetchScript(["it's", 'gone'], true)], { cwd: wd, stdio: ['ignore', 'pipe', 'pipe'] });
     const text = out.toString('latin1');
@@ -202,8 +206,8 @@ describe('fetchBatch on a local host (real sh and tar)', () => {
   it('routes each job its own files, refuses hostile names per job, reports missing ones', async () => {
     const { Connections } = await import('./connections');
     const { fetchBatch } = await import('./fetch');
-    const home = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
-    const dest = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const home = scratch();
+    const dest = scratch();
     for (const j of ['a', 'b', 'c']) {
       mkdirSync(path.join(home, '.cm/runs/r', j, 'd'), { recursive: true });
       writeFileSync(path.join(home, '.cm/runs/r', j, 'v.txt'), `${j}\n`);
@@ -211,7 +215,7 @@ describe('fetchBatch on a local host (real sh and tar)', () => {
     }
     symlinkSync('/etc', path.join(home, '.cm/runs/r/b/etc'));
     const conns = new Connections({ home });
-    const host = { kind: 'host' as const, v: 1 as const, name: 'lap', address: 'localhost', local: true, slots: 1, tags: [] };
+    const host = LAP;
     const job = (j: string, outputs: string[]) => ({ job: j, run: 'r', host, workdir: `.cm/runs/r/${j}`, outputs, result: 'v.txt' });
     const outs = await fetchBatch(conns, host, [job('a', ['d']), job('b', ['etc', '../a/v.txt']), job('c', ['nope'])], { dir: dest, retries: 0, verify: true });
     await conns.close();
@@ -231,8 +235,8 @@ describe('Stager on a local host (real sh and tar)', () => {
   it('copies an input shared by many jobs once, and the rewritten command links it in', async () => {
     const { Connections } = await import('./connections');
     const { Stager } = await import('./stage');
-    const home = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
-    const cwd = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const home = scratch();
+    const cwd = scratch();
     writeFileSync(path.join(cwd, 'in.txt'), 'payload\n');
     const conns = new Connections({ home });
     const scripts: string[] = [];
@@ -242,7 +246,7 @@ describe('Stager on a local host (real sh and tar)', () => {
       return spawn(host, script, stdin);
     };
     const stager = new Stager(conns, { cwd, retries: 0, limit: (_k, fn) => fn() });
-    const host = { kind: 'host' as const, v: 1 as const, name: 'lap', address: 'localhost', local: true, slots: 1, tags: [] };
+    const host = LAP;
     const jobs = Array.from({ length: 10 }, (_, i) => ({ kind: 'job' as const, v: 1 as const, id: `j${i}`, task: 't', command: 'cat in.txt', deps: [], inputs: ['in.txt'] }));
     const staged = await Promise.all(jobs.map((j) => stager.stageJob(j, [host])));
     await conns.close();
@@ -255,7 +259,7 @@ describe('Stager on a local host (real sh and tar)', () => {
     const out = execFileSync('sh', ['-c', staged[3]?.job.command as string], { cwd: jobDir, env: { ...process.env, HOME: home }, encoding: 'utf8' });
     expect(out).toBe('payload\n');
     // on a host where the input never arrived, the job stops before its command runs
-    const bare = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const bare = scratch();
     let status = 0;
     try {
       execFileSync('sh', ['-c', staged[3]?.job.command as string], { cwd: bare, env: { ...process.env, HOME: bare }, stdio: 'pipe' });
@@ -270,15 +274,15 @@ describe('verification', () => {
   it('a checksum that does not match the host is retried, then reported, and nothing is renamed into place', async () => {
     const { Connections } = await import('./connections');
     const { fetchBatch } = await import('./fetch');
-    const home = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
-    const dest = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
-    const bin = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const home = scratch();
+    const dest = scratch();
+    const bin = scratch();
     mkdirSync(path.join(home, '.cm/runs/r/a'), { recursive: true });
     writeFileSync(path.join(home, '.cm/runs/r/a/v.txt'), 'real\n');
     // a host whose sha256sum disagrees with what arrived (a file changing under tar, a bad disk)
     writeFileSync(path.join(bin, 'sha256sum'), `#!/bin/sh\nfor f; do echo "${'0'.repeat(64)}  $f"; done\n`, { mode: 0o755 });
     const conns = new Connections({ home, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
-    const host = { kind: 'host' as const, v: 1 as const, name: 'lap', address: 'localhost', local: true, slots: 1, tags: [] };
+    const host = LAP;
     const [out] = await fetchBatch(conns, host, [{ job: 'a', run: 'r', host, workdir: '.cm/runs/r/a', outputs: ['v.txt'] }], { dir: dest, retries: 2, verify: true, backoff: () => 0 });
     await conns.close();
     expect(out).toMatchObject({ ok: false, attempt: 3, files: [] });
@@ -320,15 +324,15 @@ describe('a local disk that fills up during a fetch', () => {
   it('fails the batch at once with the disk error, leaves no temp file, and stops tar', async () => {
     const { Connections } = await import('./connections');
     const { fetchBatch } = await import('./fetch');
-    const home = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
-    const dest = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const home = scratch();
+    const dest = scratch();
     for (const j of ['a', 'b', 'c']) {
       mkdirSync(path.join(home, '.cm/runs/r', j), { recursive: true });
       writeFileSync(path.join(home, '.cm/runs/r', j, 'out.bin'), randomBytes(1024 * 1024));
     }
     const disk = fillingDisk(1536 * 1024);
     const conns = new Connections({ home });
-    const host = { kind: 'host' as const, v: 1 as const, name: 'lap', address: 'localhost', local: true, slots: 1, tags: [] };
+    const host = LAP;
     const job = (j: string) => ({ job: j, run: 'r', host, workdir: `.cm/runs/r/${j}`, outputs: ['out.bin'], result: 'out.bin' });
     // Before the fix tar was left blocked on a pipe nobody read: this call never returned.
     const outs = await fetchBatch(conns, host, [job('a'), job('b'), job('c')], { dir: dest, retries: 2, verify: true, backoff: () => 0, write: disk.write });
@@ -350,14 +354,14 @@ describe('a local disk that fills up during a fetch', () => {
   it('a batch after the failed one still fetches once there is room', async () => {
     const { Connections } = await import('./connections');
     const { fetchBatch } = await import('./fetch');
-    const home = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
-    const dest = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const home = scratch();
+    const dest = scratch();
     for (const j of ['a', 'b']) {
       mkdirSync(path.join(home, '.cm/runs/r', j), { recursive: true });
       writeFileSync(path.join(home, '.cm/runs/r', j, 'out.bin'), `${j}\n`.repeat(100000));
     }
     const conns = new Connections({ home });
-    const host = { kind: 'host' as const, v: 1 as const, name: 'lap', address: 'localhost', local: true, slots: 1, tags: [] };
+    const host = LAP;
     const job = (j: string) => ({ job: j, run: 'r', host, workdir: `.cm/runs/r/${j}`, outputs: ['out.bin'] });
     const [bad] = await fetchBatch(conns, host, [job('a')], { dir: dest, retries: 0, verify: true, write: fillingDisk(1000).write });
     const [good] = await fetchBatch(conns, host, [job('b')], { dir: dest, retries: 0, verify: true });
@@ -369,7 +373,7 @@ describe('a local disk that fills up during a fetch', () => {
   }, 30000);
 
   it('SafeExtractor: a failing write rejects readTar with the disk error; discard removes the temp file', async () => {
-    const root = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+    const root = scratch();
     const ex = new SafeExtractor(root, false, fillingDisk(700).write);
     const archive = Buffer.concat([entry('small', 'ok'), entry('big', 'b'.repeat(3000)), END]);
     await expect(readTar(chunks(archive), ex)).rejects.toThrow(LocalWriteError);
