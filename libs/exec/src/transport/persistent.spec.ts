@@ -203,7 +203,9 @@ describe.each(['auto', 'sh'] as const)('PersistentTransport over a local sh, loo
     const before = execFileSync('sh', ['-c', 'ls -d ${TMPDIR:-/tmp}/cm-persist.* 2>/dev/null || true']).toString();
     await t.close();
     const after = execFileSync('sh', ['-c', 'ls -d ${TMPDIR:-/tmp}/cm-persist.* 2>/dev/null || true']).toString();
-    expect(after.split('\n').length).toBeLessThan(before.split('\n').length);
+    // the sh loop keeps outputs in a temp dir; the perl loop makes none
+    if (which === 'sh') expect(after.split('\n').length).toBeLessThan(before.split('\n').length);
+    else expect(after).toBe(before);
     expect((await t.run(host, job('true'), never)).ran).toBe(false);
   });
 });

@@ -188,7 +188,7 @@ describe.each([
     expect(readdirSync(dir).filter((n) => n.startsWith('cm-persist.'))).toEqual([]);
   });
 
-  it('removes the folders of killed loops, and keeps those of loops that still run', async () => {
+  it.runIf(loop === 'sh')('removes the folders of killed loops, and keeps those of loops that still run', async () => {
     const dead = Number(execFileSync('sh', ['-c', 'echo $$']).toString().trim());
     for (const n of [`cm-persist.${dead}`, `cm-persist.${dead}.2`, `cm-persist.${process.pid}`]) {
       mkdirSync(join(dir, n));
@@ -197,5 +197,15 @@ describe.each([
     await runLoop([], 0);
     expect(readdirSync(dir).filter((n) => n.startsWith('cm-persist.'))).toEqual([`cm-persist.${process.pid}`]);
     rmSync(join(dir, `cm-persist.${process.pid}`), { recursive: true });
+  });
+
+  it.runIf(loop === 'auto')('writes no file on the host: outputs come through pipes', async () => {
+    // the sh loop's folder would be there while the job runs
+    const out = await runLoop([`r 1 0 ${shQuote('w')} ${shQuote('ls ${TMPDIR}; echo e >&2')}\n`], 1);
+    const { got } = decodeAll([out]);
+    const listing = Buffer.concat(got.get(1)?.out ?? []).toString();
+    expect(listing).toContain('w\n');
+    expect(listing).not.toContain('cm-persist');
+    expect(Buffer.concat(got.get(1)?.err ?? []).toString()).toBe('e\n');
   });
 });

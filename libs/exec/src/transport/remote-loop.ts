@@ -14,14 +14,14 @@
 //   <M> <serial> O|E <length>               then exactly <length> raw bytes of its stdout|stderr
 //   <M> <serial> x <status> <SIGNAME or ->  the job ended; always the last frame of a job
 // Output travels as base64, whose alphabet has no ".", so the "." end line cannot appear inside it:
-// no byte sequence a job writes can end or forge a frame. A job writes into files on the host
-// (stdout and stderr kept apart, binary safe) and its frames are shipped after it ends, under a
-// lock (one token in a fifo) so concurrent jobs never interleave their frames.
+// no byte sequence a job writes can end or forge a frame. Under the sh loop a job writes into files
+// on the host (stdout and stderr kept apart, binary safe) and its frames are shipped after it ends,
+// under a lock (one token in a fifo) so concurrent jobs never interleave their frames.
 //
 // Two loops speak this format. Where the host has perl (perl-base is Essential on Debian and
 // Ubuntu, and standard on RHEL-family systems), the sh program hands over to PERL_LOOP: one
-// process that forks each job straight into its sh -c and ships output as raw length-framed
-// blocks. A job then costs one fork and one exec on the host, where the sh loop spends a runner
+// process that forks each job straight into its sh -c, reads its output from pipes, and ships it
+// as raw length-framed blocks. A job then costs one fork and one exec on the host, where the sh loop spends a runner
 // fork, mkdir, setsid, sh and base64 (about 4.5 ms of CPU against 1 ms on the reference machine).
 // Elsewhere (busybox, minimal images) the POSIX sh loop runs, with the same semantics.
 
@@ -133,27 +133,14 @@ const PERL_LOOP = String.raw`use strict;
 # The wire format of the sh loop, from one process that runs every job of the session.
 # No modules at start-up: POSIX alone costs 12 ms of CPU per session, which every host pays at
 # once on the machine running cm-exec when the hosts are local, and in the latency of the first job.
+# The stdout and stderr of a job are pipes that this loop reads as the job writes: no file is
+# created on the host, and no output waits on a disk.
 my ($M, $SH, $VERSION) = @ARGV;
 my $LOOP = $$;
 # WNOHANG is 1 wherever cm runs hosts (Linux, the BSDs, macOS); POSIX says so elsewhere
 my $WNOHANG = $^O =~ /^(linux|darwin|freebsd|openbsd|netbsd|dragonfly|cygwin)$/ ? 1 : do { require POSIX; POSIX::WNOHANG() };
 sub signame { require Config; (split / /, $Config::Config{sig_name})[$_[0]] || "-" }
-# loops killed with SIGKILL leave their folder: remove the ones of ours whose loop no longer runs
-my $tmp = $ENV{TMPDIR} || "/tmp";
-for my $old (glob("$tmp/cm-persist.*")) {
-  my ($p) = $old =~ m{/cm-persist\.(\d+)(?:\.\d+)?$} or next;
-  next if !-o $old || kill(0, $p);
-  unlink glob("$old/*");
-  rmdir $old;
-}
-# a folder left by a killed loop whose pid came round again is not ours: take the next name
-my $dir = "$tmp/cm-persist.$$";
-for my $i (1 .. 100) {
-  last if mkdir $dir, 0700;
-  if ($i == 100) { syswrite STDOUT, "$M fail cannot create $dir\n"; exit 3 }
-  $dir = "$tmp/cm-persist.$$.$i";
-}
-my (%job, %pid_of);    # pid => [serial, stdout file, stderr file]; serial => pid
+my (%job, %pid_of, %pipe);    # pid => serial; serial => pid; fileno => [handle, serial, O|E, pid]
 my $closing = 0;
 sub put {
   my $s = $_[0];
@@ -168,8 +155,6 @@ sub finish {
   exit $_[0] if $$ != $LOOP;
   return if $closing++;
   kill "KILL", -$_ for keys %job;
-  unlink glob("$dir/*");
-  rmdir $dir;
   exit $_[0];
 }
 # HUP, INT and TERM are caught and ignored: a job that signals its parent (kill PPID) must not
@@ -204,63 +189,78 @@ sub mkpath {
   return 1;
 }
 
+# Replies wait for a job to end (or for 64 KB of output), then leave in one write with those of
+# the other jobs that ended in the same turn: a tiny job costs sshd and ssh part of one packet.
+my ($reply, $ended) = ("", 0);
+sub failed {
+  my ($serial, $why) = @_;
+  $reply .= "$M $serial E " . length($why) . "\n$why$M $serial x 1 -\n";
+  $ended = 1;
+}
+
 sub start {
   my ($serial, $wd, $cmd, @env) = @_;
-  my ($out, $err) = ("$dir/$serial.o", "$dir/$serial.e");
+  # as the per-job transport: mkdir -p DIR && cd DIR, else status 1 with the reason on stderr
+  return failed($serial, "mkdir: cannot create directory $wd: $!\n") if !mkpath($wd);
+  # perl marks the pipes close-on-exec: a job holds its own two ends and nothing else of the loop
+  my ($or, $ow, $er, $ew);
+  pipe($or, $ow) && pipe($er, $ew) or return failed($serial, "cannot make a pipe for a new job: $!\n");
   my $pid = fork;
-  if (!defined $pid) {
-    my $why = "cannot fork a new job: $!\n";
-    put("$M $serial E " . length($why) . "\n$why$M $serial x 1 -\n");
-    return;
-  }
+  return failed($serial, "cannot fork a new job: $!\n") if !defined $pid;
   if ($pid == 0) {
     setpgrp(0, 0);
     open STDIN, "<", "/dev/null";
-    open STDOUT, ">", $out or exit 1;
-    open STDERR, ">", $err or exit 1;
-    # as the per-job transport: mkdir -p DIR && cd DIR, else status 1 with the reason on stderr
-    if (!mkpath($wd)) { print STDERR "mkdir: cannot create directory $wd: $!\n"; exit 1 }
+    open STDOUT, ">&", $ow or exit 1;
+    open STDERR, ">&", $ew or exit 1;
     if (!chdir $wd) { print STDERR "cd: $wd: $!\n"; exit 1 }
     while (@env) { my $k = shift @env; $ENV{$k} = shift @env }
     exec { $SH } "sh", "-c", $cmd;
     print STDERR "cannot run $SH: $!\n";
     exit 127;
   }
-  $job{$pid} = [$serial, $out, $err];
+  close $ow;
+  close $ew;
+  $job{$pid} = $serial;
   $pid_of{$serial} = $pid;
+  $pipe{fileno $or} = [$or, $serial, "O", $pid];
+  $pipe{fileno $er} = [$er, $serial, "E", $pid];
 }
 
-# Replies of the jobs reaped together leave in one write (small outputs included), so a tiny
-# job costs sshd and ssh part of one packet rather than two.
-my $reply = "";
-sub ship {
-  my ($serial, $out, $err, $status) = @_;
-  my ($rc, $sig) = ($status >> 8, "-");
-  if ($status & 127) { $rc = 128 + ($status & 127); $sig = signame($status & 127) }
-  for my $f ([$out, "O"], [$err, "E"]) {
-    if (-s $f->[0] && open my $fh, "<", $f->[0]) {
-      my $buf;
-      while ((my $n = sysread $fh, $buf, 1 << 20) > 0) {
-        $reply .= "$M $serial $f->[1] $n\n" . $buf;
-        if (length $reply > 1 << 20) { put($reply); $reply = "" }
-      }
-      close $fh;
-    }
+# Reads what the pipe of a job holds. Returns false at end of file, when the pipe is closed.
+sub drain {
+  my $p = $_[0];
+  my $n = sysread $p->[0], my $buf, 65536;
+  return 1 if !defined $n && $!{EINTR};
+  if ($n) {
+    $reply .= "$M $p->[1] $p->[2] $n\n" . $buf;
+    if (length $reply > 1 << 20) { put($reply); $reply = "" }
+    return 1;
   }
-  unlink $out, $err;
-  $reply .= "$M $serial x $rc $sig\n";
+  delete $pipe{fileno $p->[0]};
+  close $p->[0];
+  return 0;
 }
 
 sub reap {
   while ((my $pid = waitpid(-1, $WNOHANG)) > 0) {
     my $status = $?;
-    my $j = delete $job{$pid} or next;
-    delete $pid_of{$j->[0]};
+    defined(my $serial = delete $job{$pid}) or next;
+    delete $pid_of{$serial};
     # what the job left running in its process group ends with it, as with the sh loop
     kill "KILL", -$pid;
-    ship(@$j, $status);
+    # All the job wrote is in its pipes now. A process that left the group may still hold them:
+    # take what is there and close them rather than wait for it.
+    for my $p (grep { $_->[3] == $pid } values %pipe) {
+      my $bits = "";
+      vec($bits, fileno $p->[0], 1) = 1;
+      1 while select(my $ready = $bits, undef, undef, 0) > 0 && drain($p);
+      if ($pipe{fileno $p->[0]}) { delete $pipe{fileno $p->[0]}; close $p->[0] }
+    }
+    my ($rc, $sig) = ($status >> 8, "-");
+    if ($status & 127) { $rc = 128 + ($status & 127); $sig = signame($status & 127) }
+    $reply .= "$M $serial x $rc $sig\n";
+    $ended = 1;
   }
-  if (length $reply) { put($reply); $reply = "" }
 }
 
 sub request {
@@ -276,14 +276,17 @@ put("$M hello $VERSION perl\n");
 my $in = "";
 for (;;) {
   reap();
+  if ($ended || length $reply > 65536) { put($reply); ($reply, $ended) = ("", 0) }
   my $rin = "";
   vec($rin, 0, 1) = 1;
   vec($rin, fileno $wake_r, 1) = 1;
+  vec($rin, $_, 1) = 1 for keys %pipe;
   # A SIGCHLD that lands between reap and select runs its (deferred) handler only after select
   # returns, so the self-pipe cannot always wake us: poll every 10 ms while jobs run.
   my $n = select(my $rout = $rin, undef, undef, %job ? 0.01 : undef);
   next if $n <= 0;
   sysread $wake_r, my $junk, 4096 if vec($rout, fileno $wake_r, 1);
+  for my $fd (keys %pipe) { drain($pipe{$fd}) if vec($rout, $fd, 1) }
   next unless vec($rout, 0, 1);
   my $got = sysread STDIN, $in, 65536, length $in;
   next if !defined $got && $!{EINTR};
