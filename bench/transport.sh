@@ -3,17 +3,22 @@
 #   persistent   the persistent ssh-session transport (libs/exec/src/transport/persistent.ts), with
 #                the perl loop the hosts here have
 #   persistent-sh  the same transport forced onto its POSIX sh loop (hosts without perl)
+#   persistent-mux the persistent transport over the pre-opened masters the xargs floor uses, as
+#                cm-exec runs with --keep-connections: no key exchange in the timed part, like the floor
 #   per-job      the one-ssh-per-job transport (libs/exec/src/transport/ssh.ts), when it exists
 #   parallel     GNU parallel -M (its own ControlMaster connections)
 #   xargs        xargs -P K*S, one `ssh` per job over pre-opened ControlMaster connections (the floor)
 # and prints wall time, jobs/s, CPU per job and ratios against the xargs floor.
 #
-# CPU is counted for the processes of the benchmark only (the machine is shared): the bench
-# shell's waited-for children (driver, ssh clients, parallel, xargs), the ControlMaster processes,
-# and each test sshd with every session it reaped. Ticks come from /proc/<pid>/stat.
+# CPU is the whole machine's (/proc/stat: user, nice, system, irq and softirq time of every CPU), so
+# it includes whatever else runs: the processes of a transport are spread over the bench shell,
+# ssh masters, sshd connections and their sessions, and this counts them all. Run it on a quiet
+# machine. Each contender runs REPEAT times (default 3), in rounds, and the table shows the
+# median run; GNU parallel runs in the first round only (3 minutes a run here).
 #
 #   bench/transport.sh [JOBS [HOSTS [SLOTS]]]     default 2000 4 4
 #   BENCH_ONLY="persistent xargs" bench/transport.sh   only these contenders (xargs, the floor, always runs)
+#   REPEAT=5 bench/transport.sh                       rounds (the median is shown, every run is listed)
 #   bench/transport.sh --driver OUT.cjs           only build the node driver (used by the bats test)
 #
 # The driver reads job lines {"id","command","host"?,"timeout"?,"maxOutput"?,"env"?} on stdin and
@@ -39,11 +44,11 @@ const [kind, configFile, ...rest] = process.argv.slice(2);
 const dash = rest.indexOf('--');
 const names = dash >= 0 ? rest.slice(0, dash) : rest;
 const slots = dash >= 0 ? Number(rest[dash + 1]) : 4;
-const ssh = { configFile, connectTimeout: 10 };
+const ssh = { configFile, connectTimeout: 10, controlDir: process.env.CM_BENCH_CONTROL_DIR };
 function makeTransport(): any {
   if (kind === 'persistent') return new PersistentTransport({ ssh, loop: process.env.CM_REMOTE_LOOP === 'sh' ? 'sh' : 'auto' });
   if (kind === 'ssh' && perJobModule?.SshTransport) {
-    return new perJobModule.SshTransport({ ...ssh, controlDir: process.env.CM_BENCH_CONTROL_DIR, sshOptions: ssh });
+    return new perJobModule.SshTransport(ssh);
   }
   throw new Error(`no transport ${kind}`);
 }
@@ -140,27 +145,9 @@ NAMES=()
 for ((i = 1; i <= K; i++)); do NAMES+=("th$i"); done
 build_driver "$WORK/driver.cjs"
 
-# ticks (utime+stime of self and reaped children) of one process
-ticks_of() {
-  local stat rest
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-  rest=${stat##*) }
-  # shellcheck disable=SC2086
-  set -- $rest
-  echo $((${12} + ${13} + ${14} + ${15}))
-}
-# ticks of everything the benchmark runs: this shell's children, the masters, the sshds
-ticks() {
-  local t name addr slots dir pid start
-  t=$(ticks_of $$)
-  for pid in "${MASTERS[@]}"; do t=$((t + $(ticks_of "$pid"))); done
-  while read -r name addr slots dir; do
-    read -r pid start <"$dir/pid"
-    t=$((t + $(ticks_of "$pid")))
-  done <"$CM_TEST_HOSTS_DIR/th.list"
-  echo "$t"
-}
 HZ=$(getconf CLK_TCK)
+# ticks of the whole machine: user nice system (idle iowait) irq softirq
+machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
 
 # one line per job: the command every contender runs
 seq 1 "$JOBS" >"$WORK/ids"
@@ -168,25 +155,31 @@ awk -v k="$K" '{ printf "{\"id\":\"b%d\",\"command\":\"echo $CM_JOB\",\"host\":\
   "$WORK/ids" >"$WORK/jobs.ndjson"
 awk -v k="$K" '{ printf "th%d b%d\n", ($1 - 1) % k + 1, $1 }' "$WORK/ids" >"$WORK/pairs"
 
-declare -A WALL CPU OK
+# every run of each contender, as space-separated lists; the table shows the median run
+declare -A WALLS CPUS OKS
 measure() { # name, then the command
-  local name=$1 t0 c0 t1 c1 out
+  local name=$1 t0 m0 t1 m1 out
   shift
   sleep 0.5
-  c0=$(ticks)
+  m0=$(machine_ticks)
   t0=$(date +%s%N)
   out=$("$@" 3>&-) || true
   t1=$(date +%s%N)
-  sleep 0.5 # let the sshds reap the sessions that just ended
-  c1=$(ticks)
-  WALL[$name]=$(((t1 - t0) / 1000000))
-  CPU[$name]=$((c1 - c0))
-  OK[$name]=$out
+  m1=$(machine_ticks)
+  WALLS[$name]+="$(((t1 - t0) / 1000000)) "
+  CPUS[$name]+="$((m1 - m0)) "
+  OKS[$name]+="$out "
+}
+# the median run of a contender: wall cpu ok (the run whose wall time is the median)
+median_run() {
+  paste -d' ' <(tr ' ' '\n' <<<"${WALLS[$1]}") <(tr ' ' '\n' <<<"${CPUS[$1]}") <(tr ' ' '\n' <<<"${OKS[$1]}") |
+    grep . | sort -n | awk '{ r[NR] = $0 } END { print r[int((NR + 1) / 2)] }'
 }
 
 # each writes its output to a file (helpers a tool leaves behind must not hold a pipe open), then
 # prints how many jobs succeeded
 # run_persistent NAME LOOP: the persistent transport with the host loop LOOP (auto: perl here, or sh)
+# CM_BENCH_CONTROL_DIR=DIR: its sessions go through the masters in DIR
 run_persistent() {
   CM_REMOTE_LOOP=$2 node "$WORK/driver.cjs" persistent "$CFG" "${NAMES[@]}" -- "$SLOTS" <"$WORK/jobs.ndjson" \
     >"$WORK/out.$1" 2>"$WORK/err.$1"
@@ -221,18 +214,22 @@ for n in "${NAMES[@]}"; do
 done
 
 wanted() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
-measure xargs run_xargs
-if wanted persistent; then measure persistent run_persistent persistent auto; fi
-if wanted persistent-sh; then measure persistent-sh run_persistent persistent-sh sh; fi
-if wanted per-job && [[ -f $REPO/libs/exec/src/transport/ssh.ts ]]; then measure per-job run_perjob; fi
-if wanted parallel; then measure parallel run_parallel; fi
+for ((round = 1; round <= ${REPEAT:-3}; round++)); do
+  measure xargs run_xargs
+  if wanted persistent; then measure persistent run_persistent persistent auto; fi
+  if wanted persistent-sh; then measure persistent-sh run_persistent persistent-sh sh; fi
+  if wanted persistent-mux; then CM_BENCH_CONTROL_DIR=$WORK/ctl measure persistent-mux run_persistent persistent-mux auto; fi
+  if wanted per-job && [[ -f $REPO/libs/exec/src/transport/ssh.ts ]]; then measure per-job run_perjob; fi
+  if ((round == 1)) && wanted parallel; then measure parallel run_parallel; fi
+done
 
-floor=${WALL[xargs]}
-printf '%s jobs (echo $CM_JOB) on %s hosts x %s slots, %s CPUs, load %s\n' "$JOBS" "$K" "$SLOTS" "$(nproc)" \
-  "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-13s %9s %9s %8s %13s %16s\n' transport wall_ms jobs/s ok cpu_ms/job 'x faster/xargs'
-for name in persistent persistent-sh per-job parallel xargs; do
-  [[ -n ${WALL[$name]:-} ]] || { printf '%-13s %9s\n' "$name" 'not run'; continue; }
-  awk -v n="$name" -v w="${WALL[$name]}" -v c="${CPU[$name]}" -v ok="${OK[$name]}" -v j="$JOBS" -v hz="$HZ" -v f="$floor" \
-    'BEGIN { printf "%-13s %9d %9.0f %8s %13.2f %16.2f\n", n, w, j * 1000 / w, ok, c * 1000 / hz / j, f / w }'
+read -r floor _ < <(median_run xargs)
+printf '%s jobs (echo $CM_JOB) on %s hosts x %s slots, %s CPUs, load %s; median of %s runs\n' "$JOBS" "$K" "$SLOTS" \
+  "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "${REPEAT:-3}"
+printf '%-14s %9s %9s %8s %15s %16s   %s\n' transport wall_ms jobs/s ok 'cpu_ms/job (all)' 'x faster/xargs' 'every run: wall_ms'
+for name in persistent persistent-sh persistent-mux per-job parallel xargs; do
+  [[ -n ${WALLS[$name]:-} ]] || { printf '%-14s %9s\n' "$name" 'not run'; continue; }
+  read -r wall cpu ok < <(median_run "$name")
+  awk -v n="$name" -v w="$wall" -v c="$cpu" -v ok="$ok" -v j="$JOBS" -v hz="$HZ" -v f="$floor" -v all="${WALLS[$name]}" \
+    'BEGIN { printf "%-14s %9d %9.0f %8s %15.2f %16.2f   %s\n", n, w, j * 1000 / w, ok, c * 1000 / hz / j, f / w, all }'
 done
