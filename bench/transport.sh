@@ -14,7 +14,7 @@
 # it includes whatever else runs: the processes of a transport are spread over the bench shell,
 # ssh masters, sshd connections and their sessions, and this counts them all. Run it on a quiet
 # machine. Each contender runs REPEAT times (default 3), in rounds, and the table shows the
-# median run; GNU parallel runs in the first round only (3 minutes a run here).
+# median run; GNU parallel runs once, after the rounds (3 minutes a run here).
 #
 #   bench/transport.sh [JOBS [HOSTS [SLOTS]]]     default 2000 4 4
 #   BENCH_ONLY="persistent xargs" bench/transport.sh   only these contenders (xargs, the floor, always runs)
@@ -172,8 +172,13 @@ measure() { # name, then the command
 }
 # the median run of a contender: wall cpu ok (the run whose wall time is the median)
 median_run() {
-  paste -d' ' <(tr ' ' '\n' <<<"${WALLS[$1]}") <(tr ' ' '\n' <<<"${CPUS[$1]}") <(tr ' ' '\n' <<<"${OKS[$1]}") |
-    grep . | sort -n | awk '{ r[NR] = $0 } END { print r[int((NR + 1) / 2)] }'
+  awk -v w="${WALLS[$1]}" -v c="${CPUS[$1]}" -v o="${OKS[$1]}" 'BEGIN {
+    n = split(w, W, " "); split(c, C, " "); split(o, O, " ")
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (W[j] < W[i]) {
+      t = W[i]; W[i] = W[j]; W[j] = t; t = C[i]; C[i] = C[j]; C[j] = t; t = O[i]; O[i] = O[j]; O[j] = t
+    }
+    m = int((n + 1) / 2); print W[m], C[m], O[m]
+  }'
 }
 
 # each writes its output to a file (helpers a tool leaves behind must not hold a pipe open), then
@@ -220,8 +225,9 @@ for ((round = 1; round <= ${REPEAT:-3}; round++)); do
   if wanted persistent-sh; then measure persistent-sh run_persistent persistent-sh sh; fi
   if wanted persistent-mux; then CM_BENCH_CONTROL_DIR=$WORK/ctl measure persistent-mux run_persistent persistent-mux auto; fi
   if wanted per-job && [[ -f $REPO/libs/exec/src/transport/ssh.ts ]]; then measure per-job run_perjob; fi
-  if ((round == 1)) && wanted parallel; then measure parallel run_parallel; fi
 done
+# last, once: it loads the machine for a while after it ends
+if wanted parallel; then measure parallel run_parallel; fi
 
 read -r floor _ < <(median_run xargs)
 printf '%s jobs (echo $CM_JOB) on %s hosts x %s slots, %s CPUs, load %s; median of %s runs\n' "$JOBS" "$K" "$SLOTS" \
