@@ -3,7 +3,9 @@
 #   N tiny jobs (echo $i): cm-exec per transport, GNU parallel -M, and the floor for one ssh client
 #   per job (xargs -P16 over pre-opened multiplexed connections); then 64 x sleep 0.5 on 16 slots
 #   against the ideal 2.0 s, from a cold start and with the masters a previous run kept
-#   (--keep-connections). Prints seconds and ratios in one table.
+#   (--keep-connections). Prints seconds and ratios in one table. The sleep runs are repeated
+#   (SLEEP_REPEAT, default 5) and show the median; beside the wall time of the whole command, the
+#   makespan (first job start to last job end, from the events) shows what the scheduler adds.
 #
 #   bash bench/exec.sh            N=2000 (override: N=400 bash bench/exec.sh)
 #   SKIP_PARALLEL=1               leave GNU parallel out (it is the slowest by far)
@@ -72,17 +74,35 @@ seq "$N" | awk '{ print "th" (NR % 4 + 1), "echo", $1 }' |
 T[xargs-floor]=$(elapsed "$s")
 [[ $(wc -l <"$work/out.xargs") == "$N" ]] || echo "bench: xargs printed $(wc -l <"$work/out.xargs") of $N lines" >&2
 
+# seconds from the first job's start to the last job's end, from the finished events of FILE
+makespan() {
+  node -e 'const e = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse).filter((r) => r.event === "finished");
+    console.log(((Math.max(...e.map((r) => Date.parse(r.end))) - Math.min(...e.map((r) => Date.parse(r.start)))) / 1000).toFixed(2))' "$1"
+}
+# the median of the numbers in $@
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# sleep_runs KEY CMD...: SLEEP_REPEAT timed runs of the 64 sleep jobs; T[KEY] the median wall time,
+# T[KEY-span] the median makespan, T[KEY-all] every wall time
+sleep_runs() {
+  local key=$1 r s walls=() spans=()
+  shift
+  for ((r = 1; r <= ${SLEEP_REPEAT:-5}; r++)); do
+    s=$(now)
+    "$@" --logs "$work/logs" <"$work/sleep.ndjson" >"$work/$key.$r"
+    walls+=("$(elapsed "$s")")
+    spans+=("$(makespan "$work/$key.$r")")
+    check_events "$work/$key.$r" 64
+  done
+  T[$key]=$(median "${walls[@]}")
+  T[$key-span]=$(median "${spans[@]}")
+  T[$key-all]=${walls[*]}
+}
+
 for t in "${transports[@]}"; do
-  s=$(now)
-  cm-exec -q --transport "$t" --logs "$work/logs" <"$work/sleep.ndjson" >"$work/sleep.$t"
-  T[sleep-$t]=$(elapsed "$s")
-  check_events "$work/sleep.$t" 64
-  # warm: a first run leaves the masters up in $HOME/.cm/ssh, the timed second run reuses them
+  sleep_runs "sleep-$t" cm-exec -q --transport "$t"
+  # warm: a first run leaves the masters up in $HOME/.cm/ssh, the timed runs reuse them
   HOME=$work/home cm-exec -q --keep-connections 60 --transport "$t" --run "keep-$t" <<<'{"kind":"job","v":1,"id":"w","task":"w","command":"true","deps":[]}' >/dev/null
-  s=$(now)
-  HOME=$work/home cm-exec -q --keep-connections 60 --transport "$t" --logs "$work/logs" <"$work/sleep.ndjson" >"$work/sleep-warm.$t"
-  T[sleep-warm-$t]=$(elapsed "$s")
-  check_events "$work/sleep-warm.$t" 64
+  HOME=$work/home sleep_runs "sleep-warm-$t" cm-exec -q --keep-connections 60 --transport "$t"
 done
 
 if [[ -z ${SKIP_PARALLEL:-} ]] && command -v parallel >/dev/null; then
@@ -101,10 +121,15 @@ done
 [[ -n ${T[parallel-M]:-} ]] && printf '%-34s %9s  %s\n' "GNU parallel -M" "${T[parallel-M]}" "$(awk -v a="${T[parallel-M]}" -v f="$floor" 'BEGIN { printf "%.2fx the xargs floor", a / f }')"
 printf '%-34s %9s  %s\n' "xargs -P16 ssh (pre-opened masters)" "$floor" "1.00x (floor)"
 echo
-printf '%-34s %9s  %s\n' "64 x sleep 0.5 on 16 slots" seconds "ratio to ideal 2.00 s"
+printf '%-34s %9s  %-22s %s\n' "64 x sleep 0.5 on 16 slots" seconds "ratio to ideal 2.00 s" \
+  "makespan (ratio); every run, s (median of ${SLEEP_REPEAT:-5})"
 for t in "${transports[@]}"; do
-  printf '%-34s %9s  %s\n' "cm-exec --transport $t" "${T[sleep-$t]}" "$(awk -v a="${T[sleep-$t]}" 'BEGIN { printf "%.2fx", a / 2.0 }')"
-  printf '%-34s %9s  %s\n' "  same, masters kept from a run" "${T[sleep-warm-$t]}" "$(awk -v a="${T[sleep-warm-$t]}" 'BEGIN { printf "%.2fx", a / 2.0 }')"
+  for k in "sleep-$t" "sleep-warm-$t"; do
+    label="cm-exec --transport $t"
+    [[ $k == sleep-warm-* ]] && label="  same, masters kept from a run"
+    printf '%-34s %9s  %-22s %s\n' "$label" "${T[$k]}" "$(awk -v a="${T[$k]}" 'BEGIN { printf "%.2fx", a / 2.0 }')" \
+      "$(awk -v a="${T[$k-span]}" 'BEGIN { printf "%.2f (%.2fx)", a, a / 2.0 }'); ${T[$k-all]}"
+  done
 done
 if [[ -n ${T[sleep-parallel-M]:-} ]]; then
   printf '%-34s %9s  %s\n' "GNU parallel -M" "${T[sleep-parallel-M]}" "$(awk -v a="${T[sleep-parallel-M]}" 'BEGIN { printf "%.2fx", a / 2.0 }')"
