@@ -2,7 +2,7 @@
 // Bundles each tools/<cmd>/src/main.ts into one CommonJS file so a command starts with a
 // single file read and no TypeScript loader (cm-plan --help must start in well under 150 ms).
 import { build } from 'esbuild';
-import { readdirSync, existsSync } from 'node:fs';
+import { readdirSync, existsSync, copyFileSync, rmSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -12,10 +12,11 @@ const tools = readdirSync(join(root, 'tools')).filter(
   (name) => existsSync(join(root, 'tools', name, 'src', 'main.ts')) && (only.length === 0 || only.includes(name)),
 );
 await Promise.all(
-  tools.map((name) =>
-    build({
+  tools.map(async (name) => {
+    const dist = join(root, 'tools', name, 'dist');
+    await build({
       entryPoints: [join(root, 'tools', name, 'src', 'main.ts')],
-      outfile: join(root, 'tools', name, 'dist', 'main.cjs'),
+      outfile: join(dist, 'main.cjs'),
       bundle: true,
       platform: 'node',
       target: 'node20',
@@ -25,8 +26,12 @@ await Promise.all(
       legalComments: 'none',
       minifySyntax: true,
       minifyWhitespace: true,
-    }),
-  ),
+    });
+    // the bin script starts the bundle through start.cjs, from V8's code cache once a run made one;
+    // a new bundle must not meet the cache of the old one (V8 would refuse it, at a cost)
+    copyFileSync(join(root, 'scripts', 'start.cjs'), join(dist, 'start.cjs'));
+    rmSync(join(dist, 'main.cjs.cache'), { force: true });
+  }),
 );
 
 // The JSON Schemas in config/schemas/ are written from the protocol's TypeBox definitions, so the

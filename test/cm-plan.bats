@@ -133,6 +133,36 @@ final_value() {
   [ "$output" = 10 ]
 }
 
+@test "NODE_EXTRA_CA_CERTS: node does not load it at start-up, and a local job sees it as it was set" {
+  mkdir home work
+  cd work
+  # node warns on stderr when it fails to load the file at start-up; the bin scripts set it aside
+  run --separate-stderr env -u CM_INVENTORY HOME="$BATS_TEST_TMPDIR/home" NODE_EXTRA_CA_CERTS=/nonexistent/ca.pem bash -c \
+    "set -o pipefail; printf 'def a(): echo \"[\$NODE_EXTRA_CA_CERTS] [\${CM_NODE_EXTRA_CA_CERTS-unset}]\"\na\n' >t.cm
+     cm-plan -f t.cm | cm-exec | cm-reduce"
+  [ "$status" -eq 0 ]
+  [[ $output == *'"stdout":"[/nonexistent/ca.pem] [unset]\n"'* ]]
+  [[ $stderr != *Warning* ]]
+}
+
+@test "start-up code cache: the first run writes it, a corrupt one is refused and rewritten, output the same" {
+  # a copy of the command, so the repository's own cache is left alone
+  mkdir -p copy/bin copy/dist
+  cp "$CM_REPO/tools/cm-plan/bin/cm-plan.js" copy/bin/
+  cp "$CM_REPO/tools/cm-plan/dist/main.cjs" "$CM_REPO/tools/cm-plan/dist/start.cjs" copy/dist/
+  expected=$(cm-plan -d 'a=echo 1' -d 'b=echo 2' 'a | b')
+  run copy/bin/cm-plan.js -d 'a=echo 1' -d 'b=echo 2' 'a | b'
+  [ "$status" -eq 0 ]
+  [ "$output" = "$expected" ]
+  [ -s copy/dist/main.cjs.cache ]
+  head -c 4096 /dev/urandom >copy/dist/main.cjs.cache
+  run copy/bin/cm-plan.js -d 'a=echo 1' -d 'b=echo 2' 'a | b'
+  [ "$status" -eq 0 ]
+  [ "$output" = "$expected" ]
+  [ "$(stat -c %s copy/dist/main.cjs.cache)" -ne 4096 ]
+  ! ls copy/dist/main.cjs.cache.* 2>/dev/null
+}
+
 @test "end to end on real ssh test hosts: the assignment's example, a sweep, a host pin" {
   load helpers/hosts
   cm_hosts_start 2 4

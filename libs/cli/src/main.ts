@@ -89,12 +89,21 @@ const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 
  * expected errors as one line and bugs with a stack, and sets process.exitCode (never
  * process.exit, which would truncate output still in the pipe).
  */
+/** The bin scripts move NODE_EXTRA_CA_CERTS aside for node's start-up; jobs and tools get it back. */
+export function restoreCaCerts(env: NodeJS.ProcessEnv): void {
+  const saved = env.CM_NODE_EXTRA_CA_CERTS;
+  if (saved === undefined) return;
+  env.NODE_EXTRA_CA_CERTS = saved;
+  delete env.CM_NODE_EXTRA_CA_CERTS;
+}
+
 export function runMain(
   name: string,
   usage: string,
   run: (args: DocoptArgs, io: CommandIO) => Promise<number>,
   argv: string[] = process.argv.slice(2),
 ): void {
+  restoreCaCerts(process.env);
   const controller = new AbortController();
   let signalled: string | undefined;
   const onSignal = (sig: NodeJS.Signals): void => {
