@@ -21,8 +21,9 @@
 // Two loops speak this format. Where the host has perl (perl-base is Essential on Debian and
 // Ubuntu, and standard on RHEL-family systems), the sh program hands over to PERL_LOOP: one
 // process that forks each job straight into its sh -c, reads its output from pipes, and ships it
-// as raw length-framed blocks. A job then costs one fork and one exec on the host, where the sh loop spends a runner
-// fork, mkdir, setsid, sh and base64 (about 4.5 ms of CPU against 1 ms on the reference machine).
+// as raw length-framed blocks. A job then costs one fork and one exec on the host, where the sh
+// loop spends a runner fork, mkdir, setsid, sh and base64 (about 4.5 ms of CPU against 1 ms on the
+// reference machine).
 // Elsewhere (busybox, minimal images) the POSIX sh loop runs, with the same semantics.
 
 /** Bumped when the wire format changes; the hello line carries it. */
