@@ -44,6 +44,22 @@ describe('readRecords', () => {
   it('refuses over-long lines without buffering them', async () => {
     await expect(readAll(`${'x'.repeat(5000)}\n`, 1000)).rejects.toThrow(/stdin:1: line longer than 1000 bytes/);
   });
+  it('ends when the input is destroyed while it waits for the next line (a command that stops reading)', async () => {
+    const input = new PassThrough();
+    input.write(`${JSON.stringify(job)}\n`);
+    const seen: string[] = [];
+    const reading = (async () => {
+      for await (const { record } of readRecords(input)) {
+        seen.push((record as { id: string }).id);
+        // the consumer stops reading while the reader waits for more: no end, no error
+        setImmediate(() => input.destroy());
+      }
+      return 'ended';
+    })();
+    const hung = new Promise((resolve) => setTimeout(() => resolve('still waiting'), 2000).unref());
+    expect(await Promise.race([reading, hung])).toBe('ended');
+    expect(seen).toEqual(['a']);
+  });
 });
 
 describe('parseRecords', () => {

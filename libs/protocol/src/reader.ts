@@ -114,6 +114,14 @@ export async function* readRecords(input: Readable, options: ReadOptions = {}): 
     streamError = err;
   });
   input.on('error', (err: Error) => lines.destroy(err));
+  // pipe() passes on an end, not a destroy: a consumer that stops reading (cm-exec after EPIPE or
+  // SIGINT destroys stdin) would leave this loop waiting for a line that never comes
+  let stopped = false;
+  input.on('close', () => {
+    if (input.readableEnded || lines.destroyed) return;
+    stopped = true;
+    lines.destroy();
+  });
   try {
     for await (const text of lines as AsyncIterable<string>) {
       if (text === OVERLONG) throw new InputError(source, line + 1, undefined, `line longer than ${maxLength} bytes`);
@@ -134,6 +142,7 @@ export async function* readRecords(input: Readable, options: ReadOptions = {}): 
     }
   } catch (err) {
     if (err instanceof InputError) throw err;
+    if (stopped && streamError === undefined) return;
     throw (streamError ?? err) as Error;
   }
   if (streamError) throw streamError;
