@@ -90,7 +90,7 @@ const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 
  * process.exit, which would truncate output still in the pipe).
  */
 /** The bin scripts move NODE_EXTRA_CA_CERTS aside for node's start-up; jobs and tools get it back. */
-export function restoreCaCerts(env: NodeJS.ProcessEnv): void {
+function restoreCaCerts(env: NodeJS.ProcessEnv): void {
   const saved = env.CM_NODE_EXTRA_CA_CERTS;
   if (saved === undefined) return;
   env.NODE_EXTRA_CA_CERTS = saved;

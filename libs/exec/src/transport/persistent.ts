@@ -314,7 +314,7 @@ class Session {
     this.onDeath(this);
   }
 
-  /** Ends the loop (which kills what still runs and removes its temp dir) and waits for ssh to exit. */
+  /** Ends the loop (which kills what still runs, and the sh loop removes its temp dir) and waits for ssh to exit. */
   async close(): Promise<void> {
     if (!this.child) {
       this.die('closed');
