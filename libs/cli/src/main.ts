@@ -52,6 +52,11 @@ export function str(args: DocoptArgs, key: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/** `args` with option `key` taken from an environment variable's `value` when the command line has none (an empty variable counts as unset). */
+export function envDefault(args: DocoptArgs, key: string, value: string | undefined): DocoptArgs {
+  return str(args, key) !== undefined || !value ? args : { ...args, [key]: value };
+}
+
 export function strs(args: DocoptArgs, key: string): string[] {
   const v = args[key];
   if (Array.isArray(v)) return v;

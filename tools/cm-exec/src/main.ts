@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { CmError, ExitCode, PATTERNS } from '@cm/protocol';
-import { EXIT_CODES, flag, intOpt, numOpt, runMain, str, type CommandIO, type DocoptArgs } from '@cm/cli';
+import { envDefault, EXIT_CODES, flag, intOpt, numOpt, runMain, str, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { loadInventory } from '@cm/inventory';
 import { DEFAULT_TRANSPORT, execute, parseHalt, type HaltPolicy, type RemoteLoop, type TransportName } from '@cm/exec';
 import { execSlurm, type SlurmMode } from '@cm/slurm';
@@ -117,13 +117,13 @@ interface Args {
   verbose: boolean;
 }
 
-function toArgs(a: DocoptArgs, env: NodeJS.ProcessEnv): Args {
+function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv): Args {
+  const a = envDefault(envDefault(argv, '--remote-loop', env.CM_REMOTE_LOOP), '--keep-connections', env.CM_KEEP_CONNECTIONS);
   const transport = str(a, '--transport') ?? DEFAULT_TRANSPORT;
   if (transport !== 'ssh' && transport !== 'persistent') {
     throw new CmError(`--transport must be ssh or persistent, got ${JSON.stringify(transport)}`, ExitCode.USAGE);
   }
-  // an empty variable counts as unset, as for $CM_INVENTORY
-  const remoteLoop = str(a, '--remote-loop') ?? (env.CM_REMOTE_LOOP || 'auto');
+  const remoteLoop = str(a, '--remote-loop') ?? 'auto';
   if (remoteLoop !== 'auto' && remoteLoop !== 'sh') {
     throw new CmError(`--remote-loop must be auto or sh, got ${JSON.stringify(remoteLoop)}`, ExitCode.USAGE);
   }
@@ -160,7 +160,7 @@ function toArgs(a: DocoptArgs, env: NodeJS.ProcessEnv): Args {
     strictHostKeys: flag(a, '--strict-host-keys'),
     sshConfig: str(a, '--ssh-config'),
     connectTimeout: intOpt(a, '--connect-timeout', { min: 1 }) ?? 10,
-    keepConnections: intOpt({ '--keep-connections': str(a, '--keep-connections') ?? (env.CM_KEEP_CONNECTIONS || null) }, '--keep-connections') ?? 0,
+    keepConnections: intOpt(a, '--keep-connections') ?? 0,
     dryRun: flag(a, '--dry-run'),
     quiet: flag(a, '--quiet'),
     verbose: flag(a, '--verbose'),
