@@ -4,7 +4,7 @@
 load helpers/common
 load helpers/hosts
 
-FIXTURES=/work/shared/fixtures/vagrant
+FIXTURES=$BATS_TEST_DIRNAME/helpers/vagrant-captures
 
 setup_file() {
   cm_hosts_start 3 2
