@@ -14,6 +14,22 @@ packages=(
   util-linux     # unshare
   mount          # mount --bind inside each host's mount namespace
   jq             # bats suites read NDJSON records with jq
+  nftables       # nft: the fault suite's host that drops every packet
+  bc             # bench/: seconds and ratios
+  time           # /usr/bin/time -v: peak RSS in bench/plan.sh
+  perl           # the persistent transport's job loop on the test hosts (perl -c in the suite)
+)
+
+# Every program a suite, helper or benchmark calls, with the package that brings it. Checked after the
+# install, so a missing one is named here, not met later as a failing test. (The Vagrant and Slurm
+# labs install and check their own: test/helpers/vagrant-lab.sh, test/helpers/slurm-lab.sh.)
+programs=(
+  sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client scp:openssh-client
+  parallel:parallel rsync:rsync ip:iproute2 ss:iproute2 tc:iproute2 ps:procps pgrep:procps
+  pstree:psmisc fuser:psmisc unshare:util-linux nsenter:util-linux setsid:util-linux flock:util-linux
+  mount:mount jq:jq nft:nftables bc:bc perl:perl timeout:coreutils
+  sha256sum:coreutils script:bsdutils tar:tar awk:mawk xargs:findutils find:findutils
+  /usr/bin/time:time
 )
 
 missing=()
@@ -42,6 +58,21 @@ if ((${#missing[@]})); then
   trap '((own_policy)) && rm -f "$policy"' EXIT
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+
+absent=()
+for entry in "${programs[@]}"; do
+  prog=${entry%%:*}
+  # sshd lives in /usr/sbin, which a non-root PATH may leave out; a path is that file (not a builtin)
+  if [[ $prog == /* ]]; then
+    [[ -x $prog ]] || absent+=("$prog (package ${entry#*:})")
+  else
+    command -v "$prog" >/dev/null || [[ -x /usr/sbin/$prog ]] || absent+=("$prog (package ${entry#*:})")
+  fi
+done
+if ((${#absent[@]})); then
+  printf 'install-deps.sh: still missing after the install: %s\n' "${absent[@]}" >&2
+  exit 4
 fi
 
 # sshd's privilege separation directory, normally made at boot by systemd-tmpfiles
