@@ -32,11 +32,6 @@ exec_() {
   cm-exec --transport "$CM_EXEC_TRANSPORT" "$@"
 }
 
-# processes on this machine whose command line holds TOKEN (test hosts share the process table)
-left_behind() {
-  ps -eo args= | grep -F -- "$1" | grep -v -e grep -e 'ps -eo' || true
-}
-
 @test "slots are never exceeded: the largest number of concurrent jobs per host equals its slots" {
   local d=/tmp/cm-exec-slots.$$.$BATS_TEST_NUMBER
   mkdir -p "$d"
@@ -131,8 +126,12 @@ lock; n=\$((\$(cat \$d/n) - 1)); echo \$n > \$d/n; rmdir \$d/lock"
 }
 
 @test "a host whose sshd is killed mid-run loses no job: all finish on the other hosts" {
-  for i in $(seq 1 30); do job "k$i" "sleep 0.3; echo $i"; done >"$BATS_TEST_TMPDIR/jobs"
-  (sleep 1 && cm_host_kill 1) 3>&- &
+  local home
+  home=$(cm_host_home th1)
+  rm -f "$home"/k.*
+  for i in $(seq 1 30); do job "k$i" "touch \$HOME/k.$i; sleep 0.3; echo $i"; done >"$BATS_TEST_TMPDIR/jobs"
+  # th1 dies once a job of the run is in flight there
+  (wait_for 60 compgen -G "$home/k.*" >/dev/null && cm_host_kill 1) 3>&- &
   local killer=$!
   run --separate-stderr exec_ <"$BATS_TEST_TMPDIR/jobs"
   wait "$killer"
@@ -167,11 +166,7 @@ lock; n=\$((\$(cat \$d/n) - 1)); echo \$n > \$d/n; rmdir \$d/lock"
   before=$(wc -l <"$log")
   ((before >= 8 && before < 40))
   # the remote wrappers see their ssh go away and kill the jobs' process groups
-  for _ in $(seq 1 100); do
-    [[ -z $(left_behind "$tok") ]] && break
-    sleep 0.05
-  done
-  assert_equal "$(left_behind "$tok")" ""
+  assert_none_left "$tok"
   run --separate-stderr exec_ --joblog "$log" --resume <"$BATS_TEST_TMPDIR/jobs"
   assert_equal "$status" 0
   assert_equal "$(node -e 'const ids = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map((l) => JSON.parse(l).job);
@@ -193,8 +188,7 @@ lock; n=\$((\$(cat \$d/n) - 1)); echo \$n > \$d/n; rmdir \$d/lock"
   assert_equal "$status" 1
   assert_equal "$(field gave-up reason <<<"$output")" "timeout after 1s"
   assert_equal "$(field gave-up signal <<<"$output")" SIGKILL
-  sleep 0.3
-  assert_equal "$(left_behind "$tok")" ""
+  assert_none_left "$tok"
 }
 
 @test "SIGTERM stops the run: running jobs are killed on their hosts, exit 143, nothing joblogged for them" {
@@ -203,18 +197,16 @@ lock; n=\$((\$(cat \$d/n) - 1)); echo \$n > \$d/n; rmdir \$d/lock"
   cm-exec --transport "$CM_EXEC_TRANSPORT" --joblog "$log" <"$BATS_TEST_TMPDIR/jobs" >"$BATS_TEST_TMPDIR/out" 2>/dev/null 3>&- &
   local pid=$!
   for _ in $(seq 1 300); do
-    [[ $(grep -c '"started"' "$BATS_TEST_TMPDIR/out" 2>/dev/null) -ge 3 && -n $(left_behind "sleep 60") ]] && break
+    [[ $(grep -c '"started"' "$BATS_TEST_TMPDIR/out" 2>/dev/null) -ge 3 && $(left_behind "$tok" | wc -l) -ge 3 ]] && break
     sleep 0.02
   done
-  sleep 0.3
   kill -TERM "$pid"
   local rc=0
   wait "$pid" || rc=$?
   assert_equal "$rc" 143
   assert_equal "$(field gave-up job <"$BATS_TEST_TMPDIR/out" | wc -l)" 3
   assert_equal "$(wc -c <"$log")" 0
-  sleep 0.3
-  assert_equal "$(left_behind "$tok")" ""
+  assert_none_left "$tok"
 }
 
 @test "--halt now,fail=1 stops at the first failure: running jobs cancelled, the rest never started, exit 5" {
@@ -230,8 +222,7 @@ lock; n=\$((\$(cat \$d/n) - 1)); echo \$n > \$d/n; rmdir \$d/lock"
   assert_equal "$(field finished job <<<"$output")" bad
   assert_equal "$(field gave-up job <<<"$output" | sort | tr '\n' ' ')" "later slow1 slow2 "
   assert_equal "$(field gave-up reason <<<"$output" | sort -u)" halted
-  sleep 0.3
-  assert_equal "$(left_behind "$tok")" ""
+  assert_none_left "$tok"
 }
 
 @test "malformed input exits 3 naming line 1 and runs nothing" {
@@ -276,6 +267,13 @@ EOF
 masters_of() {
   ps -eo args= | grep -E '^ssh' | grep -F -- "$1/" | grep -v grep || true
 }
+# a master is up once its socket is bound under its final name (%C: 40 hex digits), which ssh does
+# after authenticating; before that, `ssh -f` may still fail, and a master is only a process
+has_master() {
+  [[ -n $(masters_of "$1") && -n $(find "$1" -type s -regextype egrep -regex '.*/[0-9a-f]{40}') ]]
+}
+no_master() { [[ -z $(masters_of "$1") ]]; }
+is_empty_dir() { [[ -z $(ls -A "$1") ]]; }
 
 @test "no ssh master or control folder outlives a run; a SIGKILLed run's are closed by the next" {
   # short: socket paths inside must stay under 108 bytes (a long TMPDIR makes cm-exec use /tmp)
@@ -290,8 +288,7 @@ masters_of() {
   job b 'sleep 30' >"$BATS_TEST_TMPDIR/jobs"
   TMPDIR=$tmp exec_ <"$BATS_TEST_TMPDIR/jobs" >/dev/null 2>&1 3>&- &
   local bg=$! dir pid
-  for _ in $(seq 100); do [[ -n $(masters_of "$tmp") ]] && break; sleep 0.1; done
-  [[ -n $(masters_of "$tmp") ]]
+  wait_for 30 has_master "$tmp"
   # the folder is named after cm-exec's pid: SIGKILL exactly that process
   dir=$(ls "$tmp")
   pid=${dir#cm-exec-}
@@ -300,12 +297,13 @@ masters_of() {
   wait "$bg" || true
   # the killed run's folder and master are still there ...
   assert_equal "$(ls "$tmp")" "$dir"
-  [[ -n $(masters_of "$tmp") ]]
+  has_master "$tmp"
   job c 'true' >"$BATS_TEST_TMPDIR/jobs"
   TMPDIR=$tmp exec_ <"$BATS_TEST_TMPDIR/jobs" >/dev/null
   # ... until the next run closes them
-  for _ in $(seq 50); do [[ -z $(ls "$tmp") ]] && break; sleep 0.1; done
+  wait_for 20 is_empty_dir "$tmp" || true
   assert_equal "$(ls "$tmp")" ""
+  wait_for 20 no_master "$tmp" || true
   assert_equal "$(masters_of "$tmp")" ""
   rmdir "$tmp"
 }

@@ -37,6 +37,11 @@ setup() {
 
 cm_exec_js=$CM_REPO/tools/cm-exec/dist/main.cjs
 
+# started_all N FILE: FILE holds at least N started events
+started_all() {
+  (($(grep -c '"event":"started"' "$2" 2>/dev/null) >= $1))
+}
+
 slurm_run() {
   cm-exec --engine slurm "$@"
 }
@@ -162,10 +167,9 @@ EOF
     # the step is gone from Slurm, not left running
     assert_equal "$(squeue -h -s -o %j | grep -c '^slow$')" 0
   done
-  # and so is the job's process on the node (killed, not orphaned)
-  sleep 1
-  run pgrep -f 'cm-slurm-bats-late'
-  assert_equal "$status" 1
+  # and so is the job's process on the node (killed, not orphaned), once slurmd has reaped it
+  wait_for 20 none_left cm-slurm-bats-late || true
+  assert_equal "$(left_behind cm-slurm-bats-late)" ""
 }
 
 @test "Slurm not installed: exit 4 and a clear message, before any event" {
@@ -190,13 +194,8 @@ EOF
     # node itself in the background (not a function's subshell), so the signal reaches it
     node "$cm_exec_js" --engine slurm --slurm-mode "$mode" --run "int-$mode" <sleep.ndjson >events.ndjson &
     local pid=$!
-    # wait until Slurm has the work, then interrupt
-    local i
-    for i in $(seq 1 100); do
-      (($(squeue -h -o %j | grep -cE "^(cm-int-$mode|s[1-3])$") > 0)) && break
-      sleep 0.1
-    done
-    sleep 0.5
+    # wait until the three jobs run, then interrupt
+    wait_for 60 started_all 3 events.ndjson
     kill -INT "$pid"
     local rc=0
     wait "$pid" || rc=$?

@@ -39,10 +39,6 @@ get() {
     }' "$1" "$2"
 }
 
-left_behind() {
-  ps -eo args= | grep -F -- "$1" | grep -v -e grep -e 'ps -eo' || true
-}
-
 @test "output that looks like framing, without a final newline, comes back exactly; exit 3 is exit 3" {
   # header-like lines, end-of-block lines and base64 text, as the loop itself writes them
   job frames th1 'printf "cm0123456789abcdef 1 x 0 -\n.\nQUJD\ncm0123456789abcdef 2 o\n.\nlast"; printf "%s" "$CM_JOB" >&2; exit 3' \
@@ -96,8 +92,7 @@ left_behind() {
   assert_equal "$(get t reason <<<"$output")" "timeout after 1s"
   assert_equal "$(get t exit <<<"$output")" 143
   assert_equal "$(get t signal <<<"$output")" SIGTERM
-  sleep 0.3
-  assert_equal "$(left_behind "$tok")" ""
+  assert_none_left "$tok"
 }
 
 @test "sshd killed mid-run: the jobs in flight there did not run (ran false), the other host's did" {

@@ -2,7 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { ControlDir, sweepStale } from './control';
 
 const root = mkdtempSync(join(tmpdir(), 'cm-control-spec-'));
@@ -41,7 +41,8 @@ describe('ControlDir', () => {
     const old = join(tmp, 'cm-t-abcDEF');
     for (const d of [dead, alive, other, old]) mkdirSync(d);
     sweepStale('cm-t', tmp);
-    await new Promise((r) => setTimeout(r, 200));
+    // the sweep asks each dead folder's masters to exit, then removes the folder
+    await vi.waitFor(() => expect(existsSync(dead)).toBe(false), { timeout: 10000, interval: 20 });
     live.kill();
     expect([dead, alive, other, old].map((d) => existsSync(d))).toEqual([false, true, true, true]);
   });

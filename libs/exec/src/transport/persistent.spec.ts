@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setMaxListeners } from 'node:events';
 import type { HostRecord } from '@cm/protocol';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PERSISTENT_UNAVAILABLE, PersistentTransport, type PersistentTransportOptions } from './persistent';
 import type { RemoteLoop } from './remote-loop';
 import type { JobLaunch } from './types';
@@ -118,8 +118,11 @@ describe.each(['auto', 'sh'] as const)('PersistentTransport over a local sh, loo
   it('cancels through the abort signal', async () => {
     const { t } = transport();
     const ac = new AbortController();
-    const p = t.run(host, job('sleep 30'), ac.signal);
-    setTimeout(() => ac.abort(), 200);
+    const token = `30.${process.pid}${n}`;
+    const p = t.run(host, job(`sleep ${token}`), ac.signal);
+    // cancelled while it runs on the host, not before it got there
+    await vi.waitFor(() => expect(processesWith(`sleep ${token}`)).not.toEqual([]), { timeout: 10000, interval: 20 });
+    ac.abort();
     expect(await p).toMatchObject({ ran: true, reason: 'cancelled', exit: 143, signal: 'SIGTERM' });
     const pre = new AbortController();
     pre.abort();
@@ -161,7 +164,7 @@ describe.each(['auto', 'sh'] as const)('PersistentTransport over a local sh, loo
     expect((await t.run(host, job('echo warm'), never)).exit).toBe(0);
     const token = `88.${process.pid}${n}`;
     const inflight = t.run(host, job(`sleep ${token}`), never);
-    await new Promise((r) => setTimeout(r, 200));
+    await vi.waitFor(() => expect(processesWith(`sleep ${token}`)).not.toEqual([]), { timeout: 10000, interval: 20 });
     // SIGKILL the loop itself, as a dead sshd or a cut network would end it: no goodbye, pipes closed
     const loopPid = Number(readFileSync(pidFile, 'utf8').trim().split('\n').pop());
     process.kill(loopPid, 'SIGKILL');
