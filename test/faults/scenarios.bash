@@ -17,6 +17,9 @@ FAULTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 faults_hosts_start() {
   cm_hosts_start 3 2 || return 1
   cm_ns_host_start nsh1 2 || return 1
+  # nsh1 stops answering in two scenarios: its own inventory options let ssh notice within 3 s
+  # (ServerAlive every second, 3 unanswered) instead of the default 45 s
+  cm_host_options nsh1 'ServerAliveInterval: 1' 'ServerAliveCountMax: 3' || return 1
   cm_slow_host_start slow1 th1 200 || return 1
 }
 
@@ -167,8 +170,8 @@ fault_drop_before() {
     "sum=$(value_of "$FT/dropb.val") $(jq -r 'select(.event=="host-down") | .reason' "$FT/dropb.out" | head -1)"
 }
 
-# The host stops answering while its jobs run: ssh notices only through ServerAlive (15 s x 3 in
-# @cm/ssh), then the jobs move. When the packets flow again, the host's sessions must end.
+# The host stops answering while its jobs run: ssh notices only through ServerAlive (15 s x 3 by
+# default in @cm/ssh; nsh1's inventory says 1 s x 3), then the jobs move. When the packets flow again, the host's sessions must end.
 fault_drop_mid_run() {
   local tok=cmf-dropm$$ a check=ok dropper
   plan "$FT/dropm.jobs" 12 ": $tok; sleep 2; echo \$i"

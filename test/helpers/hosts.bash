@@ -8,6 +8,7 @@
 #   cm_host_freeze I / cm_host_thaw I   th$I hangs (SIGSTOP of its sshd and sessions) / resumes
 #   cm_host_home NAME              the directory that is NAME's /root (its login directory)
 #   cm_ssh NAME CMD...             ssh to a test host with the generated ssh_config
+#   cm_host_options NAME 'K: v'... the host's own ssh options in the inventory
 #
 # Everything lives in $CM_TEST_HOSTS_DIR (default $BATS_FILE_TMPDIR/cm-hosts, else a mktemp dir):
 # inventory.yaml ($CM_INVENTORY), ssh_config ($CM_TEST_SSH_CONFIG), id_ed25519, known_hosts.
@@ -209,6 +210,15 @@ _cm_known_hosts() {
 }
 
 # inventory.yaml (docs/design.md format) and ssh_config from th.list and m.list
+# cm_host_options NAME 'Key: value'...: the host's own ssh options in the inventory (rewritten now)
+cm_host_options() {
+  local name=${1:?usage: cm_host_options NAME 'Key: value'...}
+  shift
+  mkdir -p "$CM_TEST_HOSTS_DIR/options"
+  printf '%s\n' "$@" >"$CM_TEST_HOSTS_DIR/options/$name"
+  _cm_write_configs
+}
+
 _cm_write_configs() {
   local d=$CM_TEST_HOSTS_DIR port=${CM_TEST_HOSTS_PORT:-22} name addr slots dir tags
   _cm_known_hosts
@@ -229,6 +239,11 @@ _cm_write_configs() {
       [[ $port == 22 ]] || echo "    port: $port"
       echo "    slots: $slots"
       echo "    tags: [$tags]"
+      # a host's own ssh options (cm_host_options)
+      if [[ -s $d/options/$name ]]; then
+        echo "    options:"
+        sed 's/^/      /' "$d/options/$name"
+      fi
     done < <(cat "$d/th.list" "$d/m.list")
   } >"$d/inventory.yaml.tmp" && mv "$d/inventory.yaml.tmp" "$d/inventory.yaml"
   {
