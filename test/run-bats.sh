@@ -118,15 +118,15 @@ for run_ in "${runs[@]}"; do
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
   line="$run_: $pass passed, $fail failed, $skip skipped, ${secs}s$note"
   echo "=== $line"
-  report+=("$line")
+  report+=("$secs $line")
   total_pass=$((total_pass + pass))
   total_fail=$((total_fail + fail))
   total_skip=$((total_skip + skip))
 done
 
 echo
-echo "bats, per file:"
-for line in "${report[@]}"; do echo "  $line"; done
+echo "bats, per file, slowest first:"
+((${#report[@]})) && printf '%s\n' "${report[@]}" | sort -rn -k1,1 | cut -d' ' -f2- | sed 's/^/  /'
 ((total_skip)) && echo "$total_skip skipped"
 summary="$total_pass passed, $total_fail failed"
 [[ -n ${CM_BATS_SUMMARY:-} ]] && echo "$summary" >"$CM_BATS_SUMMARY"
