@@ -5,12 +5,13 @@
 #   cm steps            one allocation, every job an srun step (the default engine mode)
 #   cm workers          one allocation, one srun step per node running cm's persistent job loop
 #   cm jobs+arrays      sbatch per group of jobs with the same deps (one array here)
-#   cm jobs             one sbatch per job (--no-arrays)
 #   raw srun steps      xargs -P6 srun --exclusive inside one salloc: the floor for steps
 #   raw sbatch          N x sbatch --wrap, then wait for the queue: the floor for jobs
 #   raw array           one sbatch --array=1-N, then wait
 #   cm-exec localhost   the ssh engine's local host, for scale (when cm-exec is built)
-# and a chain of L jobs linked by deps (seconds per link) in both cm modes.
+# and a chain of L jobs linked by deps (seconds per link) in every cm mode; in jobs mode each link is
+# its own sbatch (no array), which is what one sbatch per job costs.
+# Every cm row is `cm-exec --engine slurm`, as a user runs it.
 #
 #   bash bench/slurm.sh          N=200 L=10 (override: N=500 L=5 bash bench/slurm.sh)
 set -uo pipefail
@@ -30,7 +31,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-"$REPO/test/helpers/slurm-build.sh" "$work/slurm-run.cjs" || exit 70
+[[ -f $REPO/tools/cm-exec/dist/main.cjs ]] || node "$REPO/scripts/build.mjs" cm-exec || exit 70
+# slurm MODE RUN: cm-exec on the cluster, jobs on stdin, events on stdout
+slurm() { cm-exec -q --engine slurm --slurm-mode "$1" --run "$2"; }
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
@@ -57,10 +60,9 @@ measure() { # NAME COMMAND...
   order+=("$1")
 }
 
-cm_steps() { node "$work/slurm-run.cjs" --run steps <"$work/tiny.ndjson" >"$work/out.steps"; }
-cm_workers() { node "$work/slurm-run.cjs" --mode workers --run workers <"$work/tiny.ndjson" >"$work/out.workers"; }
-cm_arrays() { node "$work/slurm-run.cjs" --mode jobs --run arrays <"$work/tiny.ndjson" >"$work/out.arrays"; }
-cm_jobs() { node "$work/slurm-run.cjs" --mode jobs --no-arrays --run jobs <"$work/tiny.ndjson" >"$work/out.jobs"; }
+cm_steps() { slurm steps steps <"$work/tiny.ndjson" >"$work/out.steps"; }
+cm_workers() { slurm workers workers <"$work/tiny.ndjson" >"$work/out.workers"; }
+cm_arrays() { slurm jobs arrays <"$work/tiny.ndjson" >"$work/out.arrays"; }
 raw_steps() {
   salloc --no-shell -N 1-3 --exclusive -J bench-raw >/dev/null 2>&1
   local a
@@ -82,12 +84,12 @@ raw_array() {
   wait_queue "$id"
 }
 cm_exec_local() { env -u CM_INVENTORY cm-exec -q <"$work/tiny.ndjson" >"$work/out.local"; }
-chain_steps() { node "$work/slurm-run.cjs" <"$work/chain.ndjson" >"$work/out.chain-steps"; }
-chain_workers() { node "$work/slurm-run.cjs" --mode workers <"$work/chain.ndjson" >"$work/out.chain-workers"; }
-chain_jobs() { node "$work/slurm-run.cjs" --mode jobs <"$work/chain.ndjson" >"$work/out.chain-jobs"; }
+chain_steps() { slurm steps chain-steps <"$work/chain.ndjson" >"$work/out.chain-steps"; }
+chain_workers() { slurm workers chain-workers <"$work/chain.ndjson" >"$work/out.chain-workers"; }
+chain_jobs() { slurm jobs chain-jobs <"$work/chain.ndjson" >"$work/out.chain-jobs"; }
 
 # warm-up: page cache, munge credentials, node daemons awake
-echo '{"kind":"job","v":1,"id":"w","task":"w","command":"true","deps":[]}' | node "$work/slurm-run.cjs" >/dev/null
+echo '{"kind":"job","v":1,"id":"w","task":"w","command":"true","deps":[]}' | slurm steps warm >/dev/null
 
 measure "cm steps" cm_steps
 check_events "$work/out.steps" "$N"
@@ -97,8 +99,6 @@ check_events "$work/out.workers" "$N"
 measure "cm jobs+arrays" cm_arrays
 check_events "$work/out.arrays" "$N"
 measure "raw array" raw_array
-measure "cm jobs" cm_jobs
-check_events "$work/out.jobs" "$N"
 measure "raw sbatch" raw_sbatch
 if [[ -f $REPO/tools/cm-exec/dist/main.cjs ]]; then
   # in $work: no ./cm.yaml, and HOME is scratch, so cm-exec uses its embedded localhost inventory
@@ -123,7 +123,6 @@ for k in "${order[@]}"; do
   case $k in
   "cm steps" | "cm workers") peer="raw srun steps" ;;
   "cm jobs+arrays") peer="raw array" ;;
-  "cm jobs") peer="raw sbatch" ;;
   esac
   ratio=
   [[ -n $peer ]] && ratio=$(awk -v a="${T[$k]}" -v b="${T[$peer]}" 'BEGIN { printf "%.2fx the time of %s", a / b, "'"$peer"'" }')

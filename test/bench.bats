@@ -1,0 +1,86 @@
+#!/usr/bin/env bats
+# Every script in bench/ runs once at a tiny size and prints its table, so no benchmark rots between
+# the runs that measure (npm run bench). Figures are not checked: tests never assert speed. What is
+# checked: exit 0, the table's lines, and none of the "bench: ..." complaints a script prints when a
+# contender gave wrong or missing results.
+
+load helpers/common
+
+# bench NAME [ENV=VALUE...] [-- ARGS...]: runs bench/NAME.sh with the environment given, stdout and
+# stderr apart
+bench() {
+  local name=$1 envs=() args=()
+  shift
+  while (($#)) && [[ $1 != -- ]]; do
+    envs+=("$1")
+    shift
+  done
+  [[ ${1:-} == -- ]] && shift
+  args=("$@")
+  run --separate-stderr env "${envs[@]}" bash "$CM_REPO/bench/$name.sh" "${args[@]}"
+}
+
+# no_complaints: the script's stderr holds no "bench: ..." line
+no_complaints() {
+  assert_equal "$(grep '^bench: ' <<<"$stderr" || true)" ""
+}
+
+@test "bench/exec.sh at 20 jobs: cm-exec per transport, GNU parallel -M and the xargs floor, then the sleep test" {
+  bench exec N=20 SLEEP_REPEAT=1
+  assert_equal "$status" 0
+  no_complaints
+  assert_line --regexp '^cm-exec --transport persistent +[0-9.]+  [0-9.]+x the xargs floor'
+  assert_line --regexp '^cm-exec --transport ssh +[0-9.]+  '
+  assert_line --regexp '^GNU parallel -M +[0-9.]+  '
+  assert_line --regexp '^xargs -P16 ssh \(pre-opened masters\) +[0-9.]+  1\.00x \(floor\)'
+  assert_line --regexp '^  same, masters kept from a run +[0-9.]+  [0-9.]+x'
+}
+
+@test "bench/transport.sh at 24 jobs on 2 hosts x 2 slots: every contender against the xargs floor" {
+  bench transport REPEAT=1 -- 24 2 2
+  assert_equal "$status" 0
+  no_complaints
+  assert_line --regexp '^24 jobs \(echo \$CM_JOB\) on 2 hosts x 2 slots'
+  for name in persistent persistent-sh persistent-mux per-job parallel xargs; do
+    assert_line --regexp "^$name +[0-9]+ +[0-9]+ +24 "
+  done
+}
+
+@test "bench/plan.sh at 2000 runs: cm-plan, awk and GNU parallel --dry-run" {
+  bench plan -- 2000
+  assert_equal "$status" 0
+  assert_line --regexp '^tool +lines +wall_s'
+  for name in cm-plan awk parallel; do
+    assert_line --regexp "^$name +2000 "
+  done
+  assert_line --regexp '^cm-plan --help: '
+}
+
+@test "bench/fetch.sh with 10 small files and 1 MB: cm-fetch, scp and rsync" {
+  bench fetch BENCH_SMALL=10 BENCH_BIG_MB=1
+  assert_equal "$status" 0
+  assert_line '== 10 small files (40 KiB)'
+  assert_line '== one 1 MB file'
+  assert_line --regexp '^small, scp -r.*: +[0-9.]+$'
+  assert_line --regexp '^big, +rsync.*: +[0-9.]+$'
+}
+
+@test "bench/hosts-check.sh on 4 hosts: cm-hosts check against one plain ssh" {
+  bench hosts-check BENCH_HOSTS=4 BENCH_REPEAT=1
+  assert_equal "$status" 0
+  assert_line --regexp '^one plain ssh round trip \(ssh m1 true\): +[0-9.]+ s'
+  assert_line --regexp '^cm-hosts check, 4 hosts in parallel: +[0-9.]+ s'
+}
+
+@test "bench/slurm.sh at 6 jobs and a chain of 2: every cm-exec --engine slurm mode against raw Slurm" {
+  bench slurm N=6 L=2
+  if ((status == 4)) && [[ $stderr == *"slurm-lab"* ]]; then
+    skip "the Slurm lab could not start: $(tail -1 <<<"$stderr")"
+  fi
+  assert_equal "$status" 0
+  no_complaints
+  assert_line --regexp '^cm steps +[0-9.]+ +[0-9.]+ [0-9.]+x the time of raw srun steps'
+  assert_line --regexp '^cm workers +[0-9.]+ '
+  assert_line --regexp '^cm jobs\+arrays +[0-9.]+ +[0-9.]+ [0-9.]+x the time of raw array'
+  assert_line --regexp '^chain cm jobs +[0-9.]+ s'
+}
