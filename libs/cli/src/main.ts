@@ -4,7 +4,7 @@ const { docopt } = docoptModule;
 // @types/docopt does not declare the error class docopt throws for a command line that does not match.
 const { DocoptExit } = docoptModule as unknown as { DocoptExit: new (message: string) => Error };
 import type { Readable, Writable } from 'node:stream';
-import { CmError, ExitCode } from '@cm/protocol';
+import { CmError, ExitCode, signalNumber } from '@cm/protocol';
 
 /** Printed at the end of every command's usage text, word for word. */
 export const EXIT_CODES = `Exit codes (the same for every cm command):
@@ -87,7 +87,6 @@ export function numOpt(args: DocoptArgs, key: string): number | undefined {
   return n;
 }
 
-const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 
 /**
  * The whole life of a command: wires process streams, turns signals into an AbortSignal, prints
@@ -114,10 +113,10 @@ export function runMain(
   const onSignal = (sig: NodeJS.Signals): void => {
     if (signalled) {
       // A second Ctrl-C means "now": skip the graceful stop.
-      process.exit(128 + (SIGNAL_NUMBERS[sig] ?? 2));
+      process.exit(128 + (signalNumber(sig) ?? 2));
     }
     signalled = sig;
-    controller.abort(new CmError(`interrupted by ${sig}`, 128 + (SIGNAL_NUMBERS[sig] ?? 2)));
+    controller.abort(new CmError(`interrupted by ${sig}`, 128 + (signalNumber(sig) ?? 2)));
   };
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
   // The reader of our stdout went away: that is a normal end of a pipeline, not an error.
@@ -153,10 +152,10 @@ export function runMain(
   };
   run(parsed, io).then(
     (code) => {
-      process.exitCode = signalled ? 128 + (SIGNAL_NUMBERS[signalled] ?? 2) : code;
+      process.exitCode = signalled ? 128 + (signalNumber(signalled) ?? 2) : code;
     },
     (err) => {
-      process.exitCode = signalled && !(err instanceof CmError && err.code < 128) ? 128 + (SIGNAL_NUMBERS[signalled] ?? 2) : report(err);
+      process.exitCode = signalled && !(err instanceof CmError && err.code < 128) ? 128 + (signalNumber(signalled) ?? 2) : report(err);
     },
   );
 }

@@ -1,9 +1,8 @@
 // The I/O around the pure Scheduler: reads records, starts transports, writes events and the
 // joblog, turns signals, EPIPE and input errors into orderly stops.
-import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { CmError, ExitCode, InputError, readRecords, RecordWriter, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
+import { CmError, ExitCode, freshRunId, InputError, isEnvName, readRecords, RecordWriter, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { ControlDir, sshArgs } from '@cm/ssh';
 import type { HaltPolicy } from './halt';
 import { JobLog, readJoblog } from './joblog';
@@ -64,12 +63,6 @@ export interface ExecIO {
   signal: AbortSignal;
 }
 
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-export function freshRunId(now = new Date()): string {
-  const p = (n: number): string => String(n).padStart(2, '0');
-  return `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}-${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}-${randomBytes(2).toString('hex')}`;
-}
 
 /** Persistent sessions where they start, the per-job ssh transport on hosts where they cannot. */
 class PersistentWithFallback implements Transport {
@@ -246,7 +239,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
         }
         const job = record as JobRecord;
         for (const k of Object.keys(job.env ?? {})) {
-          if (!ENV_NAME.test(k)) throw new InputError('stdin', line, undefined, `job ${job.id}: environment variable name ${JSON.stringify(k)} is not allowed`, raw.slice(0, 120));
+          if (!isEnvName(k)) throw new InputError('stdin', line, undefined, `job ${job.id}: environment variable name ${JSON.stringify(k)} is not allowed`, raw.slice(0, 120));
         }
         if (sched.has(job.id)) throw new InputError('stdin', line, undefined, `duplicate job id ${JSON.stringify(job.id)}`, raw.slice(0, 120));
         apply(sched.add(job));

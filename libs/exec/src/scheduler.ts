@@ -1,7 +1,7 @@
 // Which job runs where and when: no I/O, no clock, no timers. The engine feeds it jobs, outcomes
 // and stop requests; it answers with actions (events to emit, jobs to launch or cancel). Keeping
 // it pure is what makes slots, dependencies, failover and --halt testable in milliseconds.
-import type { EventRecord, HostRecord, JobRecord } from '@cm/protocol';
+import { workdirOf, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { haltReached, type HaltPolicy } from './halt';
 import type { JobOutcome } from './transport/types';
 
@@ -64,10 +64,6 @@ export interface SchedulerStats {
   gaveUp: number;
   skipped: number;
   hosts: Array<{ name: string; running: number; slots: number; down: boolean }>;
-}
-
-export function workdirOf(run: string, id: string): string {
-  return `.cm/runs/${run}/${id}`;
 }
 
 export class Scheduler {

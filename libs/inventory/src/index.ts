@@ -15,5 +15,5 @@ export {
 export { InventoryFile } from './file';
 export { checkHosts, classifySshError, parseProbe, PROBE_COMMAND, type CheckRecord, type CheckOptions } from './check';
 export { parseSshConfig, parseVagrantSshConfig, toSshConfig, type ImportedHost, type ImportResult } from './sshconfig';
-export { formatTable, hostsTable, checkTable } from './table';
+export { hostsTable, checkTable } from './table';
 export { InventoryFileSchema, InventoryHost } from './schema';

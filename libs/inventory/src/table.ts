@@ -1,16 +1,7 @@
 // Plain aligned columns for people (cm-hosts list/check on a terminal); pipes get NDJSON instead.
-import type { HostRecord } from '@cm/protocol';
+import { formatTable, type HostRecord } from '@cm/protocol';
 import type { CheckRecord } from './check';
 
-export function formatTable(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] as number)))
-      .join('  ')
-      .trimEnd();
-  return `${[line(header), ...rows.map(line)].join('\n')}\n`;
-}
 
 export function hostsTable(hosts: HostRecord[]): string {
   return formatTable(

@@ -1,6 +1,6 @@
 // Per-task options: decorator lines above a def (`@timeout(30)`) or keys of a YAML task.
+import { isEnvName } from '@cm/protocol';
 import { inputError, nearest, type Pos } from './source';
-import { ENV_NAME } from './params';
 
 export interface TaskOptions {
   host?: string;
@@ -71,7 +71,7 @@ export function setOption(opts: TaskOptions, name: string, words: string[], at: 
       words.forEach((w, k) => {
         const eq = w.indexOf('=');
         const variable = eq < 0 ? w : w.slice(0, eq);
-        if (eq < 0 || !ENV_NAME.test(variable)) throw inputError(at(k), `env takes NAME=value pairs, found '${w}'`);
+        if (eq < 0 || !isEnvName(variable)) throw inputError(at(k), `env takes NAME=value pairs, found '${w}'`);
         if (variable.startsWith('CM_')) throw inputError(at(k), `variables starting with CM_ are reserved for cm (${variable})`);
         env[variable] = w.slice(eq + 1);
       });

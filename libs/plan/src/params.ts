@@ -21,7 +21,6 @@ export interface Param {
 /** Sweeps larger than this are almost surely a typo in a range. */
 export const MAX_SWEEP = 1_000_000_000;
 
-export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export function paramSize(p: Param): number {
   if (p.range) return Math.floor((p.range.hi - p.range.lo) / p.range.step) + 1;

@@ -3,3 +3,4 @@ export * from './validate';
 export * from './errors';
 export * from './reader';
 export * from './writer';
+export * from './conventions';

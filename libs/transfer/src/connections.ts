@@ -18,10 +18,6 @@ export interface Spawned {
   viaSsh: boolean;
 }
 
-export function shQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
 export class Connections {
   private readonly control: ControlDir;
   private readonly masters = new Map<string, Promise<void>>();

@@ -6,8 +6,8 @@ import { constants as fsc } from 'node:fs';
 import { closeSync, openSync, renameSync, writeSync } from 'node:fs';
 import { copyFile, lstat, mkdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import type { FetchedFile, HostRecord } from '@cm/protocol';
-import { shQuote, type Connections } from './connections';
+import { shQuote, type FetchedFile, type HostRecord } from '@cm/protocol';
+import type { Connections } from './connections';
 import { ensureDirs, safeJoin, safeRelative, UnsafePathError } from './paths';
 import { readTar, TarFormatError, type BodySink, type TarEntry, type TarHandler } from './tar';
 

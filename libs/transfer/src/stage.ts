@@ -6,8 +6,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { FetchedFile, HostRecord, JobRecord } from '@cm/protocol';
-import { shQuote, type Connections } from './connections';
+import { shQuote, type FetchedFile, type HostRecord, type JobRecord } from '@cm/protocol';
+import type { Connections } from './connections';
 
 export interface StagedInput {
   /** local absolute path */

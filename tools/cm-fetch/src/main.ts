@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ExitCode, readRecords, RecordWriter, type EventRecord, type FetchRecord, type HostRecord, type JobRecord } from '@cm/protocol';
+import { ExitCode, readRecords, workdirOf, RecordWriter, type EventRecord, type FetchRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { EXIT_CODES, flag, intOpt, runMain, str, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { loadInventory, type Inventory } from '@cm/inventory';
 import { Connections, FetchQueue, Limiter, Stager, type FetchOutcome } from '@cm/transfer';
@@ -136,7 +136,7 @@ export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
     let out: FetchOutcome;
     try {
       const host = await findHost(ev.host);
-      out = await queue.add({ job: ev.job, run, host, workdir: ev.workdir ?? `.cm/runs/${run}/${ev.job}`, outputs: ev.outputs ?? [], result: ev.result });
+      out = await queue.add({ job: ev.job, run, host, workdir: ev.workdir ?? workdirOf(run, ev.job), outputs: ev.outputs ?? [], result: ev.result });
     } catch (err) {
       if (fatal) return;
       out = { ok: false, files: [], attempt: 1, error: (err as Error).message };

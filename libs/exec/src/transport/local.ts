@@ -2,9 +2,8 @@
 // or cancel kills the job's children too.
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { constants } from 'node:os';
 import { join } from 'node:path';
-import type { HostRecord } from '@cm/protocol';
+import { signalNumber, type HostRecord } from '@cm/protocol';
 import { OutputCapture, outcomeOf } from './capture';
 import { JobStops } from './stops';
 import type { JobLaunch, JobOutcome, Transport } from './types';
@@ -14,10 +13,6 @@ export interface LocalTransportOptions {
   home: string;
   /** seconds between TERM and KILL on timeout or cancel */
   grace?: number;
-}
-
-export function signalNumber(sig: string | null): number | undefined {
-  return sig ? (constants.signals as Record<string, number>)[sig] : undefined;
 }
 
 export class LocalTransport implements Transport {

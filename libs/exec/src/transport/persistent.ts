@@ -11,11 +11,11 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { homedir } from 'node:os';
-import type { HostRecord } from '@cm/protocol';
+import { isEnvName, type HostRecord } from '@cm/protocol';
 import { SSH_CONNECTION_FAILURE, sshArgs, type SshArgOptions } from '@cm/ssh';
 import { OutputCapture, outcomeOf } from './capture';
 import { notRun } from './local';
-import { bootstrapCommand, FrameDecoder, remoteProgram, shQuote, type Frame, type RemoteLoop } from './remote-loop';
+import { bootstrapCommand, FrameDecoder, lineQuote, remoteProgram, type Frame, type RemoteLoop } from './remote-loop';
 import type { JobLaunch, JobOutcome, Transport } from './types';
 
 /** Start of `reason` when the loop cannot run on a host; the caller should use the per-job transport there. */
@@ -38,7 +38,6 @@ export interface PersistentTransportOptions {
   sessionCommand?: (host: HostRecord, remoteCommand: string) => { file: string; args: string[]; cwd?: string };
 }
 
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const STDERR_TAIL = 4096;
 
 function defaultSessionCommand(ssh: SshArgOptions) {
@@ -224,7 +223,7 @@ class Session {
     const start = new Date();
     if (this.state !== 'ready') return Promise.resolve(notRun(start, `session to ${this.host.name} lost: ${this.deathReason}`));
     const names = Object.keys(job.env);
-    const bad = names.find((n) => !ENV_NAME.test(n) || n.startsWith('_cmq_'));
+    const bad = names.find((n) => !isEnvName(n) || n.startsWith('_cmq_'));
     if (bad !== undefined) {
       return Promise.resolve(notRun(start, `environment variable name ${JSON.stringify(bad)} is not valid in sh or reserved (_cmq_*)`));
     }
@@ -234,8 +233,8 @@ class Session {
     const serial = ++this.serial;
     // sh treats a leading "-" as an option and the loop's cwd is the login directory
     const wd = job.workdir === '' ? '.' : job.workdir.startsWith('/') ? job.workdir : `./${job.workdir}`;
-    const words = [shQuote(wd), shQuote(job.command)];
-    for (const n of names) words.push(shQuote(n), shQuote(job.env[n] as string));
+    const words = [lineQuote(wd), lineQuote(job.command)];
+    for (const n of names) words.push(lineQuote(n), lineQuote(job.env[n] as string));
     return new Promise<JobOutcome>((resolve) => {
       const r: Running = {
         serial,

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { bootstrapCommand, FrameDecoder, remoteProgram, shQuote, type Frame, type RemoteLoop } from './remote-loop';
+import { bootstrapCommand, FrameDecoder, remoteProgram, lineQuote, type Frame, type RemoteLoop } from './remote-loop';
 
 const MARKER = 'cmdeadbeef0123456789';
 
@@ -113,16 +113,16 @@ describe('FrameDecoder', () => {
   });
 });
 
-describe('shQuote', () => {
+describe('lineQuote', () => {
   it('gives sh the exact string back, newlines and quotes included', { timeout: 60000 }, () => {
     const str = fc.string({ unit: 'binary', maxLength: 80 }).filter((x) => !x.includes('\0'));
     fc.assert(
       fc.property(fc.array(str, { minLength: 1, maxLength: 40 }), (strings) => {
         // one dash per batch: each word evaluated as the loop does, NUL after each
-        const lines = strings.map((x) => `eval "printf %s ${shQuote(x).replace(/["\\$`]/g, '\\$&')}"; printf '\\000'`);
+        const lines = strings.map((x) => `eval "printf %s ${lineQuote(x).replace(/["\\$`]/g, '\\$&')}"; printf '\\000'`);
         const out = execFileSync('dash', ['-c', `_cmq_nl='\n'\n${lines.join('\n')}`]);
         expect(out.toString('utf8').split('\0').slice(0, -1)).toEqual(strings);
-        for (const x of strings) expect(shQuote(x)).not.toContain('\n');
+        for (const x of strings) expect(lineQuote(x)).not.toContain('\n');
       }),
       { numRuns: 8 },
     );
@@ -167,7 +167,7 @@ describe.each([
           const e = join(dir, `e${i}`);
           writeFileSync(o, j.out);
           writeFileSync(e, j.err);
-          return `r ${i + 1} ${i} ${shQuote('w')} ${shQuote(`cat ${o}; cat ${e} >&2; exit ${i}`)}\n`;
+          return `r ${i + 1} ${i} ${lineQuote('w')} ${lineQuote(`cat ${o}; cat ${e} >&2; exit ${i}`)}\n`;
         });
         const { got } = decodeAll([await runLoop(reqs, reqs.length)]);
         jobs.forEach((j, i) => {
@@ -201,7 +201,7 @@ describe.each([
 
   it.runIf(loop === 'auto')('writes no file on the host: outputs come through pipes', async () => {
     // the sh loop's folder would be there while the job runs
-    const out = await runLoop([`r 1 0 ${shQuote('w')} ${shQuote('ls ${TMPDIR}; echo e >&2')}\n`], 1);
+    const out = await runLoop([`r 1 0 ${lineQuote('w')} ${lineQuote('ls ${TMPDIR}; echo e >&2')}\n`], 1);
     const { got } = decodeAll([out]);
     const listing = Buffer.concat(got.get(1)?.out ?? []).toString();
     expect(listing).toContain('w\n');

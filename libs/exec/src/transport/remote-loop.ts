@@ -2,7 +2,7 @@
 // of one ssh session, and the decoder for what it writes back.
 //
 // Wire format, local -> remote (one line per request; every free-form value is single-quoted by
-// shQuote, so no quoting can break out and no external decoder is needed on the host):
+// lineQuote, so no quoting can break out and no external decoder is needed on the host):
 //   r <serial> <lane> '<workdir>' '<command>' ['<NAME>' '<value>']...   start a job
 //   k <serial> <lane> <SIGNAL>                                         signal a job's process group
 // Remote -> local (lines; a per-session random marker starts every header, so a stray write is
@@ -25,6 +25,7 @@
 // loop spends a runner fork, mkdir, setsid, sh and base64 (about 4.5 ms of CPU against 1 ms on the
 // reference machine).
 // Elsewhere (busybox, minimal images) the POSIX sh loop runs, with the same semantics.
+import { shQuote } from '@cm/protocol';
 
 /** Bumped when the wire format changes; the hello line carries it. */
 export const LOOP_VERSION = 2;
@@ -327,9 +328,9 @@ export function bootstrapCommand(length: number): string {
  * A single-quoted sh word holding exactly `value`. A newline becomes '"$_cmq_nl"' so a request
  * stays on one line; the loop defines _cmq_nl before it evaluates any request.
  */
-export function shQuote(value: string): string {
+export function lineQuote(value: string): string {
   if (value.includes('\0')) throw new Error('a NUL byte cannot be passed through sh');
-  return `'${value.replace(/'/g, `'\\''`).replace(/\n/g, `'"$_cmq_nl"'`)}'`;
+  return shQuote(value).replace(/\n/g, `'"$_cmq_nl"'`);
 }
 
 export type Frame =

@@ -7,16 +7,12 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { HostRecord } from '@cm/protocol';
+import { isEnvName, shQuote, signalName, type HostRecord } from '@cm/protocol';
 import { ControlDir, sshArgs, type SshArgOptions } from '@cm/ssh';
 import { OutputCapture, outcomeOf } from './capture';
 import { JobStops } from './stops';
-import { notRun, signalNumber } from './local';
+import { notRun } from './local';
 import type { JobLaunch, JobOutcome, Transport } from './types';
-
-export function shQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
 
 /**
  * Runs "$1" (the job) in a new session with stdin from /dev/null; $2 is a trailer printed on stderr
@@ -46,12 +42,10 @@ export function remoteWrapper(graceTenths: number): string {
   ].join('\n');
 }
 
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
 /** The one remote command string: make the workdir, export the environment, run the wrapper. */
 export function remoteCommand(job: JobLaunch, trailer: string, graceTenths: number): string {
   const env = Object.entries(job.env);
-  for (const [k] of env) if (!ENV_NAME.test(k)) throw new Error(`environment variable name ${JSON.stringify(k)} is not allowed`);
+  for (const [k] of env) if (!isEnvName(k)) throw new Error(`environment variable name ${JSON.stringify(k)} is not allowed`);
   const exports = env.length > 0 ? ` && export ${env.map(([k, v]) => `${k}=${shQuote(v)}`).join(' ')}` : '';
   // the wrapper runs in the login shell itself (one exec less per job); $1 and $2 come from `set --`
   return `{ mkdir -p ${shQuote(job.workdir)} && cd ${shQuote(job.workdir)}${exports} && set -- ${shQuote(job.command)} ${trailer}; } || exit 1\n${remoteWrapper(graceTenths)}`;
@@ -207,7 +201,7 @@ export class SshTransport implements Transport {
           return;
         }
         // a job we stopped died of our signal: name it (the remote shell only says 128+N)
-        const stoppedBy = stops.reason !== undefined && exit !== null && exit > 128 ? sigName(exit - 128) : null;
+        const stoppedBy = stops.reason !== undefined && exit !== null && exit > 128 ? signalName(exit - 128) : null;
         finish(outcomeOf(out, err, start, { exit, signal: stoppedBy, reason, timedOut: stops.timedOut }));
       });
     });
@@ -217,9 +211,4 @@ export class SshTransport implements Transport {
   async close(): Promise<void> {
     await this.control.close();
   }
-}
-
-function sigName(n: number): string | null {
-  for (const name of ['SIGTERM', 'SIGKILL', 'SIGINT', 'SIGHUP']) if (signalNumber(name) === n) return name;
-  return null;
 }

@@ -1,0 +1,60 @@
+// The conventions every command and engine shares, each spelled once: where a job works on its host,
+// how a string is quoted for sh, which environment names a job may set, what a signal is called,
+// how a run is named, and how a table for people is laid out.
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:os';
+
+/** A job's working directory, relative to the login directory on its host (or $HOME on a local host). */
+export function workdirOf(run: string, job: string): string {
+  return `.cm/runs/${run}/${job}`;
+}
+
+/** The folder holding every job directory of a run on a host. */
+export function runDirOf(run: string): string {
+  return `.cm/runs/${run}`;
+}
+
+/** Single-quotes a string for any POSIX sh: the result is one word, whatever the input holds. */
+export function shQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Names a job may set in its environment: what sh accepts in `export NAME=...`. */
+export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export function isEnvName(name: string): boolean {
+  return ENV_NAME.test(name);
+}
+
+const SIGNAL_NUMBERS = constants.signals as Record<string, number>;
+// the first name of a number is the usual one (SIGABRT before SIGIOT, SIGIO before SIGPOLL)
+const SIGNAL_NAMES = new Map<number, string>();
+for (const [name, n] of Object.entries(SIGNAL_NUMBERS)) if (!SIGNAL_NAMES.has(n)) SIGNAL_NAMES.set(n, name);
+
+/** SIGTERM -> 15; undefined for null or an unknown name. */
+export function signalNumber(name: string | null | undefined): number | undefined {
+  return name ? SIGNAL_NUMBERS[name] : undefined;
+}
+
+/** 15 -> SIGTERM; null for a number no signal has here. */
+export function signalName(n: number): string | null {
+  return SIGNAL_NAMES.get(n) ?? null;
+}
+
+/** A fresh run id, YYYYmmdd-HHMMSS-xxxx in local time: sorts by start, unique enough per second. */
+export function freshRunId(now = new Date()): string {
+  const p = (n: number): string => String(n).padStart(2, '0');
+  const stamp = `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}-${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}`;
+  return `${stamp}-${randomBytes(2).toString('hex')}`;
+}
+
+/** Aligned columns for people, two spaces apart; the last column is not padded. */
+export function formatTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] as number)))
+      .join('  ')
+      .trimEnd();
+  return `${[line(header), ...rows.map(line)].join('\n')}\n`;
+}
