@@ -57,6 +57,12 @@ export function envDefault(args: DocoptArgs, key: string, value: string | undefi
   return str(args, key) !== undefined || !value ? args : { ...args, [key]: value };
 }
 
+/** True when the command line gave option `key` (an option with a [default: ...] always counts as given). */
+export function given(args: DocoptArgs, key: string): boolean {
+  const v = args[key];
+  return v !== null && v !== undefined && v !== false && v !== 0 && !(Array.isArray(v) && v.length === 0);
+}
+
 export function strs(args: DocoptArgs, key: string): string[] {
   const v = args[key];
   if (Array.isArray(v)) return v;

@@ -7,6 +7,7 @@ import { ControlDir, sshArgs } from '@cm/ssh';
 import type { HaltPolicy } from './halt';
 import { JobLog, readJoblog } from './joblog';
 import { Scheduler, type Action } from './scheduler';
+import { describeEvent, startProgress, summaryLine } from './report';
 import { LocalTransport, notRun } from './transport/local';
 import { PERSISTENT_UNAVAILABLE, PersistentTransport } from './transport/persistent';
 import type { RemoteLoop } from './transport/remote-loop';
@@ -112,13 +113,20 @@ function remoteTransport(opts: ExecOptions): Transport {
   return new PersistentWithFallback(persistent, ssh);
 }
 
+/** The run's id: --run, else the one --resume's joblog names, else a fresh one. */
+export function chooseRun(opts: Pick<ExecOptions, 'run' | 'resume' | 'joblog' | 'cwd'>, resumed?: Map<string, EventRecord>): string {
+  const log = resumed ?? (opts.resume && opts.joblog ? readJoblog(resolve(opts.cwd, opts.joblog)) : undefined);
+  return opts.run ?? [...(log?.values() ?? [])].find((e) => e.run)?.run ?? freshRunId();
+}
+
 export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
-  // every host that reaches ssh is checked before anything is spawned
-  for (const h of opts.hosts) if (!h.local) sshArgs(h);
+  // every host that reaches ssh is checked before anything is spawned (an engine's own transport,
+  // Slurm's, names its hosts itself)
+  if (!opts.transports?.remote) for (const h of opts.hosts) if (!h.local) sshArgs(h);
   if (opts.hosts.length === 0) throw new CmError('no hosts selected', ExitCode.INPUT);
 
   const resumed = opts.resume && opts.joblog ? readJoblog(resolve(opts.cwd, opts.joblog)) : undefined;
-  const run = opts.run ?? [...(resumed?.values() ?? [])].find((e) => e.run)?.run ?? freshRunId();
+  const run = chooseRun(opts, resumed);
   const logs = resolve(opts.cwd, opts.logs ?? join('.cm', 'logs', run));
   const writer = new RecordWriter(io.stdout);
   const say = (text: string): void => {
@@ -164,7 +172,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
         if (a.joblog && joblog) joblog.append(a.event);
         const p = writer.write(a.event);
         if (p) pendingWrite = p;
-        if (opts.verbose || (!opts.quiet && a.event.event === 'host-down')) describe(a.event, say, opts.verbose === true);
+        if (opts.verbose || (!opts.quiet && a.event.event === 'host-down')) describeEvent(a.event, say, opts.verbose === true);
       } else if (a.type === 'cancel') {
         controllers.get(a.job)?.abort();
       } else {
@@ -226,7 +234,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   else io.signal.addEventListener('abort', onAbort, { once: true });
   writer.onClose(() => stopAll('stopped: stdout closed', 0, true));
 
-  const progress = opts.progress && !opts.quiet ? startProgress(sched, io.stderr) : undefined;
+  const progress = opts.progress && !opts.quiet ? startProgress(() => sched.stats(), io.stderr) : undefined;
 
   try {
     try {
@@ -281,52 +289,10 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   }
   if (inputError) throw inputError;
   if (stopCode !== undefined) return stopCode;
-  const st = sched.stats();
-  const bad = st.failed + st.gaveUp + st.skipped;
-  if (bad > 0) say(`${st.ok} ok, ${st.failed} failed, ${st.gaveUp} gave up, ${st.skipped} skipped (of ${st.seen} jobs)`);
+  const summary = summaryLine(sched.stats());
+  if (summary !== undefined) say(summary);
   if (sched.wasHalted) say('stopped by --halt');
   return sched.exitCode();
-}
-
-function describe(ev: EventRecord, say: (t: string) => void, verbose: boolean): void {
-  switch (ev.event) {
-    case 'host-down':
-      say(`host ${ev.host} is down: ${ev.reason}`);
-      break;
-    case 'finished':
-      if (verbose) say(`${ev.job} on ${ev.host}: exit ${ev.exit} in ${ev.duration}s${ev.replayed ? ' (replayed)' : ''}`);
-      break;
-    case 'retry':
-    case 'gave-up':
-    case 'skipped':
-      say(`${ev.job}: ${ev.event}${ev.host ? ` on ${ev.host}` : ''}: ${ev.reason ?? ''}`);
-      break;
-    default:
-      break;
-  }
-}
-
-/** `\r`-rewritten status line; returns a function that clears it. */
-function startProgress(sched: Scheduler, err: Writable): () => void {
-  const t0 = Date.now();
-  const draw = (): void => {
-    const s = sched.stats();
-    const done = s.ok + s.failed + s.gaveUp + s.skipped;
-    const rate = done / Math.max(0.001, (Date.now() - t0) / 1000);
-    const left = s.seen - done;
-    const eta = rate > 0 && left > 0 ? ` eta ${Math.ceil(left / rate)}s` : '';
-    const hosts = s.hosts
-      .slice(0, 8)
-      .map((h) => `${h.name} ${h.down ? 'down' : `${h.running}/${h.slots}`}`)
-      .join(' ');
-    err.write(`\r\x1b[Kcm-exec: ${done}/${s.seen} done, ${s.running} running, ${s.failed + s.gaveUp} failed | ${hosts}${s.hosts.length > 8 ? ' ...' : ''}${eta}`);
-  };
-  const timer = setInterval(draw, 250);
-  timer.unref();
-  return () => {
-    clearInterval(timer);
-    err.write('\r\x1b[K');
-  };
 }
 
 /** Validates the input and prints, on stderr, each job with the hosts it may run on; runs nothing. */

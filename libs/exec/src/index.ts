@@ -1,10 +1,15 @@
 export { Scheduler, type Action, type SchedulerOptions, type SchedulerStats } from './scheduler';
 export { parseHalt, haltReached, type HaltPolicy } from './halt';
 export { JobLog, readJoblog } from './joblog';
-export { execute, DEFAULT_TRANSPORT, type ExecOptions, type ExecIO, type TransportName } from './engine';
+export { execute, chooseRun, DEFAULT_TRANSPORT, type ExecOptions, type ExecIO, type TransportName } from './engine';
 export { OutputCapture } from './transport/capture';
 export { LocalTransport } from './transport/local';
 export { SshTransport, remoteCommand, remoteWrapper } from './transport/ssh';
 export type { Transport, JobLaunch, JobOutcome } from './transport/types';
 export { PersistentTransport, PERSISTENT_UNAVAILABLE } from './transport/persistent';
 export type { RemoteLoop } from './transport/remote-loop';
+export { jobEvent, outcomeEvent, isFinal, type Attempt } from './events';
+export { JobStops } from './transport/stops';
+export { outcomeOf, type JobEnd } from './transport/capture';
+export { notRun } from './transport/local';
+export { describeEvent, startProgress, summaryLine } from './report';

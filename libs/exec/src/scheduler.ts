@@ -2,6 +2,7 @@
 // and stop requests; it answers with actions (events to emit, jobs to launch or cancel). Keeping
 // it pure is what makes slots, dependencies, failover and --halt testable in milliseconds.
 import { workdirOf, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
+import { jobEvent, outcomeEvent } from './events';
 import { haltReached, type HaltPolicy } from './halt';
 import type { JobOutcome } from './transport/types';
 
@@ -202,6 +203,9 @@ export class Scheduler {
     if (!outcome.ran && s.cancelReason !== undefined) {
       // stopped before it reached the host (a session still connecting): not the host's failure
       this.giveUp(s, s.cancelReason, false, outcome);
+    } else if (!outcome.ran && outcome.refused) {
+      // the engine says it cannot run anywhere in this run: not a host's failure, nothing to retry
+      this.giveUp(s, outcome.reason ?? 'refused', true);
     } else if (!outcome.ran) {
       const reason = outcome.reason ?? 'connection failed';
       h.consecutive += 1;
@@ -264,36 +268,12 @@ export class Scheduler {
   }
 
   private base(s: JobState, event: EventRecord['event']): EventRecord {
-    return { kind: 'event', v: 1, event, job: s.job.id, task: s.job.task, run: s.run };
+    return jobEvent(event, s.job, s.run);
   }
 
   private outcomeEvent(s: JobState, event: 'finished' | 'gave-up', o: JobOutcome, reason?: string): EventRecord {
     const h = this.hosts[s.host]!.rec;
-    const ev: EventRecord = {
-      ...this.base(s, event),
-      host: h.name,
-      attempt: s.attempt,
-      transport: this.opts.transportOf?.(h),
-      exit: o.exit,
-      signal: o.signal,
-      start: o.start.toISOString(),
-      end: o.end.toISOString(),
-      duration: Math.round(o.end.getTime() - o.start.getTime()) / 1000,
-      stdout: o.stdout.toString('utf8'),
-      stderr: o.stderr.toString('utf8'),
-      stdout_bytes: o.stdoutBytes,
-      stderr_bytes: o.stderrBytes,
-      truncated: o.truncated,
-      log: o.log,
-      workdir: workdirOf(s.run, s.job.id),
-      outputs: s.job.outputs,
-      result: s.job.result,
-      sweep: s.job.sweep,
-      index: s.job.index,
-      reason,
-    };
-    for (const k of Object.keys(ev) as Array<keyof EventRecord>) if (ev[k] === undefined) delete ev[k];
-    return ev;
+    return outcomeEvent(event, s.job, s.run, { host: h.name, attempt: s.attempt, transport: this.opts.transportOf?.(h) }, o, reason);
   }
 
   private giveUp(s: JobState, reason: string, joblog: boolean, o?: JobOutcome): void {

@@ -2,12 +2,15 @@
 // with the same dependencies arrive together (a sweep); cm's deps become afterok, `after` afterany.
 // State comes from polling squeue (one call for everything in flight); stdout from the Slurm output
 // file, which lives on a filesystem the nodes share (the spool directory).
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { EventRecord, JobRecord } from '@cm/protocol';
-import { baseEvent, copyJobFields, splitMarker, TRANSPORT, type Emit } from './common';
-import { JOB_SCRIPT, sbatchArgs, shq, STEP_MARKER, type SlurmOptions } from './options';
+import { jobEvent, OutputCapture, outcomeEvent, outcomeOf, type JobOutcome } from '@cm/exec';
+import { isEnvName, shQuote, signalName, workdirOf, type EventRecord, type JobRecord } from '@cm/protocol';
+import { JOB_SCRIPT, sbatchArgs, STEP_MARKER, type SlurmOptions } from './options';
 import { runCmd, slurmMessage } from './proc';
+import { TRANSPORT } from './transports';
+
+export type Emit = (ev: EventRecord) => Promise<void> | void;
 
 /** Pending reasons that will never clear by waiting: cm gives the job up with Slurm's word for it. */
 const HOPELESS = new Set([
@@ -34,7 +37,6 @@ const FINAL_STATES = new Set([
   'PREEMPTED',
   'SPECIAL_EXIT',
 ]);
-const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 6: 'SIGABRT', 9: 'SIGKILL', 15: 'SIGTERM' };
 const ARRAY_MAX = 1000;
 const GATHER_MS = 50;
 
@@ -95,6 +97,8 @@ export class BatchEngine {
     private readonly env: NodeJS.ProcessEnv,
     private readonly run: string,
     private readonly spool: string,
+    /** where whole outputs over the cap go, as <job>.<attempt>.stdout|.stderr (cm-exec's --logs) */
+    private readonly logs: string,
     private readonly emit: Emit,
     private readonly signal: AbortSignal,
   ) {}
@@ -106,8 +110,19 @@ export class BatchEngine {
   async add(job: JobRecord): Promise<void> {
     const t: Tracked = { job, attempt: 1, final: false, unseen: 0 };
     this.jobs.set(job.id, t);
-    await this.emit(baseEvent('queued', job, this.run));
+    await this.emit(jobEvent('queued', job, this.run));
     await this.place(t);
+  }
+
+  /** A job already final in the joblog (--resume): re-emitted as it was, never submitted. */
+  async replay(job: JobRecord, ev: EventRecord): Promise<void> {
+    const t: Tracked = { job, attempt: ev.attempt ?? 1, final: false, unseen: 0 };
+    this.jobs.set(job.id, t);
+    t.ok = ev.event === 'finished' && ev.exit === 0;
+    t.final = true;
+    await this.emit({ ...ev, replayed: true });
+    await this.unblock();
+    for (const f of this.waiters.splice(0)) f();
   }
 
   async drain(): Promise<void> {
@@ -248,10 +263,10 @@ export class BatchEngine {
   private jobLine(job: JobRecord): string {
     const env = { ...job.env, CM_JOB: job.id, CM_RUN: this.run, CM_TASK: job.task };
     const exports = Object.entries(env)
-      .filter(([k]) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
-      .map(([k, v]) => `${k}=${shq(v)}`)
+      .filter(([k]) => isEnvName(k))
+      .map(([k, v]) => `${k}=${shQuote(v)}`)
       .join(' ');
-    return `env ${exports} sh -c ${shq(JOB_SCRIPT)} cm-slurm ${shq(`.cm/runs/${this.run}/${job.id}`)} ${shq(job.command)}`;
+    return `env ${exports} sh -c ${shQuote(JOB_SCRIPT)} cm-slurm ${shQuote(workdirOf(this.run, job.id))} ${shQuote(job.command)}`;
   }
 
   private async unblock(): Promise<void> {
@@ -297,7 +312,7 @@ export class BatchEngine {
     if (running && !t.started) await this.started(t, row.nodes);
     if ((row.state === 'PENDING' || row.state === 'REQUEUED') && t.started) {
       // Slurm requeued it (node failure, preemption): say so, and count the attempt.
-      const ev = baseEvent('retry', t.job, this.run);
+      const ev = jobEvent('retry', t.job, this.run);
       await this.emit(Object.assign(ev, { attempt: t.attempt, host: t.host, reason: `requeued by Slurm (${row.reason})` }));
       t.attempt += 1;
       t.started = undefined;
@@ -316,7 +331,7 @@ export class BatchEngine {
   private async started(t: Tracked, nodes: string): Promise<void> {
     t.started = new Date();
     t.host = nodes || undefined;
-    const ev = baseEvent('started', t.job, this.run);
+    const ev = jobEvent('started', t.job, this.run);
     await this.emit(Object.assign(ev, { host: t.host, attempt: t.attempt, transport: TRANSPORT, start: t.started.toISOString() }));
   }
 
@@ -332,32 +347,17 @@ export class BatchEngine {
       case 'COMPLETED':
       case 'FAILED':
       case 'OUT_OF_MEMORY': {
-        const cap = this.opts.maxOutput ?? 1024 * 1024;
-        const out = readCapped(t.out!, cap);
-        const err = readCapped(t.err!, cap);
-        const stderr = splitMarker(err.text, STEP_MARKER);
         const sig = row.exit & 0x7f;
         const exit = sig ? null : row.exit >> 8;
-        const start = t.started ?? end;
-        t.ok = exit === 0 && row.state === 'COMPLETED';
-        return this.final(t, 'finished', {
-          ...common,
-          transport: TRANSPORT,
+        const outcome = this.outcome(t, t.started ?? end, {
           exit: row.state === 'OUT_OF_MEMORY' && exit === 0 ? 1 : exit,
-          signal: sig ? (SIGNALS[sig] ?? `SIG${sig}`) : null,
-          start: start.toISOString(),
-          end: end.toISOString(),
-          duration: (end.getTime() - start.getTime()) / 1000,
-          stdout: out.text,
-          stdout_bytes: out.bytes,
-          stderr: stderr.before + stderr.after,
-          stderr_bytes: Math.max(0, err.bytes - (stderr.host === undefined ? 0 : Buffer.byteLength(`${STEP_MARKER} ${stderr.host}\n`))),
-          truncated: out.bytes > cap || err.bytes > cap,
-          ...(out.bytes > cap ? { log: t.out } : err.bytes > cap ? { log: t.err } : {}),
+          signal: sig ? (signalName(sig) ?? `SIG${sig}`) : null,
         });
+        t.ok = outcome.exit === 0 && row.state === 'COMPLETED';
+        return this.final(t, outcomeEvent('finished', t.job, this.run, { host: t.host ?? row.nodes, attempt: t.attempt, transport: TRANSPORT }, outcome));
       }
       case 'TIMEOUT':
-        return this.final(t, 'gave-up', { ...common, reason: `timeout after ${t.job.timeout ?? '?'}s (Slurm time limit)` });
+        return this.final(t, 'gave-up', { ...common, reason: `timeout after ${t.job.timeout ?? '?'}s` });
       case 'NODE_FAIL':
         return this.final(t, 'gave-up', { ...common, reason: `node failure on ${t.host ?? row.nodes}` });
       case 'LOST':
@@ -367,26 +367,62 @@ export class BatchEngine {
     }
   }
 
-  private async final(t: Tracked, event: EventRecord['event'], fields: Partial<EventRecord>): Promise<void> {
+  /** Ends a job with an event built here, or with a finished event built by the shared outcomeEvent. */
+  private async final(t: Tracked, event: EventRecord | 'gave-up' | 'skipped', fields: Partial<EventRecord> = {}): Promise<void> {
     if (t.final) return;
     t.final = true;
     this.inFlight.delete(t);
-    if (event !== 'finished' || fields.exit !== 0) this.failures += 1;
-    const ev = copyJobFields(baseEvent(event, t.job, this.run), t.job, this.run);
-    for (const [k, v] of Object.entries(fields)) if (v !== undefined) (ev as Record<string, unknown>)[k] = v;
+    let ev: EventRecord;
+    if (typeof event === 'string') {
+      // as the Scheduler says it: where and which attempt when it had started, and why
+      ev = jobEvent(event, t.job, this.run);
+      for (const [k, v] of Object.entries(fields)) if (v !== undefined) (ev as Record<string, unknown>)[k] = v;
+    } else {
+      ev = event;
+    }
+    if (!(ev.event === 'finished' && ev.exit === 0)) this.failures += 1;
     await this.emit(ev);
     // A final state can release dependants that were waiting for it (failed deps: skipped).
     await this.unblock();
     for (const f of this.waiters.splice(0)) f();
   }
+
+  /** The job's outcome from its Slurm output files, capped as every transport caps (OutputCapture). */
+  private outcome(t: Tracked, start: Date, end: { exit: number | null; signal: string | null }): JobOutcome {
+    const cap = this.opts.maxOutput ?? 1024 * 1024;
+    const base = join(this.logs, `${t.job.id}.${t.attempt}`);
+    const out = new OutputCapture(cap, `${base}.stdout`);
+    const err = new OutputCapture(cap, `${base}.stderr`);
+    readInto(t.out!, out);
+    // the job script's start line is ours, not the job's
+    readInto(t.err!, err, `${STEP_MARKER} `);
+    return outcomeOf(out, err, start, end);
+  }
 }
 
-function readCapped(path: string, cap: number): { text: string; bytes: number } {
+/** Streams a file into a capture; a first line starting with `skipLine` is left out. */
+function readInto(path: string, into: OutputCapture, skipLine?: string): void {
+  let fd: number;
   try {
-    const bytes = statSync(path).size;
-    const buf = readFileSync(path);
-    return { text: buf.subarray(0, cap).toString('utf8'), bytes };
+    fd = openSync(path, 'r');
   } catch {
-    return { text: '', bytes: 0 };
+    return;
+  }
+  try {
+    const buf = Buffer.alloc(1 << 16);
+    let first = skipLine !== undefined;
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      let chunk = buf.subarray(0, n);
+      if (first) {
+        first = false;
+        const nl = chunk.indexOf(10);
+        if (chunk.toString('utf8', 0, Math.min(chunk.length, skipLine!.length)) === skipLine && nl >= 0) chunk = chunk.subarray(nl + 1);
+      }
+      into.push(Buffer.from(chunk));
+    }
+  } finally {
+    closeSync(fd);
   }
 }

@@ -1,7 +1,8 @@
-export { execSlurm, type StreamIO } from './stream';
-export { runSlurm, freshRunId } from './run';
+export { execOnAllocation, type CoreOptions } from './engine';
+export { execJobs } from './jobs';
+export { allocate, allocationHosts, partitionHost, SLURM_TAG, type Allocation } from './allocation';
+export { SlurmStepTransport, workersTransport, refusingTransport, TRANSPORT } from './transports';
 export type { SlurmOptions, SlurmMode } from './options';
 export { slurmTime, sallocArgs, srunArgs, sbatchArgs, placementArgs } from './options';
-export { DepTracker, Capture } from './common';
 export { parseSqueue } from './batch';
 export { preflight } from './proc';

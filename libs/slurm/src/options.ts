@@ -76,37 +76,44 @@ export function placementArgs(opts: SlurmOptions): string[] {
   return out;
 }
 
+/**
+ * salloc holding the allocation for as long as its command runs here: the command prints the job id
+ * (a line "cm-allocation <id>") and then reads its stdin, a pipe from cm-exec. When cm-exec ends,
+ * however it ends (SIGKILL included), the pipe closes, the command exits and salloc gives the
+ * allocation back, which ends every step still in it: a dead cm-exec never holds nodes.
+ */
 export function sallocArgs(opts: SlurmOptions, name: string, maxNodes: number): string[] {
-  const args = ['--no-shell', `--job-name=${name}`, ...placementArgs(opts)];
+  const args = [`--job-name=${name}`, ...placementArgs(opts)];
   const nodes = opts.nodes ?? maxNodes;
   // A range lets a busy cluster start us on fewer nodes instead of waiting for all of them.
   args.push(nodes > 1 ? `--nodes=1-${nodes}` : '--nodes=1', '--exclusive');
   if (opts.allocationTime !== undefined) args.push(`--time=${slurmTime(opts.allocationTime)}`);
+  args.push('sh', '-c', `echo "${ALLOCATION_MARKER} $SLURM_JOB_ID"; exec cat >/dev/null`);
   return args;
 }
+
+/** The line salloc's command prints once the allocation is granted. */
+export const ALLOCATION_MARKER = 'cm-allocation';
 
 /** The shell each step or batch job runs: reports where it started, then runs the job in its workdir. */
 export const STEP_MARKER = 'cm-slurm-started';
 export const JOB_SCRIPT = `printf '${STEP_MARKER} %s\\n' "$SLURMD_NODENAME" >&2; cd && mkdir -p "$1" && cd "$1" && exec sh -c "$2"`;
 
-export function srunArgs(
-  opts: SlurmOptions,
-  allocation: string,
-  job: { id: string; timeout?: number; command: string },
-  workdir: string,
-): string[] {
+/** The srun of one job as a step of the allocation, on the node the Scheduler chose. */
+export function srunArgs(opts: SlurmOptions, allocation: string, job: { id: string; timeout?: number; command: string; workdir: string }, node: string): string[] {
   const args = [
     `--jobid=${allocation}`,
     '--exclusive',
     '--ntasks=1',
     '--nodes=1',
+    `--nodelist=${node}`,
     `--cpus-per-task=${opts.cpusPerTask ?? 1}`,
     `--job-name=${job.id}`,
     // Keeps srun's "step creation temporarily disabled" chatter out of the job's stderr.
     '--quiet',
   ];
   if (job.timeout !== undefined) args.push(`--time=${slurmTime(job.timeout)}`);
-  args.push('sh', '-c', JOB_SCRIPT, 'cm-slurm', workdir, job.command);
+  args.push('sh', '-c', JOB_SCRIPT, 'cm-slurm', job.workdir, job.command);
   return args;
 }
 

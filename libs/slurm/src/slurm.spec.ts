@@ -1,22 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { JobRecord } from '@cm/protocol';
-import { Capture, DepTracker, dropSrunExitLine, splitMarker } from './common';
+import { allocationHosts } from './allocation';
+import { StderrLines } from './transports';
 import { checkToken, sallocArgs, sbatchArgs, slurmTime, srunArgs } from './options';
 import { parseSqueue } from './batch';
 import { parseSlurmTime, preflight, slurmMessage } from './proc';
-
-const job = (id: string, deps: string[] = [], after?: string[]): JobRecord => ({
-  kind: 'job',
-  v: 1,
-  id,
-  task: id,
-  command: `echo ${id}`,
-  deps,
-  ...(after ? { after } : {}),
-});
 
 describe('slurmTime', () => {
   it('rounds up to whole minutes, at least one', () => {
@@ -41,13 +28,15 @@ describe('command lines', () => {
   it('puts partition, account and qos on salloc and sbatch', () => {
     const opts = { partition: 'lab', account: 'proj1', qos: 'normal' };
     expect(sallocArgs(opts, 'cm-r1', 3)).toEqual([
-      '--no-shell',
       '--job-name=cm-r1',
       '--partition=lab',
       '--account=proj1',
       '--qos=normal',
       '--nodes=1-3',
       '--exclusive',
+      'sh',
+      '-c',
+      'echo "cm-allocation $SLURM_JOB_ID"; exec cat >/dev/null',
     ]);
     const s = sbatchArgs(opts, { name: 'a', script: '/s/b.sh', output: '/s/%j.out', error: '/s/%j.err', dependency: 'afterok:4:5_1', timeout: 90, array: 10 });
     expect(s).toContain('--partition=lab');
@@ -58,8 +47,10 @@ describe('command lines', () => {
     expect(s.at(-1)).toBe('/s/b.sh');
   });
   it('maps slots to cpus per task and timeout to the step time limit', () => {
-    const a = srunArgs({ cpusPerTask: 2 }, '17', { id: 'x.3', command: 'echo "$i"', timeout: 30 }, '.cm/runs/r/x.3');
+    const a = srunArgs({ cpusPerTask: 2 }, '17', { id: 'x.3', command: 'echo "$i"', timeout: 30, workdir: '.cm/runs/r/x.3' }, 'sl2');
     expect(a).toContain('--jobid=17');
+    // the node the Scheduler chose for it
+    expect(a).toContain('--nodelist=sl2');
     expect(a).toContain('--cpus-per-task=2');
     expect(a).toContain('--time=00:01:00');
     // the command and workdir travel as arguments, never spliced into shell text
@@ -72,46 +63,6 @@ describe('command lines', () => {
   });
 });
 
-describe('DepTracker', () => {
-  it('releases a job when its deps finished and skips dependants of a failure, transitively', () => {
-    const t = new DepTracker();
-    expect(t.add(job('a')).ready.map((j) => j.id)).toEqual(['a']);
-    expect(t.add(job('b')).ready.map((j) => j.id)).toEqual(['b']);
-    expect(t.add(job('c', ['a', 'b'])).ready).toEqual([]);
-    expect(t.add(job('d', ['c'])).ready).toEqual([]);
-    expect(t.add(job('e', [], ['c'])).ready).toEqual([]);
-    expect(t.done('a', 'ok').ready).toEqual([]);
-    const r = t.done('b', 'failed');
-    expect(r.skipped.map((s) => [s.job.id, s.dep])).toEqual([
-      ['c', 'b'],
-      ['d', 'c'],
-    ]);
-    // `after` only needs the job to have ended, whatever its state
-    expect(r.ready.map((j) => j.id)).toEqual(['e']);
-  });
-  it('gives back jobs whose deps never came in the stream', () => {
-    const t = new DepTracker();
-    t.add(job('a', ['ghost']));
-    t.add(job('b', ['a']));
-    expect(t.takeStranded().map((s) => [s.job.id, s.missing])).toEqual([['a', 'ghost']]);
-    expect(t.done('a', 'failed').skipped.map((s) => s.job.id)).toEqual(['b']);
-  });
-});
-
-describe('Capture', () => {
-  it('keeps the cap in memory and everything in the log once over it', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cm-slurm-'));
-    const c = new Capture(4, () => join(dir, 'x.out'));
-    c.write(Buffer.from('abc'));
-    c.write(Buffer.from('defg'));
-    await c.close();
-    expect(c.text()).toBe('abcd');
-    expect(c.bytes).toBe(7);
-    expect(c.truncated).toBe(true);
-    expect(readFileSync(c.log!, 'utf8')).toBe('abcdefg');
-  });
-});
-
 describe('parsing Slurm output', () => {
   it('reads squeue rows, arrays expanded', () => {
     const rows = parseSqueue('4_0   |COMPLETED  |sl1   |None  |0   |\n4_1|FAILED|sl2|NonZeroExitCode|512|\n\n');
@@ -120,15 +71,35 @@ describe('parsing Slurm output', () => {
       { key: '4_1', state: 'FAILED', nodes: 'sl2', reason: 'NonZeroExitCode', exit: 512 },
     ]);
   });
-  it('finds the start marker and the node in stderr', () => {
-    expect(splitMarker('warn\ncm-slurm-started sl2\noops\n', 'cm-slurm-started')).toEqual({ host: 'sl2', before: 'warn\n', after: 'oops\n' });
-    expect(splitMarker('srun: error: x\n', 'cm-slurm-started').host).toBeUndefined();
+  it("passes a step's stderr on after the start line, keeps Slurm's lines apart and drops srun's exit line", () => {
+    const got: Buffer[] = [];
+    const l = new StderrLines('cm-slurm-started', (c) => got.push(c));
+    l.push(Buffer.from('srun: warn\ncm-slurm-sta'));
+    expect(l.started).toBe(false);
+    l.push(Buffer.from('rted sl2\noops\nsrun: error: sl2: task 0: Exited with exit code 3\nslurmstepd: error: *** STEP 4.1 ON sl2 CANCELLED AT x DUE TO TIME LIMIT ***\npart'));
+    l.end();
+    expect(l.started).toBe(true);
+    expect(l.head).toBe('srun: warn\n');
+    expect(Buffer.concat(got).toString()).toBe('oops\nslurmstepd: error: *** STEP 4.1 ON sl2 CANCELLED AT x DUE TO TIME LIMIT ***\npart');
+    expect(l.slurmLines).toEqual(['srun: error: sl2: task 0: Exited with exit code 3', 'slurmstepd: error: *** STEP 4.1 ON sl2 CANCELLED AT x DUE TO TIME LIMIT ***']);
+    const never = new StderrLines('cm-slurm-started', () => undefined);
+    never.push(Buffer.from('srun: error: Unable to create step for job 4: Invalid node name specified\n'));
+    expect(never.started).toBe(false);
   });
   it("keeps Slurm's words for a rejected submission", () => {
     expect(slurmMessage('sbatch: error: invalid partition specified: nosuch\nsbatch: error: Batch job submission failed: Invalid partition name specified\n')).toBe(
       'Batch job submission failed: Invalid partition name specified',
     );
-    expect(dropSrunExitLine('srun: error: sl1: task 0: Exited with exit code 3\nreal\n')).toBe('real\n');
+  });
+});
+
+describe('allocationHosts', () => {
+  it("makes the allocation's nodes the hosts, a node's slots its CPUs over --cpus", () => {
+    const a = { id: '9', nodes: [{ name: 'sl1', cpus: 4 }, { name: 'sl2', cpus: 1 }], limitText: 'UNLIMITED' };
+    expect(allocationHosts(a, 2).map((h) => [h.name, h.address, h.slots, h.tags])).toEqual([
+      ['sl1', 'sl1', 2, ['slurm']],
+      ['sl2', 'sl2', 1, ['slurm']],
+    ]);
   });
 });
 

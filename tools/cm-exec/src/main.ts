@@ -1,9 +1,9 @@
 import os from 'node:os';
 import { CmError, ExitCode, PATTERNS } from '@cm/protocol';
-import { envDefault, EXIT_CODES, flag, intOpt, numOpt, runMain, str, type CommandIO, type DocoptArgs } from '@cm/cli';
+import { envDefault, EXIT_CODES, flag, given, intOpt, numOpt, runMain, str, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { loadInventory } from '@cm/inventory';
 import { DEFAULT_TRANSPORT, execute, parseHalt, type HaltPolicy, type RemoteLoop, type TransportName } from '@cm/exec';
-import { execSlurm, type SlurmMode } from '@cm/slurm';
+import { execJobs, execOnAllocation, type SlurmMode } from '@cm/slurm';
 
 const USAGE = `
 cm-exec: run job records on the hosts of the inventory, over ssh, as slots and dependencies allow.
@@ -21,30 +21,32 @@ have succeeded (its "after" jobs ended) and a slot is free; stdin is not read to
 Options:
   -i FILE, --inventory FILE  inventory YAML (default: $CM_INVENTORY, ./cm.yaml, ... see docs/design.md)
   -H SEL, --hosts SEL        use only these hosts: names, ranges th[1-4], @tag, comma-separated
+                             (ssh engine)
   -j N, --jobs N             at most N jobs running at once over all hosts (default: sum of slots)
   --engine E                 ssh: the inventory's hosts; slurm: a Slurm cluster (srun/sbatch from
                              here; the inventory is not read) [default: ssh]
-  --slurm-mode M             steps (one allocation, a job = an srun step), workers (one allocation,
-                             cm's job loop on each node: fastest for tiny jobs) or jobs (sbatch per
-                             job, sweeps as arrays, deps as afterok) [default: steps]
+  --slurm-mode M             steps (one allocation whose nodes are the hosts, a job = an srun
+                             step), workers (the same allocation, cm's job loop on each node:
+                             fastest for tiny jobs) or jobs (sbatch per job, sweeps as arrays,
+                             deps as afterok: the whole plan waits in Slurm's queue) (default: steps)
   --partition P              Slurm partition (--engine slurm)
   --account A                Slurm account (--engine slurm)
   --qos Q                    Slurm QOS (--engine slurm)
-  --cpus N                   CPUs per job on Slurm (--cpus-per-task) [default: 1]
+  --cpus N                   CPUs per job on Slurm (--cpus-per-task) (default: 1)
   --transport T              how commands reach a host: ssh (one multiplexed ssh per job) or
                              persistent (long-lived sessions, per-job ssh where they cannot start)
-                             [default: ${DEFAULT_TRANSPORT}]
+                             (default: ${DEFAULT_TRANSPORT})
   --remote-loop L            the persistent sessions' program on a host: auto (perl where the host
                              has it, else POSIX sh) or sh (always the sh loop, several times the
                              CPU per job) (default: $CM_REMOTE_LOOP, else auto)
   --retries N                run a failed command up to N more times (a job's retries wins) [default: 0]
   --timeout SECS             default per-job timeout; the job's whole process group on the host is
                              killed (TERM, then KILL after --grace)
-  --grace SECS               seconds between TERM and KILL [default: 2]
+  --grace SECS               seconds between TERM and KILL (default: 2)
   --halt POLICY              never | now,fail=N | soon,fail=N | now,fail=N% (of jobs seen so far):
                              now cancels running jobs, soon lets them end; exit 5 [default: never]
   --down-after N             connection failures in a row that mark a host down; a down host stays
-                             down for the run and its jobs move to other eligible hosts [default: 3]
+                             down for the run and its jobs move to other eligible hosts (default: 3)
   --max-output BYTES         stdout and stderr bytes kept in each event [default: 1048576]
   --logs DIR                 where whole outputs over the cap go: DIR/<job>.<attempt>.stdout|.stderr,
                              named by the event's log (default: .cm/logs/<run>)
@@ -56,7 +58,7 @@ Options:
   --strict-host-keys         only hosts already in known_hosts (default: accept new keys, refuse
                              changed ones)
   --ssh-config FILE          an ssh_config file for every connection (ssh -F)
-  --connect-timeout SECS     ssh ConnectTimeout [default: 10]
+  --connect-timeout SECS     ssh ConnectTimeout (default: 10)
   --keep-connections SECS    keep each host's ssh master up SECS after the run, in ~/.cm/ssh, for the
                              next cm-exec to reuse without a key exchange (default: $CM_KEEP_CONNECTIONS,
                              else 0: a private folder whose masters are closed at exit)
@@ -75,6 +77,11 @@ Notes:
   host without using a retry. SIGINT/SIGTERM stop starting jobs, kill running ones on their hosts and
   end them gave-up "interrupted" (not written to the joblog, so --resume runs them again); halted jobs
   likewise. EPIPE on stdout stops the same way and exits 0. The login shell on hosts must be POSIX.
+  Every engine runs through the same core: the options mean the same on each, or are refused with
+  exit 2. --engine slurm refuses what picks or reaches ssh hosts (--hosts, --inventory, --transport,
+  --remote-loop, --keep-connections, --strict-host-keys, --ssh-config, --connect-timeout); its jobs
+  mode, where Slurm queues the whole plan at once, also refuses --jobs, --grace, --down-after and
+  --halt soon,... --engine ssh refuses the Slurm options.
 
 ${EXIT_CODES}
 
@@ -117,6 +124,33 @@ interface Args {
   verbose: boolean;
 }
 
+// Options that only mean something on one engine or mode: given elsewhere, they are refused, not
+// silently dropped.
+const SSH_ONLY = ['--hosts', '--inventory', '--transport', '--remote-loop', '--keep-connections', '--strict-host-keys', '--ssh-config', '--connect-timeout'];
+const SLURM_ONLY = ['--slurm-mode', '--partition', '--account', '--qos', '--cpus'];
+const NOT_IN_JOBS_MODE: Array<[string, string]> = [
+  ['--jobs', 'Slurm decides how many of the queued jobs run at once'],
+  ['--grace', "Slurm's KillWait is the time between TERM and KILL"],
+  ['--down-after', 'Slurm moves jobs off failed nodes itself'],
+];
+
+/** Exit 2 with one line for an option that has no meaning on the engine asked for. */
+function refuseOptions(argv: DocoptArgs, engine: string, mode: string): void {
+  const refuse = (option: string, why: string): never => {
+    throw new CmError(`${option} has no meaning with ${why}`, ExitCode.USAGE);
+  };
+  if (engine === 'ssh') {
+    for (const o of SLURM_ONLY) if (given(argv, o)) refuse(o, '--engine ssh (it is a Slurm option)');
+    return;
+  }
+  for (const o of SSH_ONLY) if (given(argv, o)) refuse(o, '--engine slurm (Slurm places the jobs on its nodes; no ssh is involved)');
+  if (mode !== 'jobs') return;
+  for (const [o, why] of NOT_IN_JOBS_MODE) if (given(argv, o)) refuse(o, `--slurm-mode jobs (${why})`);
+  if (str(argv, '--halt')?.startsWith('soon')) {
+    refuse('--halt soon,...', '--slurm-mode jobs (every job is already in Slurm\'s queue: use --halt now,...)');
+  }
+}
+
 function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv): Args {
   const a = envDefault(envDefault(argv, '--remote-loop', env.CM_REMOTE_LOOP), '--keep-connections', env.CM_KEEP_CONNECTIONS);
   const transport = str(a, '--transport') ?? DEFAULT_TRANSPORT;
@@ -135,6 +169,7 @@ function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv): Args {
   if (slurmMode !== 'steps' && slurmMode !== 'workers' && slurmMode !== 'jobs') {
     throw new CmError(`--slurm-mode must be steps, workers or jobs, got ${JSON.stringify(slurmMode)}`, ExitCode.USAGE);
   }
+  refuseOptions(argv, engine, slurmMode);
   const args: Args = {
     engine,
     slurmMode,
@@ -172,58 +207,56 @@ function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv): Args {
 
 export async function run(argv: DocoptArgs, io: CommandIO): Promise<number> {
   const args = toArgs(argv, io.env);
+  // what every engine's core takes: the same options, the same meaning
+  const core = {
+    jobs: args.jobs,
+    retries: args.retries,
+    timeout: args.timeout,
+    grace: args.grace,
+    halt: args.halt,
+    downAfter: args.downAfter,
+    maxOutput: args.maxOutput,
+    logs: args.logs,
+    run: args.run,
+    joblog: args.joblog,
+    resume: args.resume,
+    dryRun: args.dryRun,
+    quiet: args.quiet,
+    verbose: args.verbose,
+    progress: (io.stderr as NodeJS.WriteStream).isTTY === true,
+    home: io.env.HOME && io.env.HOME !== '' ? io.env.HOME : os.homedir(),
+    cwd: io.cwd,
+  };
   if (args.engine === 'slurm') {
-    return execSlurm(
-      {
-        mode: args.slurmMode,
-        partition: args.partition,
-        account: args.account,
-        qos: args.qos,
-        cpusPerTask: args.cpus,
-        run: args.run,
-        timeout: args.timeout,
-        retries: args.retries,
-        maxOutput: args.maxOutput,
-        spoolDir: args.logs,
-        env: io.env,
-        warn: (m) => {
-          if (!args.quiet) io.stderr.write(`cm-exec: ${m}\n`);
-        },
+    const slurm = {
+      mode: args.slurmMode,
+      partition: args.partition,
+      account: args.account,
+      qos: args.qos,
+      cpusPerTask: args.cpus,
+      maxOutput: args.maxOutput,
+      env: io.env,
+      warn: (m: string) => {
+        if (!args.quiet) io.stderr.write(`cm-exec: ${m}\n`);
       },
-      io,
-    );
+    };
+    return args.slurmMode === 'jobs' ? execJobs(slurm, core, io) : execOnAllocation(slurm, core, io);
   }
   const inventory = await loadInventory({ path: args.inventory, env: io.env, cwd: io.cwd });
   const hosts = inventory.select(args.hosts);
   const names = new Set(hosts.map((h) => h.name));
   return execute(
     {
+      ...core,
       hosts,
       // a pin names hosts of the inventory; only those also selected by --hosts are eligible
       select: (pin) => inventory.select(pin).filter((h) => names.has(h.name)),
       transport: args.transport,
       remoteLoop: args.remoteLoop,
-      jobs: args.jobs,
-      retries: args.retries,
-      timeout: args.timeout,
-      grace: args.grace,
-      halt: args.halt,
-      downAfter: args.downAfter,
-      maxOutput: args.maxOutput,
-      logs: args.logs,
-      run: args.run,
-      joblog: args.joblog,
-      resume: args.resume,
       strictHostKeys: args.strictHostKeys,
       sshConfig: args.sshConfig,
       connectTimeout: args.connectTimeout,
       keepConnections: args.keepConnections,
-      dryRun: args.dryRun,
-      quiet: args.quiet,
-      verbose: args.verbose,
-      progress: (io.stderr as NodeJS.WriteStream).isTTY === true,
-      home: io.env.HOME && io.env.HOME !== '' ? io.env.HOME : os.homedir(),
-      cwd: io.cwd,
     },
     io,
   );

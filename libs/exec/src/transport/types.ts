@@ -28,6 +28,11 @@ export interface JobOutcome {
   /** why the job did not run or was stopped: 'connection refused', 'timeout after 5s', ... */
   reason?: string;
   timedOut?: boolean;
+  /**
+   * with ran false: the engine cannot run this job anywhere in this run (Slurm refused the allocation,
+   * the job's time limit exceeds it), so it is given up with `reason` instead of moved to another host
+   */
+  refused?: boolean;
   stdout: Buffer;
   stderr: Buffer;
   stdoutBytes: number;

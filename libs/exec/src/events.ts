@@ -1,0 +1,55 @@
+// The events a job's life is told in, built in one place for every engine: the Scheduler (local,
+// ssh, persistent, Slurm steps and workers) and Slurm's jobs mode, so a record means the same
+// whichever ran the job.
+import { workdirOf, type EventRecord, type JobRecord } from '@cm/protocol';
+import type { JobOutcome } from './transport/types';
+
+/** The fields every job event starts with. */
+export function jobEvent(event: EventRecord['event'], job: JobRecord, run: string): EventRecord {
+  return { kind: 'event', v: 1, event, job: job.id, task: job.task, run };
+}
+
+/** Where and how an attempt ran. */
+export interface Attempt {
+  host: string;
+  attempt: number;
+  transport?: string;
+}
+
+/**
+ * A job's `finished` event, or the `gave-up` event of one stopped while it ran, from its outcome. It
+ * copies workdir, outputs, result, sweep and index from the job, so cm-fetch and cm-reduce need
+ * nothing else.
+ */
+export function outcomeEvent(event: 'finished' | 'gave-up', job: JobRecord, run: string, at: Attempt, o: JobOutcome, reason?: string): EventRecord {
+  const ev: EventRecord = {
+    ...jobEvent(event, job, run),
+    host: at.host,
+    attempt: at.attempt,
+    transport: at.transport,
+    exit: o.exit,
+    signal: o.signal,
+    start: o.start.toISOString(),
+    end: o.end.toISOString(),
+    duration: Math.round(o.end.getTime() - o.start.getTime()) / 1000,
+    stdout: o.stdout.toString('utf8'),
+    stderr: o.stderr.toString('utf8'),
+    stdout_bytes: o.stdoutBytes,
+    stderr_bytes: o.stderrBytes,
+    truncated: o.truncated,
+    log: o.log,
+    workdir: workdirOf(run, job.id),
+    outputs: job.outputs,
+    result: job.result,
+    sweep: job.sweep,
+    index: job.index,
+    reason,
+  };
+  for (const k of Object.keys(ev) as Array<keyof EventRecord>) if (ev[k] === undefined) delete ev[k];
+  return ev;
+}
+
+/** True for the events that end a job: the joblog's lines, one per job. */
+export function isFinal(ev: EventRecord): boolean {
+  return ev.event === 'finished' || ev.event === 'gave-up' || ev.event === 'skipped';
+}
