@@ -37,6 +37,12 @@ setup() {
 
 cm_exec_js=$CM_REPO/tools/cm-exec/dist/main.cjs
 
+# none_queued REGEX [SQUEUE-OPTION...]: no job (with -s: no step) in Slurm's queue has a name
+# matching REGEX
+none_queued() {
+  (($(squeue -h "${@:2}" -o %j | grep -cE "$1") == 0))
+}
+
 # started_all N FILE: FILE holds at least N started events
 started_all() {
   (($(grep -c '"event":"started"' "$2" 2>/dev/null) >= $1))
@@ -165,6 +171,7 @@ EOF
     assert_equal "$status" 1
     assert_equal "$(jq -r 'select(.event == "gave-up") | .reason' <<<"$output")" "timeout after 1s"
     # the step is gone from Slurm, not left running
+    wait_for 30 none_queued '^slow$' -s || true
     assert_equal "$(squeue -h -s -o %j | grep -c '^slow$')" 0
   done
   # and so is the job's process on the node (killed, not orphaned), once slurmd has reaped it
@@ -189,7 +196,8 @@ EOF
 }
 
 @test "SIGINT cancels everything submitted (scancel) and gives every job a final event" {
-  for i in 1 2 3; do echo "{\"kind\":\"job\",\"v\":1,\"id\":\"s$i\",\"task\":\"s\",\"command\":\"sleep 60\",\"deps\":[]}"; done >sleep.ndjson
+  local tok=cmslurmint$$
+  for i in 1 2 3; do echo "{\"kind\":\"job\",\"v\":1,\"id\":\"s$i\",\"task\":\"s\",\"command\":\": $tok; sleep 60\",\"deps\":[]}"; done >sleep.ndjson
   for mode in steps workers jobs; do
     # node itself in the background (not a function's subshell), so the signal reaches it
     node "$cm_exec_js" --engine slurm --slurm-mode "$mode" --run "int-$mode" <sleep.ndjson >events.ndjson &
@@ -201,6 +209,10 @@ EOF
     wait "$pid" || rc=$?
     assert_equal "$rc" 130
     assert_equal "$(jq -r 'select(.event == "gave-up") | .job' events.ndjson | sort | paste -sd,)" s1,s2,s3
-    assert_equal "$(squeue -h -o %j | grep -cE "^(cm-int-$mode|s[1-3])$")" 0
+    # nothing of the run waits or runs in Slurm any more (COMPLETING is Slurm's own clean-up), and
+    # no process of its jobs is left on the nodes
+    wait_for 60 none_queued "^(cm-int-$mode|s[1-3])$" -t PD,R,S,CF || true
+    assert_equal "$mode: $(squeue -h -t PD,R,S,CF -o '%j %T' | grep -E "^(cm-int-$mode|s[1-3]) ")" "$mode: "
+    assert_none_left "$tok"
   done
 }
