@@ -9,7 +9,7 @@ import { JobLog, readJoblog } from './joblog';
 import { Scheduler, type Action } from './scheduler';
 import { describeEvent, startProgress, summaryLine } from './report';
 import { LocalTransport, notRun } from './transport/local';
-import { PERSISTENT_UNAVAILABLE, PersistentTransport } from './transport/persistent';
+import { PersistentTransport } from './transport/persistent';
 import type { RemoteLoop } from './transport/remote-loop';
 import { SshTransport } from './transport/ssh';
 import type { JobLaunch, JobOutcome, Transport } from './transport/types';
@@ -75,7 +75,8 @@ class PersistentWithFallback implements Transport {
   async run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
     if (this.persistent.unavailable(host.name) === undefined) {
       const o = await this.persistent.run(host, job, signal);
-      if (o.ran || !(o.reason ?? '').startsWith(PERSISTENT_UNAVAILABLE)) return o;
+      // the session said its loop cannot run on this host: the per-job ssh transport takes over
+      if (o.ran || this.persistent.unavailable(host.name) === undefined) return o;
     }
     return this.ssh.run(host, job, signal);
   }
