@@ -112,7 +112,7 @@ function setMaxListenersSafe() {
   require('node:events').setMaxListeners(Infinity, never);
 }
 EOF
-  (cd "$REPO" && node_modules/.bin/esbuild "$src" --bundle --platform=node --format=cjs --log-level=warning --outfile="$out")
+  (cd "$REPO" && node_modules/.bin/esbuild "$src" --bundle --platform=node --format=cjs --log-level=warning --loader:.sh=text --loader:.pl=text --outfile="$out")
   rm -rf "$(dirname "$src")"
 }
 

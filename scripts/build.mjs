@@ -7,6 +7,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const HOST_PROGRAMS = { '.sh': 'text', '.pl': 'text' };
 const only = process.argv.slice(2);
 const tools = readdirSync(join(root, 'tools')).filter(
   (name) => existsSync(join(root, 'tools', name, 'src', 'main.ts')) && (only.length === 0 || only.includes(name)),
@@ -26,6 +27,8 @@ await Promise.all(
       legalComments: 'none',
       minifySyntax: true,
       minifyWhitespace: true,
+      // programs that run on hosts live in real files (sh -n / perl -c checked) and ship as text
+      loader: HOST_PROGRAMS,
     });
     // the bin script starts the bundle through start.cjs, from V8's code cache once a run made one;
     // a new bundle must not meet the cache of the old one (V8 would refuse it, at a cost)

@@ -4,17 +4,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { CmError, ExitCode, type CheckRecord, type HostRecord } from '@cm/protocol';
 import { sshArgs, SSH_CONNECTION_FAILURE } from '@cm/ssh';
+import PROBE_SH from './probe.sh';
 
 /** The NDJSON record `cm-hosts check --json` writes, one per host (defined in @cm/protocol). */
 export type { CheckRecord };
 
-// No `!` (csh history) and no single quotes inside: it survives any login shell as one argument to sh.
-const PROBE =
-  // Builtins (read) where /proc has the answer: one fork less per value on every host.
-  'c=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null); ' +
-  'if [ -r /proc/loadavg ]; then read l </proc/loadavg; else l=$(sysctl -n vm.loadavg 2>/dev/null); fi; ' +
-  'if [ -r /proc/sys/kernel/hostname ]; then read h </proc/sys/kernel/hostname; else h=$(uname -n 2>/dev/null); fi; ' +
-  'echo "cm-probe cpus=$c"; echo "cm-probe load=$l"; echo "cm-probe hostname=$h"';
+// probe.sh's code lines, joined: one argument to sh that survives any login shell
+const PROBE = PROBE_SH.split('\n')
+  .filter((l) => l.trim() !== '' && !l.startsWith('#'))
+  .join('; ');
+if (/[!']/.test(PROBE)) throw new Error('probe.sh must hold no single quote and no !');
 export const PROBE_COMMAND = `exec sh -c '${PROBE}'`;
 
 /** Turns ssh's stderr into a short reason people and scripts can match on. */

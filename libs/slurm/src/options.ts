@@ -1,6 +1,7 @@
 // Everything that turns cm's options and job fields into Slurm command-line arguments. Pure, so the
 // exact argv each Slurm command receives is tested without a cluster.
 import { CmError, ExitCode } from '@cm/protocol';
+import JOB_SH from './job.sh';
 
 export type SlurmMode = 'steps' | 'jobs' | 'workers';
 
@@ -97,7 +98,8 @@ export const ALLOCATION_MARKER = 'cm-allocation';
 
 /** The shell each step or batch job runs: reports where it started, then runs the job in its workdir. */
 export const STEP_MARKER = 'cm-slurm-started';
-export const JOB_SCRIPT = `printf '${STEP_MARKER} %s\\n' "$SLURMD_NODENAME" >&2; cd && mkdir -p "$1" && cd "$1" && exec sh -c "$2"`;
+export const JOB_SCRIPT = JOB_SH.replace(/^#.*\n/gm, '').trim().replace(/\n/g, '; ');
+if (!JOB_SCRIPT.startsWith(`printf '${STEP_MARKER} `)) throw new Error('job.sh must start by printing the step marker');
 
 /** The srun of one job as a step of the allocation, on the node the Scheduler chose. */
 export function srunArgs(opts: SlurmOptions, allocation: string, job: { id: string; timeout?: number; command: string; workdir: string }, node: string): string[] {

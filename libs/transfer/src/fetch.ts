@@ -8,6 +8,7 @@ import { copyFile, lstat, mkdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { shQuote, type FetchedFile, type HostRecord } from '@cm/protocol';
 import type { Connections } from './connections';
+import FETCH_SH from './fetch.sh';
 import { ensureDirs, safeJoin, safeRelative, UnsafePathError } from './paths';
 import { readTar, TarFormatError, type BodySink, type TarEntry, type TarHandler } from './tar';
 
@@ -19,21 +20,11 @@ const NO_SUMS_MARK = 'cm-nosha\n';
  * directory: names that exist go to one `tar -cf -`, the others are reported on stderr; with
  * verify, sha256sum of every file follows the archive on stdout.
  */
+const FETCH = FETCH_SH.replace(/^\s*#.*\n/gm, '');
+
+/** The command the login shell runs in the job's directory: fetch.sh over these paths. */
 export function fetchScript(paths: string[], verify: boolean): string {
-  const list = paths.map((n) => shQuote(`./${n}`)).join(' ');
-  const head =
-    `set --; for f in ${list}; do if [ -e "$f" ] || [ -h "$f" ]; then set -- "$@" "$f"; else printf 'cm-missing %s\\n' "$f" >&2; fi; done; ` +
-    `[ "$#" -gt 0 ] || exit 0; `;
-  if (!verify) return `${head}tar -cf - "$@"; exit $?`;
-  // The host hashes while tar streams (both read the same pages), into a temp file printed after
-  // the archive; without mktemp it hashes after tar, without sha256sum it says so.
-  return (
-    head +
-    `if ! command -v sha256sum >/dev/null 2>&1; then tar -cf - "$@"; s=$?; printf 'cm-nosha\\n'; exit $s; fi; ` +
-    `if t=$(mktemp 2>/dev/null); then (find "$@" -type f -exec sha256sum {} + >"$t") & p=$!; tar -cf - "$@"; s=$?; wait $p; ` +
-    `printf 'cm-sha256\\n'; cat "$t"; rm -f "$t"; exit $s; fi; ` +
-    `tar -cf - "$@"; s=$?; printf 'cm-sha256\\n'; find "$@" -type f -exec sha256sum {} +; exit $s`
-  );
+  return `set -- ${paths.map((n) => shQuote(`./${n}`)).join(' ')}; v=${verify ? 1 : 0}\n${FETCH}`;
 }
 
 /** Parses `sha256sum` lines (with its backslash escaping of odd names) into name -> digest. */

@@ -13,33 +13,14 @@ import { OutputCapture, outcomeOf } from './capture';
 import { JobStops } from './stops';
 import { notRun } from './local';
 import type { JobLaunch, JobOutcome, Transport } from './types';
+import WRAPPER_SH from './wrapper.sh';
 
-/**
- * Runs "$1" (the job) in a new session with stdin from /dev/null; $2 is a trailer printed on stderr
- * only when the job exits 255, so that code is told apart from ssh's own 255 (connection failure).
- * The async list gets fd 3 (ssh's stdin) explicitly: without job control its stdin is /dev/null.
- */
+// the wrapper's comment lines stay in the file: each job's command line carries only the code
+const WRAPPER = WRAPPER_SH.replace(/^#.*\n/gm, '').trimEnd();
+
+/** The remote wrapper (wrapper.sh) with the seconds between TERM and KILL, in tenths. */
 export function remoteWrapper(graceTenths: number): string {
-  return [
-    'exec 3<&0',
-    'if command -v setsid >/dev/null 2>&1; then setsid /bin/sh -c "$1" </dev/null 3<&- & else /bin/sh -c "$1" </dev/null 3<&- & fi',
-    'p=$!',
-    '( while read -r l; do [ "$l" = TERM ] && break; done',
-    "  trap '' TERM",
-    '  kill -TERM -$p || kill -TERM $p || exit 0',
-    '  i=0',
-    `  while kill -0 -$p && [ $i -lt ${graceTenths} ]; do sleep 0.1; i=$((i+1)); done`,
-    '  kill -KILL -$p',
-    ') <&3 >/dev/null 2>&1 &',
-    'w=$!',
-    'exec 3<&-',
-    '{ wait $p; } 2>/dev/null; s=$?',
-    // what the job left running in its process group ends with it: nothing outlives a job
-    'kill -KILL -$p 2>/dev/null',
-    'kill -TERM $w 2>/dev/null; { wait $w; } 2>/dev/null',
-    '[ $s -eq 255 ] && printf \'%s\\n\' "$2" >&2',
-    'exit $s',
-  ].join('\n');
+  return WRAPPER.replace('@GRACE_TENTHS@', String(graceTenths));
 }
 
 /** The one remote command string: make the workdir, export the environment, run the wrapper. */
