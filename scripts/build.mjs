@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Bundles each tools/<cmd>/src/main.ts into one CommonJS file so a command starts with a
+// Bundles each tools/<cmd>/src/cli.ts (and the main.ts it runs) into one CommonJS file so a command starts with a
 // single file read and no TypeScript loader (cm-plan --help must start in well under 150 ms).
 import { build } from 'esbuild';
 import { readdirSync, existsSync, copyFileSync, rmSync } from 'node:fs';
@@ -10,13 +10,14 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const HOST_PROGRAMS = { '.sh': 'text', '.pl': 'text' };
 const only = process.argv.slice(2);
 const tools = readdirSync(join(root, 'tools')).filter(
-  (name) => existsSync(join(root, 'tools', name, 'src', 'main.ts')) && (only.length === 0 || only.includes(name)),
+  (name) => existsSync(join(root, 'tools', name, 'src', 'cli.ts')) && (only.length === 0 || only.includes(name)),
 );
 await Promise.all(
   tools.map(async (name) => {
     const dist = join(root, 'tools', name, 'dist');
     await build({
-      entryPoints: [join(root, 'tools', name, 'src', 'main.ts')],
+      // cli.ts runs the command; main.ts holds it (usage, Args, run) for the specs to import
+      entryPoints: [join(root, 'tools', name, 'src', 'cli.ts')],
       outfile: join(dist, 'main.cjs'),
       bundle: true,
       platform: 'node',

@@ -1,11 +1,11 @@
 import os from 'node:os';
 import { CmError, ExitCode, PATTERNS } from '@cm/protocol';
-import { envDefault, EXIT_CODES, flag, given, intOpt, numOpt, runMain, str, type CommandIO, type DocoptArgs } from '@cm/cli';
+import { envDefault, EXIT_CODES, flag, given, intOpt, numOpt, str, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { loadInventory } from '@cm/inventory';
 import { DEFAULT_TRANSPORT, execute, parseHalt, type HaltPolicy, type RemoteLoop, type TransportName } from '@cm/exec';
 import { execJobs, execOnAllocation, type SlurmMode } from '@cm/slurm';
 
-const USAGE = `
+export const USAGE = `
 cm-exec: run job records on the hosts of the inventory, over ssh, as slots and dependencies allow.
 
 Usage:
@@ -93,7 +93,7 @@ Examples:
   cm-plan -f plan.cm | cm-exec --timeout 60 --halt now,fail=1 | jq -c 'select(.event=="finished")'
 `;
 
-interface Args {
+export interface Args {
   engine: 'ssh' | 'slurm';
   slurmMode: SlurmMode;
   partition?: string;
@@ -151,7 +151,7 @@ function refuseOptions(argv: DocoptArgs, engine: string, mode: string): void {
   }
 }
 
-function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv): Args {
+export function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv): Args {
   const a = envDefault(envDefault(argv, '--remote-loop', env.CM_REMOTE_LOOP), '--keep-connections', env.CM_KEEP_CONNECTIONS);
   const transport = str(a, '--transport') ?? DEFAULT_TRANSPORT;
   if (transport !== 'ssh' && transport !== 'persistent') {
@@ -205,8 +205,7 @@ function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv): Args {
   return args;
 }
 
-export async function run(argv: DocoptArgs, io: CommandIO): Promise<number> {
-  const args = toArgs(argv, io.env);
+export async function run(args: Args, io: CommandIO): Promise<number> {
   // what every engine's core takes: the same options, the same meaning
   const core = {
     jobs: args.jobs,
@@ -261,5 +260,3 @@ export async function run(argv: DocoptArgs, io: CommandIO): Promise<number> {
     io,
   );
 }
-
-runMain('cm-exec', USAGE, run);

@@ -2,11 +2,11 @@ import { createReadStream } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ExitCode, readRecords, workdirOf, RecordWriter, type EventRecord, type FetchRecord, type HostRecord, type JobRecord } from '@cm/protocol';
-import { EXIT_CODES, flag, intOpt, runMain, str, type CommandIO, type DocoptArgs } from '@cm/cli';
+import { EXIT_CODES, flag, intOpt, str, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { loadInventory, type Inventory } from '@cm/inventory';
 import { Connections, FetchQueue, Limiter, Stager, type FetchOutcome } from '@cm/transfer';
 
-const USAGE = `
+export const USAGE = `
 cm-fetch: copy job outputs back from the hosts as jobs finish (and stage inputs in).
 
 Follows the events of cm-exec on stdin. For each \`finished\` event with exit 0 that declares
@@ -66,7 +66,7 @@ Examples:
 const PER_HOST = 8;
 const MAX_BATCH = 64;
 
-interface Args {
+export interface Args {
   file?: string;
   dir: string;
   transfers: number;
@@ -76,7 +76,7 @@ interface Args {
   inventory?: string;
 }
 
-function parseArgs(a: DocoptArgs): Args {
+export function toArgs(a: DocoptArgs): Args {
   const file = str(a, '<file>');
   return {
     file: file === '-' ? undefined : file,
@@ -89,8 +89,7 @@ function parseArgs(a: DocoptArgs): Args {
   };
 }
 
-export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
-  const args = parseArgs(raw);
+export async function run(args: Args, io: CommandIO): Promise<number> {
   const writer = new RecordWriter(io.stdout);
   const source = args.file ?? 'stdin';
   const input = args.file ? createReadStream(path.resolve(io.cwd, args.file)) : io.stdin;
@@ -234,5 +233,3 @@ export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
   await writer.end();
   return failed > 0 ? ExitCode.FAILURES : ExitCode.OK;
 }
-
-runMain('cm-fetch', USAGE, run);

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CmError, ExitCode, RecordWriter, type HostRecord } from '@cm/protocol';
-import { EXIT_CODES, flag, intOpt, numOpt, runMain, str, strs, type CommandIO, type DocoptArgs } from '@cm/cli';
+import { EXIT_CODES, flag, intOpt, numOpt, str, strs, type CommandIO, type DocoptArgs } from '@cm/cli';
 import {
   checkHosts,
   checkTable,
@@ -20,7 +20,7 @@ import {
   type HostFields,
 } from '@cm/inventory';
 
-const USAGE = `
+export const USAGE = `
 cm-hosts: the inventory of machines cm runs jobs on (a YAML file you can also edit by hand).
 
 list prints the selected hosts; check probes them over ssh, all at once; add, set, remove and
@@ -88,7 +88,7 @@ Examples:
 
 type Command = 'list' | 'add' | 'remove' | 'set' | 'check' | 'import' | 'export';
 
-interface Args {
+export interface Args {
   command: Command;
   selector?: string;
   name?: string;
@@ -104,7 +104,7 @@ interface Args {
   inventory?: string;
 }
 
-function toArgs(a: DocoptArgs): Args {
+export function toArgs(a: DocoptArgs): Args {
   const command = (['list', 'add', 'remove', 'set', 'check', 'import', 'export'] as const).find((c) => flag(a, c));
   if (!command) throw new CmError('no command given', ExitCode.USAGE);
   const fields: HostFields = {};
@@ -235,8 +235,7 @@ async function readSource(file: string, io: CommandIO): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-export async function run(argv: DocoptArgs, io: CommandIO): Promise<number> {
-  const args = toArgs(argv);
+export async function run(args: Args, io: CommandIO): Promise<number> {
   const out = new RecordWriter(io.stdout);
   const note = (text: string) => io.stderr.write(`cm-hosts: ${text}\n`);
 
@@ -339,5 +338,3 @@ export async function run(argv: DocoptArgs, io: CommandIO): Promise<number> {
     }
   }
 }
-
-runMain('cm-hosts', USAGE, run);

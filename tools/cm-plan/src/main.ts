@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { CmError, ExitCode, PATTERNS, RecordWriter } from '@cm/protocol';
-import { EXIT_CODES, flag, runMain, str, strs, type CommandIO, type DocoptArgs } from '@cm/cli';
+import { EXIT_CODES, flag, str, strs, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { explain, loadPlanAsync, writePlan, type PlanInput } from '@cm/plan';
 
-const USAGE = `
+export const USAGE = `
 cm-plan: turn tasks composed with | (parallel), ; (after) and + (add results) into job records.
 
 Usage:
@@ -54,7 +54,7 @@ Examples:
   cat plan.yaml | cm-plan - | cm-exec --dry-run
 `;
 
-interface Args {
+export interface Args {
   file?: string;
   defs: string[];
   expression?: string;
@@ -62,7 +62,7 @@ interface Args {
   run?: string;
 }
 
-function toArgs(a: DocoptArgs): Args {
+export function toArgs(a: DocoptArgs): Args {
   return {
     file: str(a, '--file'),
     defs: strs(a, '--def'),
@@ -94,8 +94,7 @@ async function readPlanFile(path: string, io: CommandIO): Promise<{ text: string
   }
 }
 
-export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
-  const args = toArgs(raw);
+export async function run(args: Args, io: CommandIO): Promise<number> {
   if (args.run !== undefined && !new RegExp(PATTERNS.safeId).test(args.run)) {
     throw new CmError(`--run must be letters, digits and _.:@+=,- (not starting with - or .), got ${JSON.stringify(args.run)}`, ExitCode.USAGE);
   }
@@ -118,5 +117,3 @@ export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
   await writer.end();
   return ExitCode.OK;
 }
-
-runMain('cm-plan', USAGE, run);

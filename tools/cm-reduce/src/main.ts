@@ -3,10 +3,10 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CmError, ExitCode, readRecords, RecordWriter, type EventRecord, type FetchRecord, type ReduceRecord } from '@cm/protocol';
-import { EXIT_CODES, flag, runMain, str, type CommandIO, type DocoptArgs } from '@cm/cli';
+import { EXIT_CODES, flag, str, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { isValidOp, ReduceEngine, ValueError } from '@cm/reduce';
 
-const USAGE = `
+export const USAGE = `
 cm-reduce: fold job results into values as they arrive.
 
 Reads the NDJSON stream of cm-exec (and cm-fetch) on stdin. A job's value is its trimmed stdout
@@ -56,14 +56,14 @@ Examples:
   cm-reduce --op 'cmd:sort -n | tail -1' < events.ndjson
 `;
 
-interface Args {
+export interface Args {
   file?: string;
   op?: string;
   partial: boolean;
   allowMissing: boolean;
 }
 
-function parseArgs(a: DocoptArgs): Args {
+export function toArgs(a: DocoptArgs): Args {
   const op = str(a, '--op');
   if (op !== undefined && !isValidOp(op)) {
     throw new CmError(`--op ${JSON.stringify(op)} is not an op (sum, min, max, mean, count, concat, histogram, cmd:<shell>)`, ExitCode.USAGE);
@@ -97,8 +97,7 @@ function runCmd(signal: AbortSignal, cwd: string, env: NodeJS.ProcessEnv) {
     });
 }
 
-export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
-  const args = parseArgs(raw);
+export async function run(args: Args, io: CommandIO): Promise<number> {
   const writer = new RecordWriter(io.stdout);
   const source = args.file ?? 'stdin';
   const input = args.file ? createReadStream(path.resolve(io.cwd, args.file)) : io.stdin;
@@ -144,5 +143,3 @@ export async function run(raw: DocoptArgs, io: CommandIO): Promise<number> {
   await writer.end();
   return code;
 }
-
-runMain('cm-reduce', USAGE, run);

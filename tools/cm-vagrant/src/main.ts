@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { CmError, ExitCode, PATTERNS, RecordWriter } from '@cm/protocol';
-import { EXIT_CODES, flag, intOpt, runMain, str, strs, type CommandIO, type DocoptArgs } from '@cm/cli';
+import { EXIT_CODES, flag, intOpt, str, strs, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { InventoryFile, defaultInventoryPath, resolveInventoryPath } from '@cm/inventory';
 import {
   destroy,
@@ -16,7 +16,7 @@ import {
   type UpOptions,
 } from '@cm/vagrant';
 
-const USAGE = `
+export const USAGE = `
 cm-vagrant: start N Vagrant machines and keep them in the cm inventory.
 
 \`up N\` writes (or updates) DIR/Vagrantfile for N numbered machines PREFIX1..PREFIXN from the
@@ -76,7 +76,7 @@ type Command = 'up' | 'status' | 'halt' | 'suspend' | 'resume' | 'reload' | 'des
 const COMMANDS: Command[] = ['up', 'status', 'halt', 'suspend', 'resume', 'reload', 'destroy', 'ssh-config', 'hosts'];
 
 /** `up`'s own options are the library's UpOptions; the rest is shared by every subcommand. */
-interface Args extends UpOptions {
+export interface Args extends UpOptions {
   command: Command;
   names: string[];
   dir: string;
@@ -86,7 +86,7 @@ interface Args extends UpOptions {
   inventory?: string;
 }
 
-function parseArgs(a: DocoptArgs): Args {
+export function toArgs(a: DocoptArgs): Args {
   const command = COMMANDS.find((c) => a[c] === true);
   if (!command) throw new CmError('no command given', ExitCode.USAGE);
   const n = str(a, '<n>');
@@ -117,8 +117,7 @@ function templatePath(env: NodeJS.ProcessEnv): string {
   return path.resolve(__dirname, '..', '..', '..', 'Vagrantfile');
 }
 
-export async function run(argv: DocoptArgs, io: CommandIO): Promise<number> {
-  const args = parseArgs(argv);
+export async function run(args: Args, io: CommandIO): Promise<number> {
   // Checked first: every command needs it, and a missing binary deserves a message of its own.
   if (!onPath('vagrant', io.env)) throw new CmError(VAGRANT_MISSING, ExitCode.ENVIRONMENT);
   const dir = path.resolve(io.cwd, args.dir);
@@ -169,5 +168,3 @@ export async function run(argv: DocoptArgs, io: CommandIO): Promise<number> {
   await writer.end();
   return code;
 }
-
-runMain('cm-vagrant', USAGE, run);

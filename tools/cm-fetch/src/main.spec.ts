@@ -1,0 +1,35 @@
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { golden, runInMemory } from '@cm/cli';
+import { describe, expect, it } from 'vitest';
+import { run, toArgs, USAGE } from './main';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+
+/** A finished job on the local host (the embedded inventory) whose workdir holds `files`. */
+function finishedJob(home: string, job: string, files: Record<string, string>): string {
+  const wd = join(home, '.cm/runs/r1', job);
+  mkdirSync(wd, { recursive: true });
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(wd, name), text);
+  return JSON.stringify({ kind: 'event', v: 1, event: 'finished', job, task: 'w', run: 'r1', host: 'localhost', exit: 0, workdir: `.cm/runs/r1/${job}`, outputs: Object.keys(files) });
+}
+
+/** The fetch records without the local root, which differs per run. */
+const stable = (ndjson: string, root: string) => ndjson.split(root).join('<results>');
+
+describe('cm-fetch run()', () => {
+  it("copies each finished job's outputs under <dir>/<run>/<job>, checksummed, and passes every record on", async () => {
+    const home = mkdtempSync(join(tmpdir(), 'cm-fetch-spec-'));
+    const stdin = `${finishedJob(home, 'a', { 'out.txt': 'one\n' })}\n${finishedJob(home, 'b', { 'out.txt': 'two\n', 'log.txt': 'x' })}\n`;
+    const r = await runInMemory(USAGE, toArgs, run, ['--dir', 'results'], { cwd: home, stdin, env: { PATH: process.env.PATH, HOME: home } });
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { kind: string; job: string });
+    // both events, and one fetch record per job; fetches of the two may end in either order
+    expect(lines.filter((l) => l.kind === 'event').map((l) => l.job)).toEqual(['a', 'b']);
+    const fetches = `${r.stdout.trim().split('\n').filter((l) => l.includes('"kind":"fetch"')).sort().join('\n')}\n`;
+    expect(stable(fetches, join(home, 'results'))).toBe(golden(`${here}/golden/fetch.ndjson`, stable(fetches, join(home, 'results'))));
+    expect(readFileSync(join(home, 'results/r1/b/out.txt'), 'utf8')).toBe('two\n');
+  });
+});

@@ -1,0 +1,60 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { golden, runInMemory } from '@cm/cli';
+import { describe, expect, it } from 'vitest';
+import { run, toArgs, USAGE } from './main';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+
+function scratch(inventory: string): { cwd: string; file: string } {
+  const cwd = mkdtempSync(join(tmpdir(), 'cm-hosts-spec-'));
+  const file = join(cwd, 'hosts.yaml');
+  writeFileSync(file, inventory);
+  return { cwd, file };
+}
+const hosts = (cwd: string, argv: string[]) => runInMemory(USAGE, toArgs, run, argv, { cwd, env: { PATH: process.env.PATH, HOME: cwd } });
+
+const INVENTORY = `# lab machines
+defaults:
+  user: root
+hosts:
+  web1:
+    address: 192.0.2.10
+    slots: 4
+    tags: [web]
+  node[01-03]:
+    address: 10.0.0.[1-3]
+    tags: [rack1]
+`;
+
+describe('cm-hosts run()', () => {
+  it('list: one host record per machine, ranges expanded, in a pipe', async () => {
+    const { cwd, file } = scratch(INVENTORY);
+    const r = await hosts(cwd, ['list', '--inventory', file]);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toBe(golden(`${here}/golden/list.ndjson`, r.stdout));
+  });
+
+  it('list @tag --table: aligned columns for people', async () => {
+    const { cwd, file } = scratch(INVENTORY);
+    const r = await hosts(cwd, ['list', '@rack1', '--table', '--inventory', file]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(golden(`${here}/golden/list-rack1.txt`, r.stdout));
+  });
+
+  it('add keeps the comments and key order of the file and adds the host', async () => {
+    const { cwd, file } = scratch(INVENTORY);
+    const r = await hosts(cwd, ['add', 'db1', '--address', '192.0.2.20', '--slots', '2', '--tag', 'db', '--inventory', file]);
+    expect(r.code).toBe(0);
+    const text = readFileSync(file, 'utf8');
+    expect(text.startsWith(INVENTORY.trimEnd())).toBe(true);
+    expect(text).toBe(golden(`${here}/golden/after-add.yaml`, text));
+  });
+
+  it('a YAML error exits 3 with file:line:col', async () => {
+    const { cwd, file } = scratch('hosts:\n  web1:\n    slots: [\n');
+    await expect(hosts(cwd, ['list', '--inventory', file])).rejects.toMatchObject({ code: 3, message: expect.stringMatching(/hosts\.yaml:\d+:\d+/) });
+  });
+});
