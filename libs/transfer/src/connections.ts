@@ -2,7 +2,7 @@
 // private control directory removed at close), or as a local `sh -c` in $HOME for local hosts.
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { HostRecord } from '@cm/protocol';
-import { ControlDir, sshArgs, type SshArgOptions } from '@cm/ssh';
+import { ControlDir, Masters, sshArgs, type SshArgOptions } from '@cm/ssh';
 
 export interface ConnectionOptions {
   ssh?: string;
@@ -20,12 +20,13 @@ export interface Spawned {
 
 export class Connections {
   private readonly control: ControlDir;
-  private readonly masters = new Map<string, Promise<void>>();
+  private readonly masters: Masters;
   private closed = false;
 
   constructor(private readonly opts: ConnectionOptions) {
     // Short and private: socket paths are limited to ~104 bytes and must not be shared with cm-exec.
     this.control = new ControlDir({ prefix: 'cm-fetch', ssh: opts.ssh, env: opts.env });
+    this.masters = new Masters({ control: this.control, ssh: opts.ssh, env: opts.env });
   }
 
   get controlDir(): string {
@@ -36,24 +37,6 @@ export class Connections {
     return sshArgs(host, { ...this.opts.sshOptions, controlDir: this.control.path, controlPersist: this.control.persist });
   }
 
-  /**
-   * Opens the host's master connection once. Without this, the first N concurrent transfers to a
-   * host would each race to become master and most would end up with a connection of their own.
-   */
-  private master(host: HostRecord): Promise<void> {
-    let p = this.masters.get(host.name);
-    if (!p) {
-      p = new Promise<void>((resolve) => {
-        const child = spawn(this.opts.ssh ?? 'ssh', [...this.args(host), 'true'], { stdio: ['ignore', 'ignore', 'ignore'], env: this.opts.env });
-        // 'exit', not 'close': the persisted master may keep inherited descriptors open.
-        child.on('exit', () => resolve());
-        child.on('error', () => resolve());
-      });
-      this.masters.set(host.name, p);
-    }
-    return p;
-  }
-
   /** Spawns `script` on host with stdin/stdout/stderr as pipes. */
   async spawn(host: HostRecord, script: string, stdin: 'pipe' | 'ignore' = 'ignore'): Promise<Spawned> {
     if (this.closed) throw new Error('connections closed');
@@ -61,14 +44,15 @@ export class Connections {
       const child = spawn('sh', ['-c', script], { cwd: this.opts.home, stdio: [stdin, 'pipe', 'pipe'], env: this.opts.env });
       return { child, viaSsh: false };
     }
-    await this.master(host);
+    // a master that could not be set up fails this spawn's own ssh, which says why
+    await this.masters.ensure(host, this.args(host));
     const child = spawn(this.opts.ssh ?? 'ssh', [...this.args(host), script], { stdio: [stdin, 'pipe', 'pipe'], env: this.opts.env });
     return { child, viaSsh: true };
   }
 
   /** Forgets a host's master so the next transfer opens a fresh one (after a connection failure). */
   reset(host: HostRecord): void {
-    this.masters.delete(host.name);
+    this.masters.forget(host);
   }
 
   /** Stops every master in the control directory and removes it. */

@@ -5,10 +5,8 @@
 // makes timeouts and cancellation reach the remote processes without a second connection.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { isEnvName, shQuote, signalName, type HostRecord } from '@cm/protocol';
-import { ControlDir, sshArgs, type SshArgOptions } from '@cm/ssh';
+import { ControlDir, Masters, sshArgs, type SshArgOptions } from '@cm/ssh';
 import { OutputCapture, outcomeOf } from './capture';
 import { JobStops } from './stops';
 import { notRun } from './local';
@@ -32,25 +30,6 @@ export function remoteCommand(job: JobLaunch, trailer: string, graceTenths: numb
   return `{ mkdir -p ${shQuote(job.workdir)} && cd ${shQuote(job.workdir)}${exports} && set -- ${shQuote(job.command)} ${trailer}; } || exit 1\n${remoteWrapper(graceTenths)}`;
 }
 
-/** A counting semaphore: paces new connections so sshd's MaxStartups never drops one. */
-class Gate {
-  private active = 0;
-  private readonly waiting: Array<() => void> = [];
-  constructor(private readonly max: number) {}
-  async enter(): Promise<void> {
-    if (this.active < this.max) {
-      this.active += 1;
-      return;
-    }
-    await new Promise<void>((r) => this.waiting.push(r));
-  }
-  leave(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.active -= 1;
-  }
-}
-
 export interface SshTransportOptions {
   hostKeyChecking?: 'accept-new' | 'yes';
   configFile?: string;
@@ -68,15 +47,14 @@ export interface SshTransportOptions {
 export class SshTransport implements Transport {
   readonly name = 'ssh';
   readonly control: ControlDir;
-  private readonly masters = new Map<string, Promise<string | undefined>>();
-  private readonly gate: Gate;
+  private readonly masters: Masters;
   private readonly trailer = `cm-exec-exit-255-${randomBytes(8).toString('hex')}`;
   private readonly ssh: string;
 
   constructor(private readonly opts: SshTransportOptions = {}) {
     this.control = opts.control ?? new ControlDir({ prefix: 'cm-exec', ssh: opts.ssh });
-    this.gate = new Gate(opts.maxSetups ?? 8);
     this.ssh = opts.ssh ?? 'ssh';
+    this.masters = new Masters({ control: this.control, ssh: this.ssh, maxSetups: opts.maxSetups });
   }
 
   private argsFor(host: HostRecord): string[] {
@@ -91,47 +69,10 @@ export class SshTransport implements Transport {
     return ['-o', 'LogLevel=ERROR', ...sshArgs(host, o)];
   }
 
-  /** One master per host, set up once; resolves to an error reason or undefined. */
-  private master(host: HostRecord, args: string[]): Promise<string | undefined> {
-    let p = this.masters.get(host.name);
-    if (!p) {
-      p = this.startMaster(host, args);
-      this.masters.set(host.name, p);
-      // a failed set-up is tried again by the next job (the scheduler counts the failures)
-      void p.then((err) => {
-        if (err !== undefined) this.masters.delete(host.name);
-      });
-    }
-    return p;
-  }
-
-  private async startMaster(host: HostRecord, args: string[]): Promise<string | undefined> {
-    await this.gate.enter();
-    // the folder may be the shared ~/.cm/ssh: the name must be this run's own
-    const errFile = join(this.control.path, `${host.name}.${process.pid}.master.err`);
-    const fd = openSync(errFile, 'w', 0o600);
-    try {
-      // -f: ssh backgrounds itself once authenticated; its stdout/stderr must not be our pipes, or
-      // the daemonised master would hold them open.
-      const code = await new Promise<number | null>((resolve) => {
-        const child = spawn(this.ssh, ['-f', '-N', ...args], { stdio: ['ignore', 'ignore', fd] });
-        child.on('error', () => resolve(null));
-        child.on('exit', (c) => resolve(c));
-      });
-      if (code === 0) return undefined;
-      const text = readFileSync(errFile, 'utf8').trim().split('\n').filter(Boolean);
-      return text.at(-1) ?? (code === null ? `cannot run ${this.ssh}` : `ssh exit ${code}`);
-    } finally {
-      closeSync(fd);
-      rmSync(errFile, { force: true });
-      this.gate.leave();
-    }
-  }
-
   async run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
     const start = new Date();
     const args = this.argsFor(host);
-    const failed = await this.master(host, args);
+    const failed = await this.masters.ensure(host, args);
     if (failed !== undefined) return notRun(start, failed);
     if (signal.aborted) return notRun(start, 'cancelled');
     const grace = this.opts.grace ?? 2;
