@@ -94,6 +94,11 @@ export function parseSshConfig(text: string, source: string): ImportResult {
         case 'proxyjump':
           if (value.toLowerCase() !== 'none') f.jump ??= value;
           break;
+        case 'loglevel':
+          // cm sets ssh's log level itself: a quiet one (Vagrant writes FATAL) would hide ssh's own
+          // error messages, the reasons cm reports when a host cannot be reached
+          if (h === current[0]) notes.push(`${source}:${lineNo}: dropped LogLevel (cm keeps ssh's error messages)`);
+          break;
         default: {
           const name = ALLOWED_CANONICAL.get(key);
           if (name) {

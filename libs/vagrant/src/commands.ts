@@ -7,7 +7,7 @@ import type { Writable } from 'node:stream';
 import { CmError, ExitCode, type HostRecord, type MachineRecord, type RecordWriter } from '@cm/protocol';
 import type { InventoryFile } from '@cm/inventory';
 import { describeState, parseStatus, RUNNING, type MachineState } from './status';
-import { hostFields, renderSshConfig, sshConfigFromOutput, type SshConfigEntry } from './ssh-config';
+import { hostFields, hostRecord, renderSshConfig, sshConfigFromOutput, type SshConfigEntry } from './ssh-config';
 import { machineNames, MACHINE_PREFIX, parseSettings, scale, updateVagrantfile, type VagrantSettings } from './vagrantfile';
 import { chooseProvider, PROVIDER_PROBES } from './provider';
 import { VagrantExit, oneLine, vagrantError } from './errors';
@@ -94,13 +94,9 @@ async function sshConfig(ctx: VagrantContext, names: string[]): Promise<{ entrie
   const res = await ctx.vagrant.run(['ssh-config', ...names]);
   // Vagrant stops at the first machine that is not ready, after printing the ones before it.
   if (res.error && !/SSHNotReady$/.test(res.error.errorClass)) throw vagrantError('ssh-config', res.error);
-  const entries = sshConfigFromOutput(res.rows, res.stdout).filter((e) => names.includes(e.host));
-  const got = new Set(entries.map((e) => e.host));
+  const entries = sshConfigFromOutput(res.rows, res.stdout).filter((e) => names.includes(e.name));
+  const got = new Set(entries.map((e) => e.name));
   return { entries, missing: names.filter((n) => !got.has(n)) };
-}
-
-function hostRecord(name: string, fields: ReturnType<typeof hostFields>): HostRecord {
-  return { kind: 'host', v: 1, name, ...fields } as HostRecord;
 }
 
 function machineRecord(ctx: VagrantContext, m: MachineState): MachineRecord {
@@ -130,8 +126,8 @@ async function syncInventory(ctx: VagrantContext, settings: VagrantSettings, sta
   const hosts: HostRecord[] = [];
   for (const e of entries) {
     const fields = hostFields(e, { slots: ctx.slots ?? settings.cpus, tags: [ctx.tag] });
-    inv.setHost(e.host, fields);
-    hosts.push(hostRecord(e.host, fields));
+    inv.setHost(e.name, fields);
+    hosts.push(hostRecord(e.name, fields));
   }
   let changed = entries.length > 0;
   for (const name of gone) if (present.has(name)) changed = inv.removeHost(name) || changed;
@@ -319,6 +315,6 @@ export async function sshConfigCommand(ctx: VagrantContext, names: string[]): Pr
 
 export async function hosts(ctx: VagrantContext, names: string[]): Promise<number> {
   const { settings, entries, down } = await runningEntries(ctx, names);
-  for (const e of entries) await ctx.writer.write(hostRecord(e.host, hostFields(e, { slots: ctx.slots ?? settings.cpus, tags: [ctx.tag] })));
+  for (const e of entries) await ctx.writer.write(hostRecord(e.name, hostFields(e, { slots: ctx.slots ?? settings.cpus, tags: [ctx.tag] })));
   return reportDown(ctx, down);
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parseVagrantSshConfig } from '@cm/inventory';
 import fc from 'fast-check';
 import {
   exitCodeFor,
@@ -9,7 +10,6 @@ import {
   parseMachineReadable,
   parseRow,
   parseSettings,
-  parseSshConfig,
   parseStatus,
   renderSshConfig,
   scale,
@@ -84,8 +84,8 @@ describe('status', () => {
 
 describe('ssh-config', () => {
   it('parses plain output of three machines', () => {
-    const entries = parseSshConfig(capture('ssh-config-3nodes-lxc.txt'));
-    expect(entries.map((e) => [e.host, e.options.hostname, e.options.user, e.identityFiles[0]])).toEqual([
+    const entries = sshConfigFromOutput([], capture('ssh-config-3nodes-lxc.txt'));
+    expect(entries.map((e) => [e.name, e.fields.address, e.fields.user, e.fields.identity])).toEqual([
       ['node1', '10.0.3.252', 'vagrant', '/home/alice/lab/.vagrant/machines/node1/lxc/private_key'],
       ['node2', '10.0.3.42', 'vagrant', '/home/alice/lab/.vagrant/machines/node2/lxc/private_key'],
       ['node3', '10.0.3.104', 'vagrant', '/home/alice/lab/.vagrant/machines/node3/lxc/private_key'],
@@ -95,24 +95,34 @@ describe('ssh-config', () => {
   it('takes machine-readable rows once, not again from the human text', () => {
     const text = capture('ssh-config-3nodes-machine-readable.txt');
     const entries = sshConfigFromOutput(parseMachineReadable(text), text);
-    expect(entries.map((e) => `${e.host}=${e.options.hostname}`)).toEqual(['node1=192.168.121.222', 'node2=192.168.121.167', 'node3=192.168.121.64']);
+    expect(entries.map((e) => `${e.name}=${e.fields.address}`)).toEqual(['node1=192.168.121.222', 'node2=192.168.121.167', 'node3=192.168.121.64']);
   });
 
   it('keeps the machines printed before vagrant stopped at one that is not running', () => {
     const text = capture('ssh-config-mixed.stdout');
-    expect(sshConfigFromOutput(parseMachineReadable(text), text).map((e) => e.host)).toEqual(['node1']);
+    expect(sshConfigFromOutput(parseMachineReadable(text), text).map((e) => e.name)).toEqual(['node1']);
   });
 
   it('handles quoted paths with spaces and Key=value', () => {
-    const [e] = parseSshConfig('Host a\n  HostName=10.0.0.1\n  IdentityFile "/home/a b/key"\n  Port 2222\n');
+    const [e] = sshConfigFromOutput([], 'Host a\n  HostName=10.0.0.1\n  IdentityFile "/home/a b/key"\n  Port 2222\n');
     expect(hostFields(e!, { slots: 2, tags: ['vagrant'] })).toEqual({
       address: '10.0.0.1', port: 2222, identity: '/home/a b/key', tags: ['vagrant'], slots: 2,
     });
     expect(renderSshConfig([e!])).toContain('IdentityFile "/home/a b/key"');
   });
 
+  it('reads a machine as cm-hosts import --vagrant does (one parser), without LogLevel', () => {
+    const text = capture('ssh-config-1node-libvirt.txt');
+    expect(text).toContain('LogLevel FATAL');
+    const imported = parseVagrantSshConfig(text, 'vagrant.txt');
+    const [e] = sshConfigFromOutput([], text);
+    expect(e!.fields).toEqual(imported.hosts[0]!.fields);
+    expect(e!.fields.options?.LogLevel).toBeUndefined();
+    expect(imported.notes.some((n) => n.includes('dropped LogLevel'))).toBe(true);
+  });
+
   it('turns an entry into inventory fields with only allow-listed ssh options', () => {
-    const [e] = parseSshConfig(capture('ssh-config-1node-libvirt.txt'));
+    const [e] = sshConfigFromOutput([], capture('ssh-config-1node-libvirt.txt'));
     expect(hostFields(e!, { slots: 1, tags: ['vagrant'] })).toEqual({
       address: '192.168.121.30',
       user: 'vagrant',
