@@ -5,3 +5,4 @@ export * from './fetch';
 export * from './stage';
 export * from './limit';
 export * from './queue';
+export * from './stream';
