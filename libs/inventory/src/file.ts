@@ -6,6 +6,7 @@ import path from 'node:path';
 import { isMap, isScalar, type Scalar, YAMLMap, YAMLSeq, parseDocument, type Document, type Pair } from 'yaml';
 import { CmError, ExitCode, PATTERNS } from '@cm/protocol';
 import { expandRange, isPattern } from './ranges';
+import type { Assignments } from './edit';
 import { HOST_FIELDS, inventoryFromDocument, parseInventory, parseYaml, readInventoryText, type HostField, type HostFields, type InventoryView } from './load';
 
 const NEW_FILE = `# cm inventory: see config/hosts.example.yaml for every field.
@@ -143,6 +144,65 @@ export class InventoryFile {
   }
 
   /** The validated view of the document as it would be saved. */
+  /** The entries of the file a selector covers; a selection must take a range entry whole. */
+  entriesFor(selector: string | undefined): string[] {
+    const view = this.toInventory();
+    const selected = view.select(selector);
+    const chosen = new Set(selected.map((h) => h.name));
+    const keys: string[] = [];
+    for (const h of selected) {
+      const key = view.origins.get(h.name)?.key ?? h.name;
+      if (keys.includes(key)) continue;
+      const members = view.hosts.filter((o) => (view.origins.get(o.name)?.key ?? o.name) === key);
+      if (members.some((m) => !chosen.has(m.name))) {
+        throw new CmError(`${h.name} is part of the range ${key}; select all of it (${key}) or split the range in the file first`, ExitCode.INPUT);
+      }
+      keys.push(key);
+    }
+    return keys;
+  }
+
+  /** Removes the entries a selector covers; returns them. */
+  removeSelected(selector: string | undefined): string[] {
+    const keys = this.entriesFor(selector);
+    for (const k of keys) this.removeHost(k);
+    return keys;
+  }
+
+  /** Applies `cm-hosts set` to the entries a selector covers; returns them. */
+  assign(selector: string | undefined, { fields, unset }: Assignments): string[] {
+    const keys = this.entriesFor(selector);
+    for (const k of keys) {
+      if (Object.keys(fields).length > 0) {
+        // options merge key by key, so `set th1 options.LogLevel=ERROR` keeps the others
+        const own = fields.options ? { ...this.entry(k)?.options, ...fields.options } : undefined;
+        this.setHost(k, own ? { ...fields, options: own } : fields);
+      }
+      if (unset.length > 0) this.unsetFields(k, unset);
+    }
+    return keys;
+  }
+
+  /** Adds imported hosts, or updates those already here (their tags keep theirs and gain `tags`). */
+  importHosts(hosts: Array<{ name: string; fields: HostFields }>, tags: string[]): { added: number; updated: number } {
+    const existing = new Set(this.hostNames());
+    let added = 0;
+    let updated = 0;
+    for (const h of hosts) {
+      const fields: HostFields = { ...h.fields };
+      if (tags.length > 0) fields.tags = [...new Set([...(this.entry(h.name)?.tags ?? []), ...tags])];
+      if (existing.has(h.name)) {
+        this.setHost(h.name, fields);
+        updated += 1;
+      } else {
+        this.addHost(h.name, fields);
+        existing.add(h.name);
+        added += 1;
+      }
+    }
+    return { added, updated };
+  }
+
   toInventory(): InventoryView {
     // Validates the very text save() would write, so its errors point at real lines.
     return parseInventory(this.toString(), this.path, this.env);

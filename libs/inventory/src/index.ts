@@ -17,3 +17,4 @@ export { checkHosts, classifySshError, parseProbe, PROBE_COMMAND, type CheckReco
 export { parseSshConfig, parseVagrantSshConfig, toSshConfig, type ImportedHost, type ImportResult } from './sshconfig';
 export { hostsTable, checkTable } from './table';
 export { InventoryFileSchema, InventoryHost } from './schema';
+export { parseAssignments, type Assignments } from './edit';

@@ -53,6 +53,15 @@ describe('cm-hosts run()', () => {
     expect(text).toBe(golden(`${here}/golden/after-add.yaml`, text));
   });
 
+  it('set on a whole range and remove of a host edit the file in place; part of a range is refused', async () => {
+    const { cwd, file } = scratch(INVENTORY);
+    expect((await hosts(cwd, ['set', 'node[01-03]', 'slots=8', 'options.LogLevel=ERROR', '--inventory', file])).code).toBe(0);
+    expect((await hosts(cwd, ['remove', 'web1', '--inventory', file])).code).toBe(0);
+    const text = readFileSync(file, 'utf8');
+    expect(text).toBe(golden(`${here}/golden/after-set-remove.yaml`, text));
+    await expect(hosts(cwd, ['set', 'node02', 'slots=2', '--inventory', file])).rejects.toMatchObject({ code: 3, message: expect.stringMatching(/part of the range node\[01-03\]/) });
+  });
+
   it('a YAML error exits 3 with file:line:col', async () => {
     const { cwd, file } = scratch('hosts:\n  web1:\n    slots: [\n');
     await expect(hosts(cwd, ['list', '--inventory', file])).rejects.toMatchObject({ code: 3, message: expect.stringMatching(/hosts\.yaml:\d+:\d+/) });

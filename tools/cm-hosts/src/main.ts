@@ -1,22 +1,20 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { CmError, ExitCode, RecordWriter, type HostRecord } from '@cm/protocol';
+import { CmError, ExitCode, RecordWriter } from '@cm/protocol';
 import { EXIT_CODES, flag, intOpt, numOpt, str, strs, type CommandIO, type DocoptArgs } from '@cm/cli';
 import {
   checkHosts,
   checkTable,
   defaultInventoryPath,
-  HOST_FIELDS,
   hostsTable,
   InventoryFile,
-  InventoryView,
   loadInventory,
+  parseAssignments,
   parseSshConfig,
   parseVagrantSshConfig,
   resolveInventoryPath,
   toSshConfig,
   type CheckRecord,
-  type HostField,
   type HostFields,
 } from '@cm/inventory';
 
@@ -140,52 +138,6 @@ export function toArgs(a: DocoptArgs): Args {
   };
 }
 
-/** `slots=8`, `tags=a,b`, `options.LogLevel=ERROR`, `jump=` (remove). */
-function parseAssignments(assignments: string[]): { fields: HostFields; unset: HostField[] } {
-  const fields: HostFields = {};
-  const unset: HostField[] = [];
-  for (const text of assignments) {
-    const eq = text.indexOf('=');
-    if (eq <= 0) throw new CmError(`${JSON.stringify(text)}: expected KEY=VALUE`, ExitCode.USAGE);
-    const key = text.slice(0, eq);
-    const value = text.slice(eq + 1);
-    if (key.startsWith('options.')) {
-      fields.options = { ...fields.options, [key.slice(8)]: value };
-      continue;
-    }
-    if (!(HOST_FIELDS as readonly string[]).includes(key) || key === 'options') {
-      throw new CmError(`unknown key ${JSON.stringify(key)}; one of ${HOST_FIELDS.filter((f) => f !== 'options').join(', ')}, options.NAME`, ExitCode.USAGE);
-    }
-    const field = key as HostField;
-    if (value === '') {
-      unset.push(field);
-      continue;
-    }
-    switch (field) {
-      case 'port':
-      case 'slots': {
-        if (!/^\d+$/.test(value) || Number(value) < 1) throw new CmError(`${key} must be a positive integer, got ${JSON.stringify(value)}`, ExitCode.USAGE);
-        fields[field] = Number(value);
-        break;
-      }
-      case 'local':
-        if (value !== 'true' && value !== 'false') throw new CmError(`local must be true or false, got ${JSON.stringify(value)}`, ExitCode.USAGE);
-        fields.local = value === 'true';
-        break;
-      case 'tags':
-        fields.tags = value.split(',').filter((t) => t !== '');
-        break;
-      case 'address':
-      case 'user':
-      case 'identity':
-      case 'jump':
-        fields[field] = value;
-        break;
-    }
-  }
-  return { fields, unset };
-}
-
 function inventoryPath(args: Args, io: CommandIO): string | undefined {
   return resolveInventoryPath({ path: args.inventory, env: io.env, cwd: io.cwd });
 }
@@ -197,23 +149,6 @@ async function openForEdit(args: Args, io: CommandIO, create: boolean): Promise<
     file = defaultInventoryPath(io.env);
   }
   return InventoryFile.open(file, { create, env: io.env });
-}
-
-/** The entries of the file that a selection covers; a selection must take a range entry whole. */
-function entriesOf(view: InventoryView, selected: HostRecord[]): string[] {
-  const chosen = new Set(selected.map((h) => h.name));
-  const keys: string[] = [];
-  for (const h of selected) {
-    const key = view.origins.get(h.name)?.key ?? h.name;
-    if (keys.includes(key)) continue;
-    const members = view.hosts.filter((o) => (view.origins.get(o.name)?.key ?? o.name) === key);
-    const missing = members.filter((m) => !chosen.has(m.name));
-    if (missing.length > 0) {
-      throw new CmError(`${h.name} is part of the range ${key}; select all of it (${key}) or split the range in the file first`, ExitCode.INPUT);
-    }
-    keys.push(key);
-  }
-  return keys;
 }
 
 function wantsJson(args: Args, io: CommandIO): boolean {
@@ -287,21 +222,7 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
     case 'remove':
     case 'set': {
       const file = await openForEdit(args, io, false);
-      const view = file.toInventory();
-      const keys = entriesOf(view, view.select(args.selector));
-      if (args.command === 'remove') {
-        for (const k of keys) file.removeHost(k);
-      } else {
-        const { fields, unset } = parseAssignments(args.assignments);
-        for (const k of keys) {
-          if (Object.keys(fields).length > 0) {
-            // options merge key by key, so `set th1 options.LogLevel=ERROR` keeps the others.
-            const own = fields.options ? { ...file.entry(k)?.options, ...fields.options } : undefined;
-            file.setHost(k, own ? { ...fields, options: own } : fields);
-          }
-          if (unset.length > 0) file.unsetFields(k, unset);
-        }
-      }
+      const keys = args.command === 'remove' ? file.removeSelected(args.selector) : file.assign(args.selector, parseAssignments(args.assignments));
       await file.save();
       note(`${args.command === 'remove' ? 'removed' : 'updated'} ${keys.join(', ')} in ${file.path}`);
       return ExitCode.OK;
@@ -314,24 +235,7 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
       const result = args.sshConfig !== undefined ? parseSshConfig(text, label) : parseVagrantSshConfig(text, label);
       for (const n of result.notes) note(n);
       const file = await openForEdit(args, io, true);
-      const existing = new Set(file.hostNames());
-      let added = 0;
-      let updated = 0;
-      for (const h of result.hosts) {
-        const fields: HostFields = { ...h.fields };
-        if (args.tags.length > 0) {
-          const had = file.entry(h.name)?.tags ?? [];
-          fields.tags = [...new Set([...had, ...args.tags])];
-        }
-        if (existing.has(h.name)) {
-          file.setHost(h.name, fields);
-          updated++;
-        } else {
-          file.addHost(h.name, fields);
-          existing.add(h.name);
-          added++;
-        }
-      }
+      const { added, updated } = file.importHosts(result.hosts, args.tags);
       await file.save();
       note(`imported ${result.hosts.length} hosts from ${label} into ${file.path} (${added} added, ${updated} updated)`);
       return ExitCode.OK;
