@@ -9,6 +9,7 @@
 #
 #   bash bench/exec.sh            N=2000 (override: N=400 bash bench/exec.sh)
 #   SKIP_PARALLEL=1               leave GNU parallel out (it is the slowest by far)
+#   SLEEP_JOBS=16                 the sleep test with fewer jobs (default 64; ideal = rounds of 16 x 0.5 s)
 #   TRANSPORTS=ssh                only these cm-exec transports (default: ssh persistent)
 #   CM_TEST_HOSTS_PORT=2299       if port 22 on 127.0.1x.* is busy on this machine
 set -uo pipefail
@@ -37,7 +38,10 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }' | tee /dev/stderr; echo " s" >&2; }
 
 node -e 'for (let i = 1; i <= +process.argv[1]; i++) console.log(JSON.stringify({kind: "job", v: 1, id: `e${i}`, task: "e", command: `echo ${i}`, deps: []}))' "$N" >"$work/tiny.ndjson"
-node -e 'for (let i = 1; i <= 64; i++) console.log(JSON.stringify({kind: "job", v: 1, id: `s${i}`, task: "s", command: "sleep 0.5", deps: []}))' >"$work/sleep.ndjson"
+S=${SLEEP_JOBS:-64}
+# the ideal makespan: rounds of 16 slots x 0.5 s
+IDEAL=$(awk -v s="$S" 'BEGIN { printf "%.2f", int((s + 15) / 16) * 0.5 }')
+node -e 'for (let i = 1; i <= +process.argv[1]; i++) console.log(JSON.stringify({kind: "job", v: 1, id: `s${i}`, task: "s", command: "sleep 0.5", deps: []}))' "$S" >"$work/sleep.ndjson"
 
 declare -A T
 check_events() { # FILE EXPECTED: every job finished with exit 0
@@ -81,7 +85,7 @@ makespan() {
 }
 # the median of the numbers in $@
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-# sleep_runs KEY CMD...: SLEEP_REPEAT timed runs of the 64 sleep jobs; T[KEY] the median wall time,
+# sleep_runs KEY CMD...: SLEEP_REPEAT timed runs of the $S sleep jobs; T[KEY] the median wall time,
 # T[KEY-span] the median makespan, T[KEY-all] every wall time
 sleep_runs() {
   local key=$1 r s walls=() spans=()
@@ -91,7 +95,7 @@ sleep_runs() {
     "$@" --logs "$work/logs" <"$work/sleep.ndjson" >"$work/$key.$r"
     walls+=("$(elapsed "$s")")
     spans+=("$(makespan "$work/$key.$r")")
-    check_events "$work/$key.$r" 64
+    check_events "$work/$key.$r" "$S"
   done
   T[$key]=$(median "${walls[@]}")
   T[$key-span]=$(median "${spans[@]}")
@@ -107,7 +111,7 @@ done
 
 if [[ -z ${SKIP_PARALLEL:-} ]] && command -v parallel >/dev/null; then
   s=$(now)
-  seq 64 | parallel -M --ssh "ssh -F $CM_TEST_SSH_CONFIG" -S 4/th1,4/th2,4/th3,4/th4 'sleep 0.5; echo {}' >"$work/sleep.parallel" 2>/dev/null
+  seq "$S" | parallel -M --ssh "ssh -F $CM_TEST_SSH_CONFIG" -S 4/th1,4/th2,4/th3,4/th4 'sleep 0.5; echo {}' >"$work/sleep.parallel" 2>/dev/null
   T[sleep-parallel-M]=$(elapsed "$s")
 fi
 
@@ -121,16 +125,16 @@ done
 [[ -n ${T[parallel-M]:-} ]] && printf '%-34s %9s  %s\n' "GNU parallel -M" "${T[parallel-M]}" "$(awk -v a="${T[parallel-M]}" -v f="$floor" 'BEGIN { printf "%.2fx the xargs floor", a / f }')"
 printf '%-34s %9s  %s\n' "xargs -P16 ssh (pre-opened masters)" "$floor" "1.00x (floor)"
 echo
-printf '%-34s %9s  %-22s %s\n' "64 x sleep 0.5 on 16 slots" seconds "ratio to ideal 2.00 s" \
+printf '%-34s %9s  %-22s %s\n' "$S x sleep 0.5 on 16 slots" seconds "ratio to ideal $IDEAL s" \
   "makespan (ratio); every run, s (median of ${SLEEP_REPEAT:-5})"
 for t in "${transports[@]}"; do
   for k in "sleep-$t" "sleep-warm-$t"; do
     label="cm-exec --transport $t"
     [[ $k == sleep-warm-* ]] && label="  same, masters kept from a run"
-    printf '%-34s %9s  %-22s %s\n' "$label" "${T[$k]}" "$(awk -v a="${T[$k]}" 'BEGIN { printf "%.2fx", a / 2.0 }')" \
-      "$(awk -v a="${T[$k-span]}" 'BEGIN { printf "%.2f (%.2fx)", a, a / 2.0 }'); ${T[$k-all]}"
+    printf '%-34s %9s  %-22s %s\n' "$label" "${T[$k]}" "$(awk -v a="${T[$k]}" -v i="$IDEAL" 'BEGIN { printf "%.2fx", a / i }')" \
+      "$(awk -v a="${T[$k-span]}" -v i="$IDEAL" 'BEGIN { printf "%.2f (%.2fx)", a, a / i }'); ${T[$k-all]}"
   done
 done
 if [[ -n ${T[sleep-parallel-M]:-} ]]; then
-  printf '%-34s %9s  %s\n' "GNU parallel -M" "${T[sleep-parallel-M]}" "$(awk -v a="${T[sleep-parallel-M]}" 'BEGIN { printf "%.2fx", a / 2.0 }')"
+  printf '%-34s %9s  %s\n' "GNU parallel -M" "${T[sleep-parallel-M]}" "$(awk -v a="${T[sleep-parallel-M]}" -v i="$IDEAL" 'BEGIN { printf "%.2fx", a / i }')"
 fi

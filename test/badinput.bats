@@ -5,6 +5,7 @@
 # file:line(:col), run nothing (a marker file never appears) and write nothing; unknown kinds pass
 # through every filter byte for byte. No ssh host is needed: nothing may get that far.
 
+# bats: parallel tests
 load helpers/common
 
 setup() {

@@ -26,13 +26,14 @@ no_complaints() {
 }
 
 @test "bench/exec.sh at 20 jobs: cm-exec per transport, GNU parallel -M and the xargs floor, then the sleep test" {
-  bench exec N=20 SLEEP_REPEAT=1
+  bench exec N=20 SLEEP_REPEAT=1 SLEEP_JOBS=16
   assert_equal "$status" 0
   no_complaints
   assert_line --regexp '^cm-exec --transport persistent +[0-9.]+  [0-9.]+x the xargs floor'
   assert_line --regexp '^cm-exec --transport ssh +[0-9.]+  '
   assert_line --regexp '^GNU parallel -M +[0-9.]+  '
   assert_line --regexp '^xargs -P16 ssh \(pre-opened masters\) +[0-9.]+  1\.00x \(floor\)'
+  assert_line --regexp '^16 x sleep 0.5 on 16 slots +seconds  ratio to ideal 0.50 s'
   assert_line --regexp '^  same, masters kept from a run +[0-9.]+  [0-9.]+x'
 }
 

@@ -7,6 +7,8 @@
 #   CM_BATS_TIMEOUT=SECONDS                  a file still running after this is killed (default 600)
 #   CM_BATS_SUMMARY=FILE                     the totals line is also written there (test/run-all.sh)
 #
+# A file whose tests share nothing (no hosts, no lab) says so with a line "# bats: parallel tests";
+# its tests then run side by side, one per CPU (bats --jobs, with GNU parallel).
 # After each file, any sshd that test/helpers/hosts.bash started and that is still alive is reported
 # as a leak and stopped, by pid, so one careless suite cannot break the next.
 set -uo pipefail
@@ -87,12 +89,14 @@ for run_ in "${runs[@]}"; do
   transport="" loop=""
   [[ $run_ == *@ssh ]] && transport=ssh
   [[ $run_ == *@sh-loop ]] && loop=sh
+  jobs=()
+  grep -qx '# bats: parallel tests' "$f" && jobs=(--jobs "$(nproc)")
   echo "=== $run_"
   t0=$(date +%s%N)
   : >"$work/out"
   # in the background, so that a signal reaches our trap at once instead of after the file
   CM_EXEC_TRANSPORT=${transport:-${CM_EXEC_TRANSPORT:-}} CM_REMOTE_LOOP=${loop:-${CM_REMOTE_LOOP:-}} timeout --kill-after=10 "$limit" \
-    "$bats" --formatter tap --print-output-on-failure --timing "$f" </dev/null >"$work/out" 2>&1 &
+    "$bats" --formatter tap --print-output-on-failure --timing "${jobs[@]}" "$f" </dev/null >"$work/out" 2>&1 &
   child=$!
   tail -n +1 -f --pid="$child" "$work/out" &
   tailer=$!
