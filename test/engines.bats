@@ -6,26 +6,20 @@
 
 load helpers/common
 load helpers/hosts
+load helpers/slurm
 
 ENGINES=(ssh slurm-steps slurm-workers)
 
 setup_file() {
   cm_hosts_start 3 2
-  export CM_SLURM_LAB_DIR=${CM_SLURM_LAB_DIR:-/tmp/cm-slurm-lab}
-  local out
-  out=$("$CM_REPO/test/helpers/slurm-lab.sh" start 3) || {
-    echo "the Slurm lab did not start" >&2
+  slurm_lab_up || {
+    cat "$BATS_FILE_TMPDIR/no-slurm" >&2
     return 1
   }
-  eval "$out"
-  export SLURM_CONF
-  # Slurm jobs work in $HOME/.cm/runs/<run>/<job> on the nodes (this machine): keep that in scratch
-  export HOME=$BATS_FILE_TMPDIR/home
-  mkdir -p "$HOME"
 }
 
 teardown_file() {
-  "$CM_REPO/test/helpers/slurm-lab.sh" stop
+  slurm_lab_down
   cm_hosts_stop
 }
 

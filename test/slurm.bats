@@ -4,23 +4,15 @@
 
 load helpers/common
 load helpers/hosts
+load helpers/slurm
 
 setup_file() {
-  export CM_SLURM_LAB_DIR=${CM_SLURM_LAB_DIR:-/tmp/cm-slurm-lab}
-  local out
-  if ! out=$("$CM_REPO/test/helpers/slurm-lab.sh" start 3 2>&1); then
-    echo "$out" >"$BATS_FILE_TMPDIR/no-slurm"
-    return 0
-  fi
-  eval "$out"
-  export SLURM_CONF
-  # Jobs work in $HOME/.cm/runs/<run>/<job> on the nodes (here: this machine); keep that in scratch.
-  export HOME=$BATS_FILE_TMPDIR/home
-  mkdir -p "$HOME"
+  # without the lab every test is skipped, naming why (setup)
+  slurm_lab_up || true
 }
 
 teardown_file() {
-  "$CM_REPO/test/helpers/slurm-lab.sh" stop
+  slurm_lab_down
 }
 
 teardown() {

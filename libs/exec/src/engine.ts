@@ -2,7 +2,7 @@
 // joblog, turns signals, EPIPE and input errors into orderly stops.
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { CmError, ExitCode, freshRunId, InputError, isEnvName, readRecords, RecordWriter, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
+import { CmError, ExitCode, formatTable, freshRunId, InputError, isEnvName, readRecords, RecordWriter, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { ControlDir, sshArgs } from '@cm/ssh';
 import type { HaltPolicy } from './halt';
 import { JobLog, readJoblog } from './joblog';
@@ -321,8 +321,7 @@ async function dryRun(opts: ExecOptions, io: ExecIO, writer: RecordWriter, run: 
     const deps = [...job.deps, ...(job.after ?? []).map((d) => `~${d}`)].join(',') || '-';
     rows.push([job.id, job.run ?? run, hosts, deps, job.command.replace(/\s+/g, ' ').slice(0, 80)]);
   }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  for (const r of rows) io.stderr.write(`${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')}\n`);
+  io.stderr.write(formatTable(rows[0]!, rows.slice(1)));
   await writer.end();
   return ExitCode.OK;
 }

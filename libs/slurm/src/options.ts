@@ -154,7 +154,3 @@ export function sbatchArgs(opts: SlurmOptions, unit: BatchUnit): string[] {
   return args;
 }
 
-/** Single-quotes a string for sh. */
-export function shq(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}

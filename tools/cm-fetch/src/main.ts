@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { EXIT_CODES, flag, intOpt, str, type CommandIO, type DocoptArgs } from '@cm/cli';
-import { transferStream } from '@cm/transfer';
+import { transferStream, type TransferOptions } from '@cm/transfer';
 
 export const USAGE = `
 cm-fetch: copy job outputs back from the hosts as jobs finish (and stage inputs in).
@@ -60,14 +60,9 @@ Examples:
   cm-exec < jobs.ndjson | cm-fetch --transfers 8 | grep '"kind":"fetch"'
 `;
 
-export interface Args {
+export interface Args extends Omit<TransferOptions, 'env' | 'cwd'> {
+  /** the input (default stdin) */
   file?: string;
-  dir: string;
-  transfers: number;
-  retries: number;
-  verify: boolean;
-  stageIn: boolean;
-  inventory?: string;
 }
 
 export function toArgs(a: DocoptArgs): Args {
