@@ -139,3 +139,30 @@ joblog_has() {
   assert_equal "$status" 2
   assert_equal "$stderr" "cm-exec: --partition has no meaning with --engine ssh (it is a Slurm option)"
 }
+
+@test "a Slurm cluster in the inventory: one plan pins a task to it and runs the rest on ssh hosts, one event stream" {
+  # the test hosts' inventory plus an entry that is the Slurm lab
+  { cat "$CM_INVENTORY"; printf '  cluster:\n    slurm: {partition: lab, mode: %s}\n' steps; } >mixed.yaml
+  {
+    job a 'hostname'
+    job b 'echo 2'
+    job c 'echo 3' '["a", "b"]'
+  } | jq -c 'if .id == "a" then .host = "cluster" elif .id == "b" then .host = "th1" else . end' >jobs.ndjson
+  run --separate-stderr cm-exec --inventory mixed.yaml --run mixed <jobs.ndjson
+  assert_equal "$status" 0
+  assert_equal "$(jq -r 'select(.event == "finished") | "\(.job) \(.exit)"' <<<"$output" | sort | paste -sd,)" "a 0,b 0,c 0"
+  # a ran on a node of the allocation, b on the ssh host it was pinned to
+  [[ $(jq -r 'select(.event == "finished" and .job == "a") | "\(.host) \(.transport)"' <<<"$output") =~ ^sl[1-3]\ slurm$ ]]
+  assert_equal "$(jq -r 'select(.event == "finished" and .job == "b") | .host' <<<"$output")" th1
+  # the allocation was given back
+  wait_for 60 none_queued_named "cm-mixed-cluster" || true
+  assert_equal "$(squeue -h -t PD,R,S,CF -o %j | grep -c '^cm-mixed-cluster$')" 0
+  # --dry-run shows the entry as the host of a, and asks Slurm for nothing
+  run --separate-stderr cm-exec --inventory mixed.yaml --dry-run <jobs.ndjson
+  assert_equal "$status" 0
+  [[ $stderr == *"a "*"cluster "* ]]
+}
+
+none_queued_named() {
+  (($(squeue -h -t PD,R,S,CF -o %j | grep -c "^$1\$") == 0))
+}

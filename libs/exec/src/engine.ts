@@ -53,8 +53,12 @@ export interface ExecOptions {
   /** login directory for local hosts */
   home: string;
   cwd: string;
-  /** tests inject transports; default: local for local hosts, else by `transport` */
-  transports?: { local?: Transport; remote?: Transport };
+  /**
+   * transports other than the defaults (local for local hosts, else by `transport`): tests inject
+   * them, an engine brings its own, and `forHost` gives some hosts one of their own (the nodes of a
+   * Slurm allocation in an inventory of ssh hosts); the caller closes those
+   */
+  transports?: { local?: Transport; remote?: Transport; forHost?: (host: HostRecord) => Transport | undefined };
 }
 
 export interface ExecIO {
@@ -123,7 +127,8 @@ export function chooseRun(opts: Pick<ExecOptions, 'run' | 'resume' | 'joblog' | 
 export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   // every host that reaches ssh is checked before anything is spawned (an engine's own transport,
   // Slurm's, names its hosts itself)
-  if (!opts.transports?.remote) for (const h of opts.hosts) if (!h.local) sshArgs(h);
+  const own = opts.transports?.forHost ?? (() => undefined);
+  if (!opts.transports?.remote) for (const h of opts.hosts) if (!h.local && !own(h)) sshArgs(h);
   if (opts.hosts.length === 0) throw new CmError('no hosts selected', ExitCode.INPUT);
 
   const resumed = opts.resume && opts.joblog ? readJoblog(resolve(opts.cwd, opts.joblog)) : undefined;
@@ -136,13 +141,13 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
 
   if (opts.dryRun) return dryRun(opts, io, writer, run);
 
-  const needsRemote = opts.hosts.some((h) => !h.local);
+  const needsRemote = opts.hosts.some((h) => !h.local && !own(h));
   const local = opts.transports?.local ?? new LocalTransport({ home: opts.home, grace: opts.grace });
   const remote = needsRemote ? (opts.transports?.remote ?? remoteTransport(opts)) : undefined;
-  const transportOf = (h: HostRecord): Transport => (h.local ? local : remote!);
+  const transportOf = (h: HostRecord): Transport => own(h) ?? (h.local ? local : remote!);
   // Connect while the first records are still on their way (cm-plan starting up, a slow producer):
   // a job then starts on an open session instead of waiting for a key exchange.
-  for (const h of opts.hosts) if (!h.local) remote?.prepare?.(h);
+  for (const h of opts.hosts) if (!h.local) transportOf(h).prepare?.(h);
   const joblog = opts.joblog ? new JobLog(resolve(opts.cwd, opts.joblog)) : undefined;
 
   const sched = new Scheduler({

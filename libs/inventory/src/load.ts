@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { isAlias, isMap, isNode, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type Pair, type YAMLMap } from 'yaml';
-import { CmError, ExitCode, InputError, PATTERNS, type HostRecord } from '@cm/protocol';
+import { CmError, ExitCode, InputError, PATTERNS, type HostRecord, type SlurmPlacement } from '@cm/protocol';
 import { ALLOWED_SSH_OPTIONS } from '@cm/ssh';
 import { expandRange, PatternError, splitTopLevel, isPattern } from './ranges';
 
@@ -14,9 +14,10 @@ export const MAX_INVENTORY_BYTES = 16 * 1024 * 1024;
 
 const TOKEN = new RegExp(PATTERNS.hostToken);
 const TAG = new RegExp(PATTERNS.tag);
+const SLURM_NAME = new RegExp(PATTERNS.slurmName);
 const JUMP = new RegExp(PATTERNS.jump);
 
-export const HOST_FIELDS = ['address', 'user', 'port', 'identity', 'jump', 'options', 'tags', 'slots', 'local'] as const;
+export const HOST_FIELDS = ['address', 'user', 'port', 'identity', 'jump', 'options', 'tags', 'slots', 'local', 'slurm'] as const;
 export type HostField = (typeof HOST_FIELDS)[number];
 export type HostFields = Partial<Omit<HostRecord, 'kind' | 'v' | 'name'>>;
 
@@ -177,6 +178,7 @@ interface Draft {
   tags?: string[];
   slots?: number;
   local?: boolean;
+  slurm?: SlurmPlacement;
   address?: string[];
   addressNode?: Node;
 }
@@ -321,6 +323,26 @@ class Loader {
           d.local = b.value as boolean;
           break;
         }
+        case 'slurm': {
+          if (inDefaults) this.fail(pair.key, 'slurm cannot be a default: it makes one entry a Slurm cluster');
+          const sm = this.map(v, 'slurm');
+          const placement: SlurmPlacement = {};
+          for (const sp of sm?.items ?? []) {
+            const name = this.keyOf(sp);
+            const text = this.str(sp.value, `slurm ${name}`);
+            if (name === 'mode') {
+              if (text !== 'steps' && text !== 'workers') this.fail(sp.value ?? sp, `slurm mode must be steps or workers, got ${JSON.stringify(text)}`);
+              placement.mode = text;
+            } else if (name === 'partition' || name === 'account' || name === 'qos') {
+              if (!SLURM_NAME.test(text)) this.fail(sp.value ?? sp, `slurm ${name} ${JSON.stringify(text)} is not a valid Slurm name`);
+              placement[name] = text;
+            } else {
+              this.fail(sp.key, `unknown key ${JSON.stringify(name)} under slurm; it takes partition, account, qos, mode`);
+            }
+          }
+          d.slurm = placement;
+          break;
+        }
         default:
           this.fail(pair.key, `unknown key ${JSON.stringify(key)}; a ${inDefaults ? 'default' : 'host'} takes ${HOST_FIELDS.filter((f) => !inDefaults || f !== 'address').join(', ')}`);
       }
@@ -383,6 +405,7 @@ class Loader {
         if (options !== undefined) rec.options = options;
         const local = f.local ?? defaults.local;
         if (local !== undefined) rec.local = local;
+        if (f.slurm !== undefined) rec.slurm = f.slurm;
         hosts.push(rec);
         if (hosts.length > 100_000) this.fail(keyNode, 'more than 100000 hosts in one inventory');
       });

@@ -20,10 +20,10 @@ describe('inventory JSON Schema', () => {
   it('accepts the example, which the loader accepts too', () => {
     const example = readFileSync(exampleFile, 'utf8');
     expect([...Value.Errors(InventoryFileSchema, parse(example))].map((e) => `${e.path}: ${e.message}`)).toEqual([]);
-    expect(parseInventory(example, exampleFile, { HOME: '/h' }).hosts.length).toBe(1 + 16 + 2 + 1);
+    expect(parseInventory(example, exampleFile, { HOME: '/h' }).hosts.length).toBe(1 + 16 + 2 + 1 + 1);
   });
   it('rejects what the loader rejects', () => {
-    for (const bad of ['hosts:\n  a:\n    slots: 0\n', 'hosts:\n  a:\n    colour: red\n', 'x: 1\n', 'hosts:\n  a:\n    options:\n      ProxyCommand: x\n', 'hosts:\n  a:\n    user: "-x"\n']) {
+    for (const bad of ['hosts:\n  a:\n    slots: 0\n', 'hosts:\n  a:\n    slurm: {partition: "-x"}\n', 'hosts:\n  a:\n    slurm: {mode: jobs}\n', 'defaults:\n  slurm: {}\n', 'hosts:\n  a:\n    colour: red\n', 'x: 1\n', 'hosts:\n  a:\n    options:\n      ProxyCommand: x\n', 'hosts:\n  a:\n    user: "-x"\n']) {
       expect(Value.Check(InventoryFileSchema, parse(bad)), bad).toBe(false);
       expect(() => parseInventory(bad, 'f', {}), bad).toThrow();
     }

@@ -31,6 +31,17 @@ const common = {
 
 export const InventoryHost = Type.Object(
   {
+    slurm: Type.Optional(
+      Type.Object(
+        {
+          partition: Type.Optional(Type.String({ pattern: PATTERNS.slurmName })),
+          account: Type.Optional(Type.String({ pattern: PATTERNS.slurmName })),
+          qos: Type.Optional(Type.String({ pattern: PATTERNS.slurmName })),
+          mode: Type.Optional(Type.Union([Type.Literal('steps'), Type.Literal('workers')])),
+        },
+        { additionalProperties: false, description: 'this entry is a Slurm cluster: cm-exec asks it for an allocation whose nodes run the jobs pinned here' },
+      ),
+    ),
     address: Type.Optional(
       Type.String({ pattern: '^[A-Za-z0-9_[][A-Za-z0-9_.%:,[\\]-]*$', description: 'address to ssh to (default: the name); a range pairs up with the name\'s range' }),
     ),

@@ -6,7 +6,7 @@ import type { CheckRecord } from './check';
 export function hostsTable(hosts: HostRecord[]): string {
   return formatTable(
     ['NAME', 'ADDRESS', 'USER', 'PORT', 'SLOTS', 'TAGS', 'VIA'],
-    hosts.map((h) => [h.name, h.address, h.user ?? '-', h.port === undefined ? '-' : String(h.port), String(h.slots), h.tags.join(',') || '-', h.local ? 'local' : h.jump ? `jump ${h.jump}` : 'ssh']),
+    hosts.map((h) => [h.name, h.address, h.user ?? '-', h.port === undefined ? '-' : String(h.port), String(h.slots), h.tags.join(',') || '-', h.local ? 'local' : h.slurm ? `slurm ${h.slurm.partition ?? '(default partition)'}` : h.jump ? `jump ${h.jump}` : 'ssh']),
   );
 }
 

@@ -16,7 +16,21 @@ export const PATTERNS = {
   hostToken: '^[A-Za-z0-9_][A-Za-z0-9_.%:-]*$',
   tag: '^[A-Za-z0-9_][A-Za-z0-9_.-]*$',
   jump: '^[A-Za-z0-9_][A-Za-z0-9_.@:,[\\]-]*$',
+  /** a Slurm partition, account or QOS: never read as an option or a list */
+  slurmName: '^[A-Za-z0-9_][A-Za-z0-9_.+:@-]*$',
 } as const;
+
+/** An inventory entry that is a Slurm cluster: cm-exec asks it for an allocation whose nodes are hosts. */
+export const SlurmPlacement = Type.Object(
+  {
+    partition: Type.Optional(Type.String({ pattern: PATTERNS.slurmName })),
+    account: Type.Optional(Type.String({ pattern: PATTERNS.slurmName })),
+    qos: Type.Optional(Type.String({ pattern: PATTERNS.slurmName })),
+    mode: Type.Optional(Type.Union([Type.Literal('steps'), Type.Literal('workers')], { description: 'a job per srun step (default), or cm\'s job loop on each node' })),
+  },
+  { additionalProperties: false },
+);
+export type SlurmPlacement = Static<typeof SlurmPlacement>;
 
 /** A name that may become part of a local path (results tree) or a remote argument: never `-x`, `..` or `/`. */
 export const SafeId = Type.String({
@@ -47,8 +61,9 @@ export const HostRecord = Type.Object(
     tags: Type.Array(Type.String({ pattern: PATTERNS.tag })),
     slots: Type.Integer({ minimum: 1 }),
     local: Type.Optional(Type.Boolean({ description: 'run as a local subprocess, without ssh' })),
+    slurm: Type.Optional(SlurmPlacement),
   },
-  { additionalProperties: false, $id: 'host', description: 'one machine of the inventory' },
+  { additionalProperties: false, $id: 'host', description: 'one machine of the inventory, or a Slurm cluster (slurm)' },
 );
 export type HostRecord = Static<typeof HostRecord>;
 

@@ -1,4 +1,4 @@
-export { execOnAllocation, type CoreOptions } from './engine';
+export { execOnAllocation, execWithClusters, type CoreOptions } from './engine';
 export { execJobs } from './jobs';
 export { allocate, allocationHosts, partitionHost, SLURM_TAG, type Allocation } from './allocation';
 export { SlurmStepTransport, workersTransport, refusingTransport, TRANSPORT } from './transports';

@@ -1,6 +1,6 @@
 // Everything that turns cm's options and job fields into Slurm command-line arguments. Pure, so the
 // exact argv each Slurm command receives is tested without a cluster.
-import { CmError, ExitCode } from '@cm/protocol';
+import { CmError, ExitCode, PATTERNS } from '@cm/protocol';
 import JOB_SH from './job.sh';
 
 export type SlurmMode = 'steps' | 'jobs' | 'workers';
@@ -45,7 +45,7 @@ export interface SlurmOptions {
 }
 
 /** Slurm names we put on a command line: reject anything that could be read as an option or a list. */
-const SLURM_TOKEN = /^[A-Za-z0-9_][A-Za-z0-9_.+:@-]*$/;
+const SLURM_TOKEN = new RegExp(PATTERNS.slurmName);
 
 export function checkToken(what: string, value: string | undefined): string | undefined {
   if (value === undefined) return undefined;

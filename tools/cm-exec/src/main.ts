@@ -2,8 +2,8 @@ import os from 'node:os';
 import { CmError, ExitCode, PATTERNS } from '@cm/protocol';
 import { envDefault, EXIT_CODES, flag, given, intOpt, numOpt, str, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { loadInventory } from '@cm/inventory';
-import { DEFAULT_TRANSPORT, execute, parseHalt, type HaltPolicy, type RemoteLoop, type TransportName } from '@cm/exec';
-import { execJobs, execOnAllocation, type SlurmMode } from '@cm/slurm';
+import { DEFAULT_TRANSPORT, parseHalt, type HaltPolicy, type RemoteLoop, type TransportName } from '@cm/exec';
+import { execJobs, execOnAllocation, execWithClusters, type SlurmMode } from '@cm/slurm';
 
 export const USAGE = `
 cm-exec: run job records on the hosts of the inventory, over ssh, as slots and dependencies allow.
@@ -244,7 +244,8 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
   const inventory = await loadInventory({ path: args.inventory, env: io.env, cwd: io.cwd });
   const hosts = inventory.select(args.hosts);
   const names = new Set(hosts.map((h) => h.name));
-  return execute(
+  // entries of the inventory that are Slurm clusters run on their allocations, the rest as always
+  return execWithClusters(
     {
       ...core,
       hosts,
@@ -258,5 +259,9 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
       keepConnections: args.keepConnections,
     },
     io,
+    io.env,
+    (m) => {
+      if (!args.quiet) io.stderr.write(`cm-exec: ${m}\n`);
+    },
   );
 }
