@@ -68,7 +68,6 @@ export interface ExecIO {
   signal: AbortSignal;
 }
 
-
 /** Persistent sessions where they start, the per-job ssh transport on hosts where they cannot. */
 class PersistentWithFallback implements Transport {
   readonly name = 'persistent';
