@@ -14,7 +14,7 @@ export {
 } from './load';
 export { InventoryFile } from './file';
 export { checkHosts, classifySshError, parseProbe, PROBE_COMMAND, type CheckRecord, type CheckOptions } from './check';
-export { parseSshConfig, parseVagrantSshConfig, toSshConfig, type ImportedHost, type ImportResult } from './sshconfig';
+export { parseSshConfig, parseVagrantSshConfig, toSshConfig, vagrantFields, type ImportedHost, type ImportResult } from './sshconfig';
 export { hostsTable, checkTable } from './table';
 export { InventoryFileSchema, InventoryHost } from './schema';
 export { parseAssignments, type Assignments } from './edit';

@@ -94,11 +94,6 @@ export function parseSshConfig(text: string, source: string): ImportResult {
         case 'proxyjump':
           if (value.toLowerCase() !== 'none') f.jump ??= value;
           break;
-        case 'loglevel':
-          // cm sets ssh's log level itself: a quiet one (Vagrant writes FATAL) would hide ssh's own
-          // error messages, the reasons cm reports when a host cannot be reached
-          if (h === current[0]) notes.push(`${source}:${lineNo}: dropped LogLevel (cm keeps ssh's error messages)`);
-          break;
         default: {
           const name = ALLOWED_CANONICAL.get(key);
           if (name) {
@@ -136,12 +131,25 @@ export function parseVagrantSshConfig(text: string, source: string): ImportResul
     }
   }
   const result = parseSshConfig(config, source);
+  for (const h of result.hosts) h.fields = vagrantFields(h.fields);
   if (result.hosts.length === 0) {
     const first = text.split('\n').find((l) => l.trim() !== '') ?? '(empty)';
     throw new CmError(`${source}: no hosts in the vagrant output: ${first.trim()}`, ExitCode.INPUT);
   }
   // vagrant's keys sit below the project; the absolute path it prints is what ssh needs.
   return result;
+}
+
+// Vagrant machines get fresh host keys whenever they are rebuilt, which is why Vagrant itself turns
+// host-key checking off: of the ssh options it prints, these two are kept. The rest (LogLevel FATAL
+// above all, which would hide ssh's own error messages) are Vagrant's business, not the inventory's.
+const VAGRANT_KEPT_OPTIONS = ['UserKnownHostsFile', 'StrictHostKeyChecking'];
+
+/** What the inventory keeps of a machine `vagrant ssh-config` describes (cm-hosts import and cm-vagrant alike). */
+export function vagrantFields(fields: HostFields): HostFields {
+  const { options, ...rest } = fields;
+  const kept = Object.fromEntries(Object.entries(options ?? {}).filter(([k]) => VAGRANT_KEPT_OPTIONS.includes(k)));
+  return Object.keys(kept).length > 0 ? { ...rest, options: kept } : rest;
 }
 
 function quote(value: string): string {

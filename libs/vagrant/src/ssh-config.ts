@@ -1,6 +1,6 @@
 // What `vagrant ssh-config` says about the machines, read with the one ssh_config parser of
 // @cm/inventory (the one `cm-hosts import` uses), and what cm keeps of it.
-import { parseSshConfig, toSshConfig, type HostFields, type ImportedHost } from '@cm/inventory';
+import { parseSshConfig, toSshConfig, vagrantFields, type HostFields, type ImportedHost } from '@cm/inventory';
 import type { HostRecord } from '@cm/protocol';
 import type { MachineRow } from './machine-readable';
 
@@ -18,23 +18,9 @@ export function sshConfigFromOutput(rows: MachineRow[], text: string): SshConfig
   return entries.filter((e) => (seen.has(e.name) ? false : (seen.add(e.name), true)));
 }
 
-// Vagrant machines get fresh host keys whenever they are rebuilt, which is why Vagrant itself turns
-// host-key checking off: of its ssh options, cm keeps these two.
-const KEPT_OPTIONS = ['UserKnownHostsFile', 'StrictHostKeyChecking'];
-
-/** What the inventory needs to reach a machine. */
+/** What the inventory needs to reach a machine: the fields cm-hosts import --vagrant keeps, and ours. */
 export function hostFields(entry: SshConfigEntry, extra: { slots: number; tags: string[] }): HostFields {
-  const f = entry.fields;
-  const fields: HostFields = { address: f.address ?? entry.name };
-  if (f.user !== undefined) fields.user = f.user;
-  if (f.port !== undefined) fields.port = f.port;
-  if (f.identity !== undefined) fields.identity = f.identity;
-  if (f.jump !== undefined) fields.jump = f.jump;
-  const options = Object.fromEntries(Object.entries(f.options ?? {}).filter(([k]) => KEPT_OPTIONS.includes(k)));
-  if (Object.keys(options).length > 0) fields.options = options;
-  fields.tags = [...extra.tags];
-  fields.slots = extra.slots;
-  return fields;
+  return { ...vagrantFields({ address: entry.name, ...entry.fields }), tags: [...extra.tags], slots: extra.slots };
 }
 
 export function hostRecord(name: string, fields: HostFields): HostRecord {
