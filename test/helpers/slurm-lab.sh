@@ -67,6 +67,19 @@ stop() {
   done
   for entry in "${left[@]}"; do kill -KILL "${entry%% *}" 2>/dev/null || true; done
   rm -f "$D/procs"
+  stop_stepds
+}
+
+# A step's slurmstepd runs apart from slurmd (ppid 1) and is not recorded at start; one whose step did
+# not end (Slurm: "JOB NOT ENDING WITH SIGNALS") keeps retrying the gone controller forever. The lab's
+# are those working in its folder: they are stopped by pid, nobody else's is touched.
+stop_stepds() {
+  local pid cwd
+  for pid in $(pgrep -x slurmstepd || true); do
+    cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || continue
+    [[ $cwd == "$D" || $cwd == "$D"/* ]] && kill -KILL "$pid" 2>/dev/null
+  done
+  return 0
 }
 
 env_line() {
