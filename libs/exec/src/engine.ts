@@ -117,6 +117,17 @@ function remoteTransport(opts: ExecOptions): Transport {
   return new PersistentWithFallback(persistent, ssh);
 }
 
+/**
+ * What every engine refuses in a job record from stdin, as an input error naming the line: an
+ * environment name sh cannot export, an id seen before.
+ */
+export function checkJobInput(job: JobRecord, line: number, raw: string, duplicate: boolean): void {
+  for (const k of Object.keys(job.env ?? {})) {
+    if (!isEnvName(k)) throw new InputError('stdin', line, undefined, `job ${job.id}: environment variable name ${JSON.stringify(k)} is not allowed`, raw.slice(0, 120));
+  }
+  if (duplicate) throw new InputError('stdin', line, undefined, `duplicate job id ${JSON.stringify(job.id)}`, raw.slice(0, 120));
+}
+
 /** The run's id: --run, else the one --resume's joblog names, else a fresh one. */
 export function chooseRun(opts: Pick<ExecOptions, 'run' | 'resume' | 'joblog' | 'cwd'>, resumed?: Map<string, EventRecord>): string {
   const log = resumed ?? (opts.resume && opts.joblog ? readJoblog(resolve(opts.cwd, opts.joblog)) : undefined);
@@ -251,10 +262,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
           continue;
         }
         const job = record as JobRecord;
-        for (const k of Object.keys(job.env ?? {})) {
-          if (!isEnvName(k)) throw new InputError('stdin', line, undefined, `job ${job.id}: environment variable name ${JSON.stringify(k)} is not allowed`, raw.slice(0, 120));
-        }
-        if (sched.has(job.id)) throw new InputError('stdin', line, undefined, `duplicate job id ${JSON.stringify(job.id)}`, raw.slice(0, 120));
+        checkJobInput(job, line, raw, sched.has(job.id));
         apply(sched.add(job));
         if (pendingWrite) {
           const p = pendingWrite;

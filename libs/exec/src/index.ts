@@ -1,7 +1,7 @@
 export { Scheduler, type Action, type SchedulerOptions, type SchedulerStats } from './scheduler';
 export { parseHalt, haltReached, type HaltPolicy } from './halt';
 export { JobLog, readJoblog } from './joblog';
-export { execute, chooseRun, DEFAULT_TRANSPORT, type ExecOptions, type ExecIO, type TransportName } from './engine';
+export { execute, checkJobInput, chooseRun, DEFAULT_TRANSPORT, type ExecOptions, type ExecIO, type TransportName } from './engine';
 export { OutputCapture } from './transport/capture';
 export { LocalTransport } from './transport/local';
 export { SshTransport, remoteCommand, remoteWrapper } from './transport/ssh';

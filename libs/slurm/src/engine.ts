@@ -5,7 +5,7 @@
 import { chooseRun, execute, type ExecIO, type ExecOptions, type Transport } from '@cm/exec';
 import { CmError, ExitCode, type HostRecord } from '@cm/protocol';
 import { allocate, allocationHosts, partitionHost, SLURM_TAG, type Allocation } from './allocation';
-import { checkToken, type SlurmOptions } from './options';
+import { checkPlacement, type SlurmOptions } from './options';
 import { preflight } from './proc';
 import { refusingTransport, SlurmStepTransport, workersTransport } from './transports';
 
@@ -14,36 +14,37 @@ export type CoreOptions = Omit<ExecOptions, 'hosts' | 'select' | 'transports' | 
 
 export async function execOnAllocation(slurm: SlurmOptions, exec: CoreOptions, io: ExecIO): Promise<number> {
   const env = slurm.env ?? process.env;
-  checkToken('partition', slurm.partition);
-  checkToken('account', slurm.account);
-  checkToken('qos', slurm.qos);
+  checkPlacement(slurm);
   const run = chooseRun(exec);
   // a dry run asks Slurm for nothing: the jobs are shown against the partition
   if (exec.dryRun) return execute({ ...exec, run, hosts: [partitionHost(slurm)] }, io);
   // exit 4 before a record is read or passed on: a missing Slurm writes nothing to stdout
   await preflight(env);
-  const alloc = await allocate(slurm, env, `cm-${run}`, io.signal);
-  let hosts: HostRecord[];
-  let transport: Transport;
-  if (typeof alloc === 'string') {
-    // every job gives up with Slurm's words (dependants are skipped); an interrupt stops the run
-    if (alloc !== 'interrupted') slurm.warn?.(alloc);
-    hosts = [partitionHost(slurm)];
-    transport = refusingTransport(alloc);
-  } else {
-    hosts = allocationHosts(alloc, slurm.cpusPerTask);
-    transport = transportFor(slurm, alloc, env, exec.grace ?? 2);
-  }
+  const p = await place(slurm, env, `cm-${run}`, io.signal, exec.grace, partitionHost(slurm));
+  if (p.refusal !== undefined && p.refusal !== 'interrupted') slurm.warn?.(p.refusal);
   try {
-    return await execute({ ...exec, run, hosts, transports: { remote: transport } }, io);
+    return await execute({ ...exec, run, hosts: p.hosts, transports: { remote: p.transport } }, io);
   } finally {
-    if (typeof alloc !== 'string') await alloc.release();
+    await p.alloc?.release();
   }
 }
 
-function transportFor(slurm: SlurmOptions, alloc: Allocation, env: NodeJS.ProcessEnv, grace: number): Transport {
-  const opts = { slurm, env, grace };
-  return slurm.mode === 'workers' ? workersTransport(alloc, opts) : new SlurmStepTransport(alloc, opts);
+/** Where a cluster's jobs run: the allocation's nodes and their transport, or the stand-in host whose jobs give up with Slurm's refusal. */
+interface Placement {
+  hosts: HostRecord[];
+  transport: Transport;
+  alloc?: Allocation;
+  /** why there is no allocation: Slurm's words, or 'interrupted' */
+  refusal?: string;
+}
+
+async function place(slurm: SlurmOptions, env: NodeJS.ProcessEnv, name: string, signal: AbortSignal, grace: number | undefined, standIn: HostRecord): Promise<Placement> {
+  const alloc = await allocate(slurm, env, name, signal);
+  // every job gives up with Slurm's words (dependants are skipped); an interrupt stops the run
+  if (typeof alloc === 'string') return { hosts: [standIn], transport: refusingTransport(alloc), refusal: alloc };
+  const opts = { slurm, env, grace: grace ?? 2 };
+  const transport = slurm.mode === 'workers' ? workersTransport(alloc, opts) : new SlurmStepTransport(alloc, opts);
+  return { hosts: allocationHosts(alloc, slurm.cpusPerTask), transport, alloc };
 }
 
 /**
@@ -64,22 +65,14 @@ export async function execWithClusters(exec: ExecOptions, io: ExecIO, env: NodeJ
   try {
     for (const c of clusters) {
       const slurm: SlurmOptions = { ...c.slurm, mode: c.slurm?.mode ?? 'steps', env, warn };
-      const alloc = await allocate(slurm, env, `cm-${run}-${c.name}`, io.signal);
-      let nodes: HostRecord[];
-      let transport: Transport;
-      if (typeof alloc === 'string') {
-        // the entry stays one host whose jobs give up with Slurm's words
-        if (alloc !== 'interrupted') warn(`${c.name}: ${alloc}`);
-        nodes = [c];
-        transport = refusingTransport(alloc);
-      } else {
-        held.push(alloc);
-        nodes = allocationHosts(alloc).map((h) => ({ ...h, tags: [...new Set([SLURM_TAG, c.name, ...c.tags])] }));
-        transport = transportFor(slurm, alloc, env, exec.grace ?? 2);
-      }
-      opened.push(transport);
+      // the entry itself stands in when Slurm refuses: its jobs give up with Slurm's words
+      const p = await place(slurm, env, `cm-${run}-${c.name}`, io.signal, exec.grace, c);
+      if (p.refusal !== undefined && p.refusal !== 'interrupted') warn(`${c.name}: ${p.refusal}`);
+      if (p.alloc) held.push(p.alloc);
+      const nodes = p.alloc ? p.hosts.map((h) => ({ ...h, tags: [...new Set([SLURM_TAG, c.name, ...c.tags])] })) : p.hosts;
+      opened.push(p.transport);
       nodesOf.set(c.name, nodes);
-      for (const n of nodes) own.set(n.name, transport);
+      for (const n of nodes) own.set(n.name, p.transport);
     }
     const plain = exec.hosts.filter((h) => h.slurm === undefined);
     const hosts = [...plain, ...[...nodesOf.values()].flat()];

@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { homedir } from 'node:os';
 import { mkdirSync } from 'node:fs';
 import {
+  checkJobInput,
   chooseRun,
   describeEvent,
   execute,
@@ -19,11 +20,11 @@ import {
   type ExecIO,
   type SchedulerStats,
 } from '@cm/exec';
-import { ExitCode, InputError, isEnvName, readRecords, RecordWriter, type EventRecord, type JobRecord } from '@cm/protocol';
+import { ExitCode, InputError, readRecords, RecordWriter, type EventRecord, type JobRecord } from '@cm/protocol';
 import { partitionHost } from './allocation';
 import { BatchEngine } from './batch';
 import type { CoreOptions } from './engine';
-import { checkToken, type SlurmOptions } from './options';
+import { checkPlacement, type SlurmOptions } from './options';
 import { preflight, runCmd } from './proc';
 
 /** Why the run stopped early: a signal (the AbortSignal's reason) or the --halt policy. */
@@ -31,9 +32,7 @@ const HALTED = 'halted';
 
 export async function execJobs(slurm: SlurmOptions, exec: CoreOptions, io: ExecIO): Promise<number> {
   const env = slurm.env ?? process.env;
-  checkToken('partition', slurm.partition);
-  checkToken('account', slurm.account);
-  checkToken('qos', slurm.qos);
+  checkPlacement(slurm);
   const resumed = exec.resume && exec.joblog ? readJoblog(resolve(exec.cwd, exec.joblog)) : undefined;
   const run = chooseRun(exec, resumed);
   if (exec.dryRun) return execute({ ...exec, run, hosts: [partitionHost(slurm)] }, io);
@@ -93,10 +92,7 @@ export async function execJobs(slurm: SlurmOptions, exec: CoreOptions, io: ExecI
           continue;
         }
         let job = record as JobRecord;
-        for (const k of Object.keys(job.env ?? {})) {
-          if (!isEnvName(k)) throw new InputError('stdin', line, undefined, `job ${job.id}: environment variable name ${JSON.stringify(k)} is not allowed`, raw.slice(0, 120));
-        }
-        if (seen.has(job.id)) throw new InputError('stdin', line, undefined, `duplicate job id ${JSON.stringify(job.id)}`, raw.slice(0, 120));
+        checkJobInput(job, line, raw, seen.has(job.id));
         seen.add(job.id);
         const done = resumed?.get(job.id);
         if (done) {

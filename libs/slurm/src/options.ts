@@ -68,6 +68,13 @@ export function slurmTime(seconds: number): string {
   return d > 0 ? `${d}-${two(h)}:${two(m)}:00` : `${two(h)}:${two(m)}:00`;
 }
 
+/** Exit 2 for a partition, account or QOS Slurm could read as an option or a list: before Slurm is looked for. */
+export function checkPlacement(opts: SlurmOptions): void {
+  checkToken('partition', opts.partition);
+  checkToken('account', opts.account);
+  checkToken('qos', opts.qos);
+}
+
 /** --partition/--account/--qos, shared by salloc and sbatch. */
 export function placementArgs(opts: SlurmOptions): string[] {
   const out: string[] = [];
