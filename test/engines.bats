@@ -155,14 +155,10 @@ joblog_has() {
   [[ $(jq -r 'select(.event == "finished" and .job == "a") | "\(.host) \(.transport)"' <<<"$output") =~ ^sl[1-3]\ slurm$ ]]
   assert_equal "$(jq -r 'select(.event == "finished" and .job == "b") | .host' <<<"$output")" th1
   # the allocation was given back
-  wait_for 60 none_queued_named "cm-mixed-cluster" || true
+  wait_for 60 none_queued '^cm-mixed-cluster$' -t PD,R,S,CF || true
   assert_equal "$(squeue -h -t PD,R,S,CF -o %j | grep -c '^cm-mixed-cluster$')" 0
   # --dry-run shows the entry as the host of a, and asks Slurm for nothing
   run --separate-stderr cm-exec --inventory mixed.yaml --dry-run <jobs.ndjson
   assert_equal "$status" 0
   [[ $stderr == *"a "*"cluster "* ]]
-}
-
-none_queued_named() {
-  (($(squeue -h -t PD,R,S,CF -o %j | grep -c "^$1\$") == 0))
 }

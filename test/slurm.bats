@@ -29,12 +29,6 @@ setup() {
 
 cm_exec_js=$CM_REPO/tools/cm-exec/dist/main.cjs
 
-# none_queued REGEX [SQUEUE-OPTION...]: no job (with -s: no step) in Slurm's queue has a name
-# matching REGEX
-none_queued() {
-  (($(squeue -h "${@:2}" -o %j | grep -cE "$1") == 0))
-}
-
 # started_all N FILE: FILE holds at least N started events
 started_all() {
   (($(grep -c '"event":"started"' "$2" 2>/dev/null) >= $1))

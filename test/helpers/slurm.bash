@@ -19,3 +19,9 @@ slurm_lab_up() {
 slurm_lab_down() {
   "$CM_REPO/test/helpers/slurm-lab.sh" stop
 }
+
+# none_queued REGEX [SQUEUE-OPTION...]: no job (with -s: no step) in Slurm's queue has a name
+# matching REGEX (for wait_for)
+none_queued() {
+  (($(squeue -h "${@:2}" -o %j | grep -cE "$1") == 0))
+}
