@@ -93,6 +93,15 @@ export function numOpt(args: DocoptArgs, key: string): number | undefined {
   return n;
 }
 
+/**
+ * Records or text: NDJSON when stdout is not a terminal (a pipe, a file) or with --json, text for
+ * people on a terminal (or with --table where a command offers it).
+ */
+export function wantsRecords(io: Pick<CommandIO, 'stdout'>, opts: { json?: boolean; table?: boolean } = {}): boolean {
+  if (opts.json) return true;
+  if (opts.table) return false;
+  return !(io.stdout as { isTTY?: boolean }).isTTY;
+}
 
 /**
  * The whole life of a command: wires process streams, turns signals into an AbortSignal, prints

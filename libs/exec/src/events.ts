@@ -18,7 +18,7 @@ export interface Attempt {
 
 /**
  * A job's `finished` event, or the `gave-up` event of one stopped while it ran, from its outcome. It
- * copies workdir, outputs, result, sweep and index from the job, so cm-fetch and cm-reduce need
+ * copies workdir, outputs, result, sweep, index and params from the job, so cm-fetch and cm-reduce need
  * nothing else.
  */
 export function outcomeEvent(event: 'finished' | 'gave-up', job: JobRecord, run: string, at: Attempt, o: JobOutcome, reason?: string): EventRecord {
@@ -43,6 +43,7 @@ export function outcomeEvent(event: 'finished' | 'gave-up', job: JobRecord, run:
     result: job.result,
     sweep: job.sweep,
     index: job.index,
+    params: job.params,
     reason,
   };
   for (const k of Object.keys(ev) as Array<keyof EventRecord>) if (ev[k] === undefined) delete ev[k];

@@ -47,6 +47,13 @@ export const HostToken = Type.String({
 
 const StringMap = Type.Record(Type.String(), Type.String());
 
+/**
+ * A run's parameters, name -> value (a sweep's values, in the def's order): the job's env holds them
+ * for the shell; this copy travels on its events and fetch records, so results can be grouped by them.
+ */
+export const Params = Type.Record(Type.String(), Type.String(), { description: "the run's parameters: name -> value" });
+export type Params = Static<typeof Params>;
+
 export const HostRecord = Type.Object(
   {
     kind: Type.Literal('host'),
@@ -86,6 +93,7 @@ export const JobRecord = Type.Object(
     sweep: Type.Optional(SafeId),
     index: Type.Optional(Type.Integer({ minimum: 0 })),
     run: Type.Optional(SafeId),
+    params: Type.Optional(Params),
   },
   { additionalProperties: false, $id: 'job', description: 'one run of a task' },
 );
@@ -104,6 +112,7 @@ export const ReduceRecord = Type.Object(
       }),
     ),
     final: Type.Optional(Type.Boolean({ description: 'the value of the whole plan' })),
+    by: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: 'parameter names: one value per combination of their values' })),
     run: Type.Optional(SafeId),
   },
   { additionalProperties: false, $id: 'reduce', description: 'fold the results of inputs into one value' },
@@ -155,6 +164,8 @@ export const EventRecord = Type.Object(
     reason: Type.Optional(Type.String()),
     running: Type.Optional(Type.Integer({ minimum: 0, description: 'jobs running on the host when this one started' })),
     replayed: Type.Optional(Type.Boolean({ description: 'a final event read back from the joblog by --resume' })),
+    params: Type.Optional(Params),
+    kept: Type.Optional(Type.Boolean({ description: "the job's workdir stays on its host (--keep-workdirs): nothing downstream removes it" })),
   },
   { additionalProperties: false, $id: 'event', description: 'what cm-exec did with a job or host' },
 );
@@ -187,6 +198,7 @@ export const FetchRecord = Type.Object(
     error: Type.Optional(Type.String()),
     sweep: Type.Optional(SafeId),
     index: Type.Optional(Type.Integer({ minimum: 0 })),
+    params: Type.Optional(Params),
   },
   { additionalProperties: false, $id: 'fetch', description: 'files moved to or from a job' },
 );
@@ -205,6 +217,7 @@ export const ValueRecord = Type.Object(
     missing: Type.Optional(Type.Array(Type.String())),
     error: Type.Optional(Type.String()),
     final: Type.Optional(Type.Boolean()),
+    group: Type.Optional(Type.Record(Type.String(), Type.String(), { description: "with a reduce's by: the parameter values this value is for" })),
   },
   { additionalProperties: false, $id: 'value', description: 'a (partial) reduced value' },
 );

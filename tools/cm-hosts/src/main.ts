@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CmError, ExitCode, RecordWriter } from '@cm/protocol';
-import { EXIT_CODES, flag, intOpt, numOpt, str, strs, type CommandIO, type DocoptArgs } from '@cm/cli';
+import { EXIT_CODES, flag, wantsRecords, intOpt, numOpt, str, strs, type CommandIO, type DocoptArgs } from '@cm/cli';
 import {
   checkHosts,
   checkTable,
@@ -152,9 +152,7 @@ async function openForEdit(args: Args, io: CommandIO, create: boolean): Promise<
 }
 
 function wantsJson(args: Args, io: CommandIO): boolean {
-  if (args.json) return true;
-  if (args.table) return false;
-  return !(io.stdout as { isTTY?: boolean }).isTTY;
+  return wantsRecords(io, args);
 }
 
 async function readSource(file: string, io: CommandIO): Promise<string> {
