@@ -88,6 +88,7 @@ export const JobRecord = Type.Object(
     timeout: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'seconds' })),
     retries: Type.Optional(Type.Integer({ minimum: 0 })),
     inputs: Type.Optional(Type.Array(Type.String(), { description: 'local files staged to the host before start' })),
+    staged: Type.Optional(Type.Boolean({ description: 'cm-fetch --stage-in put the inputs on the hosts: cm-exec fails a job with inputs without it' })),
     outputs: Type.Optional(Type.Array(Type.String(), { description: 'remote paths (relative to the job dir) fetched back' })),
     result: Type.Optional(Type.String({ description: '"stdout" (default) or the output file holding the value' })),
     sweep: Type.Optional(SafeId),
