@@ -19,6 +19,37 @@ export class Dec {
     return new Dec(this.m * 10n ** BigInt(s - this.s) + o.m * 10n ** BigInt(s - o.s), s).normal();
   }
 
+  neg(): Dec {
+    return new Dec(-this.m, this.s);
+  }
+
+  sub(o: Dec): Dec {
+    return this.add(o.neg());
+  }
+
+  mul(o: Dec): Dec {
+    return new Dec(this.m * o.m, this.s + o.s).normal();
+  }
+
+  /** The integer part, rounded toward minus infinity. */
+  floor(): bigint {
+    const p = 10n ** BigInt(this.s);
+    const q = this.m / p;
+    return this.m < 0n && q * p !== this.m ? q - 1n : q;
+  }
+
+  /**
+   * The square root of this / n (this >= 0, n > 0), truncated to `digits` significant digits or
+   * more: exact integer arithmetic, so neither a tiny nor a huge variance loses its digits.
+   */
+  sqrtDivInt(n: bigint, digits = 20): Dec {
+    if (this.m < 0n || n <= 0n) throw new RangeError('square root of a negative number');
+    // The root is at least 10^-(s/2) / sqrt(n) when this is not 0: that many more fractional digits.
+    const k = Math.ceil(this.s / 2) + Math.ceil(n.toString().length / 2) + digits;
+    // sqrt(m / 10^s / n) * 10^k = sqrt(m * 10^(2k - s) / n)
+    return new Dec(isqrt((this.m * 10n ** BigInt(2 * k - this.s)) / n), k).normal();
+  }
+
   cmp(o: Dec): number {
     const s = Math.max(this.s, o.s);
     const a = this.m * 10n ** BigInt(s - this.s);
@@ -95,4 +126,15 @@ export function parseDec(text: string): Dec | null {
     s = 0;
   }
   return new Dec(mant, s).normal();
+}
+
+/** floor(sqrt(n)) for n >= 0, by Newton's method on BigInt. */
+export function isqrt(n: bigint): bigint {
+  if (n < 2n) return n;
+  let x = 1n << BigInt(Math.ceil(n.toString(2).length / 2));
+  for (;;) {
+    const y = (x + n / x) >> 1n;
+    if (y >= x) return x;
+    x = y;
+  }
 }

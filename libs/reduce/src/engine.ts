@@ -1,14 +1,20 @@
 // The streaming fold behind cm-reduce: routes job outcomes (from `finished`/`gave-up`/`skipped`
 // events and `fetch` records) to the reduce records that want them, folds each input the moment it
-// arrives, and finishes a reduce as soon as its last input is in. No I/O of its own: reading result
-// files, running cmd: reducers and writing value records are injected.
-import type { EventRecord, FetchRecord, ReduceRecord, ValueRecord } from '@cm/protocol';
-import { makeReducer, isValidOp, type CmdRunner, type Reducer } from './ops';
+// arrives, and finishes a reduce as soon as its last input is in. With `by`, a reduce folds each
+// combination of those parameters' values apart (a group) and prints one value per group and op.
+// No I/O of its own: reading result files, running cmd: reducers and writing value records are injected.
+import type { EventRecord, FetchRecord, Params, ReduceRecord, ValueRecord } from '@cm/protocol';
+import { makeReducer, parseOps, type CmdRunner, type Reducer } from './ops';
 import { ValueError, type JVal } from './value';
 
 export interface EngineOptions {
-  /** overrides every reduce record's op; with no reduce record at all, reduces every job value into `all` */
+  /**
+   * overrides every reduce record's op (a comma list: one value per op); with no reduce record at
+   * all, reduces every job value into `all`
+   */
   op?: string;
+  /** overrides every reduce record's `by`; with no reduce record at all, groups every job value into `all` */
+  by?: string[];
   partial?: boolean;
   allowMissing?: boolean;
   emit: (rec: ValueRecord) => void | Promise<void>;
@@ -28,6 +34,7 @@ interface JobKey {
   run?: string;
   sweep?: string;
   index?: number;
+  params?: Params;
 }
 
 /** Inputs missing from a reduce are listed up to this many; the rest are counted. */
@@ -49,14 +56,35 @@ class Bitset {
   }
 }
 
+/** One combination of the `by` parameters' values (or, without `by`, the whole reduce): its folds. */
+class Group {
+  readonly reducers: Reducer[];
+  have = 0;
+  /** inputs of this group that failed, gave up or were skipped */
+  failed: string[] = [];
+  error?: string;
+  done = false;
+  readonly lastPartial: Array<string | undefined>;
+
+  constructor(
+    readonly labels: Params | undefined,
+    ops: string[],
+    runner: CmdRunner,
+  ) {
+    this.reducers = ops.map((op) => makeReducer(op, runner));
+    this.lastPartial = ops.map(() => undefined);
+  }
+}
+
 class Reduction {
-  readonly reducer: Reducer;
+  readonly ops: string[];
   readonly want: number;
   have = 0;
   failed: string[] = [];
   error?: string;
   done = false;
-  lastPartial?: string;
+  /** without `by`, one group under the key '' */
+  readonly groups = new Map<string, Group>();
   readonly received = new Set<string>();
   readonly sweepSeen = new Map<string, Bitset>();
   /** plan positions of each input id; `a + a` lists a twice, and its value counts twice */
@@ -65,10 +93,12 @@ class Reduction {
 
   constructor(
     readonly rec: ReduceRecord,
-    readonly op: string,
-    runner: CmdRunner,
+    op: string,
+    readonly by: string[] | undefined,
+    private readonly runner: CmdRunner,
   ) {
-    this.reducer = makeReducer(op, runner);
+    this.ops = parseOps(op);
+    if (!by) this.groups.set('', new Group(undefined, this.ops, runner));
     rec.inputs.forEach((id, i) => {
       const at = this.inputPos.get(id);
       if (at) at.push(i);
@@ -85,6 +115,26 @@ class Reduction {
 
   get resolved(): number {
     return this.have + this.failed.length;
+  }
+
+  /** The group of an input with these parameters, or why there is none (a `by` parameter it lacks). */
+  groupOf(id: string, params: Params | undefined): Group | string {
+    if (!this.by) return this.groups.get('') as Group;
+    const labels: Params = {};
+    for (const name of this.by) {
+      const v = params?.[name];
+      if (v === undefined) {
+        return `job ${id} has no parameter ${JSON.stringify(name)} (by ${this.by.join(',')})${params ? '' : ': its record carries no params'}`;
+      }
+      labels[name] = v;
+    }
+    const key = JSON.stringify(this.by.map((n) => labels[n]));
+    let g = this.groups.get(key);
+    if (!g) {
+      g = new Group(labels, this.ops, this.runner);
+      this.groups.set(key, g);
+    }
+    return g;
   }
 
   /** The plan positions of job `key` in this reduce, or undefined when it is not an input (or already in). */
@@ -143,22 +193,29 @@ class Reduction {
   }
 }
 
+/** A finished reduce as an input of another: one value per op, or why there is none. */
+type ReduceResult = { ok: true; vals: JVal[] } | { ok: false; reason: string };
+
+/** The op a reduce runs with no reduce record and no --op (only --by): the plan's `+`. */
+const DEFAULT_OP = 'sum';
+
 export class ReduceEngine {
   private readonly reductions = new Map<string, Reduction>();
   /** outcomes of finished reduces, for reduces that list them as inputs */
-  private readonly reduceResults = new Map<string, { ok: true; val: JVal; text: string } | { ok: false; reason: string }>();
+  private readonly reduceResults = new Map<string, ReduceResult>();
   private readonly orphans = new Map<string, { key: JobKey; outcome: Outcome }>();
   private orphanWarned = false;
-  /** jobs that finished with exit 0 and declared a result file: their value comes with the fetch record */
-  private readonly awaitingFetch = new Set<string>();
+  /** jobs that finished with exit 0 and declared a result file (with their params): their value comes with the fetch record */
+  private readonly awaitingFetch = new Map<string, Params | undefined>();
   private implicit?: Reduction;
   private sawReduce = false;
   private failures = 0;
 
   constructor(private readonly opts: EngineOptions) {
-    if (opts.op !== undefined && !isValidOp(opts.op)) throw new ValueError(`unknown op ${JSON.stringify(opts.op)}`);
-    if (opts.op !== undefined) {
-      this.implicit = new Reduction({ kind: 'reduce', v: 1, id: 'all', op: opts.op, inputs: [] }, opts.op, opts.runCmd);
+    if (opts.op !== undefined) parseOps(opts.op);
+    if (opts.op !== undefined || opts.by !== undefined) {
+      const op = opts.op ?? DEFAULT_OP;
+      this.implicit = new Reduction({ kind: 'reduce', v: 1, id: 'all', op, inputs: [] }, op, opts.by, opts.runCmd);
     }
   }
 
@@ -167,7 +224,13 @@ export class ReduceEngine {
     this.sawReduce = true;
     this.implicit = undefined;
     const op = this.opts.op ?? rec.op;
-    const r = new Reduction(rec, op, this.opts.runCmd);
+    let r: Reduction;
+    try {
+      r = new Reduction(rec, op, this.opts.by ?? rec.by, this.opts.runCmd);
+    } catch (err) {
+      if (err instanceof ValueError) throw new ValueError(`reduce ${rec.id}: ${err.message}`);
+      throw err;
+    }
     this.reductions.set(rec.id, r);
     if (r.want === 0) return this.finish(r);
     for (const { key, outcome } of this.orphans.values()) {
@@ -183,14 +246,14 @@ export class ReduceEngine {
 
   async onEvent(ev: EventRecord): Promise<void> {
     if (ev.job === undefined) return;
-    const key: JobKey = { job: ev.job, run: ev.run, sweep: ev.sweep, index: ev.index };
+    const key: JobKey = { job: ev.job, run: ev.run, sweep: ev.sweep, index: ev.index, params: ev.params };
     if (ev.event === 'finished') {
       if (ev.exit !== 0) {
         const why = ev.signal ? `killed by ${ev.signal}` : `exit ${ev.exit}`;
         return this.outcome(key, { ok: false, reason: `job ${ev.job} failed (${why})` });
       }
       if (ev.result !== undefined && ev.result !== 'stdout') {
-        this.awaitingFetch.add(ev.job);
+        this.awaitingFetch.set(ev.job, ev.params);
         return;
       }
       let text = ev.stdout ?? '';
@@ -211,9 +274,9 @@ export class ReduceEngine {
 
   async onFetch(f: FetchRecord): Promise<void> {
     if (f.direction !== 'out') return;
-    const key: JobKey = { job: f.job, run: f.run, sweep: f.sweep, index: f.index };
+    const key: JobKey = { job: f.job, run: f.run, sweep: f.sweep, index: f.index, params: f.params ?? this.awaitingFetch.get(f.job) };
+    const awaited = this.awaitingFetch.delete(f.job);
     if (f.result !== undefined) {
-      this.awaitingFetch.delete(f.job);
       let text: string;
       try {
         text = await this.opts.readResult(f.result);
@@ -222,18 +285,18 @@ export class ReduceEngine {
       }
       return this.outcome(key, { ok: true, text: text.trim() });
     }
-    if (this.awaitingFetch.delete(f.job)) {
+    if (awaited) {
       return this.outcome(key, { ok: false, reason: `job ${f.job}: result not fetched${f.error ? `: ${f.error}` : ''}` });
     }
   }
 
   /** At end of input: every unfinished reduce fails (or, with allowMissing, reduces what it has). */
   async end(): Promise<number> {
-    for (const job of this.awaitingFetch) {
+    for (const job of this.awaitingFetch.keys()) {
       this.opts.warn?.(`job ${job} declared a result file but no fetch record came (is cm-fetch in the pipeline?)`);
     }
     if (this.implicit && !this.sawReduce) await this.finish(this.implicit);
-    else if (!this.sawReduce) this.opts.warn?.('no reduce record in the input and no --op: nothing reduced');
+    else if (!this.sawReduce) this.opts.warn?.('no reduce record in the input and no --op or --by: nothing reduced');
     // Finishing one reduce hands its outcome on (propagate), so reduces of reduces settle too.
     for (const r of this.reductions.values()) if (!r.done) await this.finish(r);
     return this.failures > 0 ? 1 : 0;
@@ -246,14 +309,10 @@ export class ReduceEngine {
       wanted = true;
       await this.deliver(r, key, outcome);
     }
-    if (this.implicit && outcome.ok) {
+    if (this.implicit && !this.implicit.done) {
       wanted = true;
-      await this.fold(this.implicit, { id: key.job, pos: this.implicit.have, text: outcome.text });
-    } else if (this.implicit && !outcome.ok && !this.opts.allowMissing) {
-      this.implicit.failed.push(key.job);
-      this.implicit.error ??= outcome.reason;
-    } else if (this.implicit) {
-      this.implicit.failed.push(key.job);
+      if (outcome.ok) await this.fold(this.implicit, { id: key.job, pos: this.implicit.have, text: outcome.text }, key.params);
+      else await this.inputFailed(this.implicit, key.job, outcome.reason, 1, key.params);
     }
     if (!wanted || !this.sawReduce) {
       if (this.orphans.size < (this.opts.maxOrphans ?? 100_000)) this.orphans.set(key.job, { key, outcome });
@@ -267,88 +326,156 @@ export class ReduceEngine {
   private async deliver(r: Reduction, key: JobKey, outcome: Outcome): Promise<void> {
     const positions = r.claim(key);
     if (positions === undefined) return;
-    if (!outcome.ok) return this.inputFailed(r, key.job, outcome.reason, positions.length);
-    for (const pos of positions) if (!r.done) await this.fold(r, { id: key.job, pos, text: outcome.text });
+    if (!outcome.ok) return this.inputFailed(r, key.job, outcome.reason, positions.length, key.params);
+    for (const pos of positions) if (!r.done) await this.fold(r, { id: key.job, pos, text: outcome.text }, key.params);
   }
 
-  private async deliverReduce(r: Reduction, id: string, res: { ok: true; val: JVal; text: string } | { ok: false; reason: string }): Promise<void> {
+  private async deliverReduce(r: Reduction, id: string, res: ReduceResult): Promise<void> {
     const positions = r.claim({ job: id });
     if (positions === undefined) return;
-    if (!res.ok) return this.inputFailed(r, id, res.reason, positions.length);
-    for (const pos of positions) if (!r.done) await this.fold(r, { id, pos, val: res.val, text: res.text });
+    if (!res.ok) return this.inputFailed(r, id, res.reason, positions.length, undefined);
+    // One value per op: op i of this reduce folds op i of its input (mean of means), or the one value there is.
+    if (res.vals.length !== 1 && res.vals.length !== r.ops.length) {
+      return this.inputFailed(r, id, `reduce ${id} has ${res.vals.length} values (ops) and reduce ${r.rec.id} ${r.ops.length}`, positions.length, undefined);
+    }
+    for (const pos of positions) if (!r.done) await this.fold(r, { id, pos, vals: res.vals }, undefined);
   }
 
-  private async inputFailed(r: Reduction, id: string, reason: string, times = 1): Promise<void> {
+  /** The reduction fails at once (fail fast), except `all`, which fails once the input has ended. */
+  private async fail(r: Reduction, reason: string): Promise<void> {
+    r.error ??= reason;
+    if (r !== this.implicit) await this.finish(r);
+  }
+
+  private async inputFailed(r: Reduction, id: string, reason: string, times: number, params: Params | undefined): Promise<void> {
     for (let i = 0; i < times; i += 1) r.failed.push(id);
+    // A failed input of a grouped reduce fails only its group, when its params say which one.
+    const g = r.groupOf(id, params);
+    if (typeof g !== 'string') for (let i = 0; i < times; i += 1) g.failed.push(id);
     if (!this.opts.allowMissing) {
-      r.error = reason;
-      return this.finish(r);
+      if (typeof g === 'string' || !r.by) return this.fail(r, reason);
+      g.error ??= reason;
+      await this.finishGroup(r, g);
+    } else {
+      this.opts.warn?.(`reduce ${r.rec.id}: leaving out ${reason}`);
     }
-    this.opts.warn?.(`reduce ${r.rec.id}: leaving out ${reason}`);
-    if (r.resolved >= r.want) await this.finish(r);
+    if (r !== this.implicit && r.resolved >= r.want) await this.finish(r);
   }
 
-  private async fold(r: Reduction, input: { id: string; pos: number; text?: string; val?: JVal }): Promise<void> {
-    try {
-      // A reduce's own value goes in as a JVal; its text form is only for concat/histogram/cmd.
-      r.reducer.add(input.val !== undefined ? { id: input.id, pos: input.pos, val: input.val } : input);
-    } catch (err) {
-      if (!(err instanceof ValueError)) throw err;
-      r.error = `job ${input.id}: ${err.message}`;
-      return this.finish(r);
+  private async fold(r: Reduction, input: { id: string; pos: number; text?: string; vals?: JVal[] }, params: Params | undefined): Promise<void> {
+    // `all` keeps reading to its end after an error; nothing more to fold then.
+    if (r.error !== undefined) return;
+    const g = r.groupOf(input.id, params);
+    if (typeof g === 'string') return this.fail(r, g);
+    if (!g.done) {
+      try {
+        g.reducers.forEach((reducer, i) => {
+          // A reduce's own value goes in as a JVal; its text form is only for concat/histogram/cmd.
+          const val = input.vals?.[input.vals.length === 1 ? 0 : i];
+          reducer.add(val !== undefined ? { id: input.id, pos: input.pos, val } : { id: input.id, pos: input.pos, text: input.text });
+        });
+      } catch (err) {
+        if (!(err instanceof ValueError)) throw err;
+        const why = `job ${input.id}: ${err.message}`;
+        if (!r.by) return this.fail(r, why);
+        g.error ??= why;
+        await this.finishGroup(r, g);
+      }
     }
+    if (!g.error) g.have += 1;
     r.have += 1;
     if (r !== this.implicit && r.resolved >= r.want) return this.finish(r);
-    if (this.opts.partial) {
-      const value = r.reducer.partial();
-      if (value === undefined) return;
-      const text = JSON.stringify(value);
-      if (text === r.lastPartial) return;
-      r.lastPartial = text;
-      await this.opts.emit(this.record(r, value, true));
+    if (this.opts.partial && !g.done) {
+      for (let i = 0; i < g.reducers.length; i += 1) {
+        const value = (g.reducers[i] as Reducer).partial();
+        if (value === undefined) continue;
+        const text = JSON.stringify(value);
+        if (text === g.lastPartial[i]) continue;
+        g.lastPartial[i] = text;
+        await this.opts.emit(this.record(r, g, i, value, true));
+      }
     }
   }
 
-  private record(r: Reduction, value: unknown, partial: boolean): ValueRecord {
-    const rec: ValueRecord = { kind: 'value', v: 1, id: r.rec.id, op: r.op, value, partial, have: r.have };
-    if (r !== this.implicit) rec.want = r.want;
+  private record(r: Reduction, g: Group, op: number, value: unknown, partial: boolean): ValueRecord {
+    const rec: ValueRecord = { kind: 'value', v: 1, id: r.rec.id, op: r.ops[op] as string, value, partial, have: r.by ? g.have : r.have };
+    // A group's share of the inputs is known only once they are all in.
+    if (r.by && g.labels) {
+      if (!partial) rec.want = g.have + g.failed.length;
+    } else if (r !== this.implicit) rec.want = r.want;
     if (r.rec.final !== undefined) rec.final = r.rec.final;
+    if (g.labels) rec.group = g.labels;
     return rec;
+  }
+
+  /** Prints a group's values (or its error), one record per op. */
+  private async finishGroup(r: Reduction, g: Group, missing: string[] = g.failed): Promise<JVal[] | undefined> {
+    if (g.done) return undefined;
+    g.done = true;
+    const error = g.error ?? r.error;
+    if (error !== undefined) {
+      this.failures += 1;
+      this.opts.warn?.(`reduce ${r.rec.id}${groupText(g)}: ${error}`);
+      for (let i = 0; i < r.ops.length; i += 1) {
+        const rec = this.record(r, g, i, null, false);
+        rec.error = error;
+        if (missing.length) rec.missing = [...new Set(missing)];
+        await this.opts.emit(rec);
+      }
+      return undefined;
+    }
+    const results: Array<{ plain: unknown; val: JVal }> = [];
+    for (const reducer of g.reducers) {
+      try {
+        results.push(await reducer.final());
+      } catch (err) {
+        if (!(err instanceof ValueError)) throw err;
+        g.error = err.message;
+        g.done = false;
+        return this.finishGroup(r, g, missing);
+      }
+    }
+    for (let i = 0; i < results.length; i += 1) {
+      const rec = this.record(r, g, i, (results[i] as { plain: unknown }).plain, false);
+      if (missing.length) rec.missing = [...new Set(missing)];
+      await this.opts.emit(rec);
+    }
+    return results.map((x) => x.val);
   }
 
   private async finish(r: Reduction): Promise<void> {
     if (r.done) return;
     r.done = true;
+    const missingError = (missing: string[]): string =>
+      `missing ${missing.length === 1 ? 'input' : 'inputs'}: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`;
+    if (r.by) {
+      // Inputs that never came (or failed with no params) belong to no known group: every group may miss them.
+      const placed = new Set([...r.groups.values()].flatMap((g) => g.failed));
+      const unplaced = r.missing().filter((m) => !placed.has(m));
+      if (r.error === undefined && unplaced.length > 0) {
+        if (this.opts.allowMissing) this.opts.warn?.(`reduce ${r.rec.id}: left out, group unknown: ${unplaced.join(', ')}`);
+        else r.error = missingError(unplaced);
+      }
+      if (r.groups.size === 0 && r.error !== undefined) {
+        // Nothing arrived to group: one unlabelled value per op says why.
+        r.groups.set('', new Group(undefined, r.ops, this.opts.runCmd));
+      }
+      for (const g of r.groups.values()) await this.finishGroup(r, g, r.error !== undefined ? [...g.failed, ...unplaced] : g.failed);
+      this.reduceResults.set(r.rec.id, { ok: false, reason: `reduce ${r.rec.id} is grouped by ${r.by.join(',')}: its values cannot be an input` });
+      return this.propagate(r.rec.id);
+    }
     const missing = r.error === undefined ? r.missing() : [];
-    if (r.error === undefined && missing.length > 0 && !this.opts.allowMissing) {
-      r.error = `missing ${missing.length === 1 ? 'input' : 'inputs'}: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`;
-    }
-    if (r.error !== undefined) {
-      this.failures += 1;
-      this.opts.warn?.(`reduce ${r.rec.id}: ${r.error}`);
+    if (r.error === undefined && missing.length > 0 && !this.opts.allowMissing) r.error = missingError(missing);
+    const g = r.groups.get('') as Group;
+    g.error ??= r.error;
+    const vals = await this.finishGroup(r, g, r.missing());
+    if (vals === undefined) {
+      if (r.error === undefined) r.error = g.error;
       this.reduceResults.set(r.rec.id, { ok: false, reason: `reduce ${r.rec.id} failed` });
-      const rec = this.record(r, null, false);
-      rec.error = r.error;
-      const miss = r.missing();
-      if (miss.length) rec.missing = miss;
-      await this.opts.emit(rec);
-      await this.propagate(r.rec.id);
-      return;
+    } else {
+      this.reduceResults.set(r.rec.id, { ok: true, vals });
     }
-    let result: { plain: unknown; val: JVal };
-    try {
-      result = await r.reducer.final();
-    } catch (err) {
-      if (!(err instanceof ValueError)) throw err;
-      r.error = err.message;
-      r.done = false;
-      return this.finish(r);
-    }
-    this.reduceResults.set(r.rec.id, { ok: true, val: result.val, text: typeof result.plain === 'string' ? result.plain : JSON.stringify(result.plain) });
-    const rec = this.record(r, result.plain, false);
-    if (missing.length) rec.missing = missing;
-    await this.opts.emit(rec);
-    await this.propagate(r.rec.id);
+    return this.propagate(r.rec.id);
   }
 
   private async propagate(id: string): Promise<void> {
@@ -358,4 +485,8 @@ export class ReduceEngine {
       if (!r.done && r.inputPos.has(id)) await this.deliverReduce(r, id, res);
     }
   }
+}
+
+function groupText(g: Group): string {
+  return g.labels ? ` ${Object.entries(g.labels).map(([k, v]) => `${k}=${v}`).join(' ')}` : '';
 }

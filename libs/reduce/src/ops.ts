@@ -1,7 +1,8 @@
-// The reduce operations. Each keeps only what it needs: sum/min/max/mean/count hold one running
-// value (a million-run sweep costs constant memory); concat and cmd keep the values (they print
-// them); histogram keeps one counter per distinct value.
-import { Dec } from './decimal';
+// The reduce operations. Each keeps only what it needs: sum/min/max/mean/count/stddev hold running
+// values (a million-run sweep costs constant memory); median and pNN keep every number (a rank
+// needs them all); concat and cmd keep the values (they print them); histogram keeps one counter
+// per distinct value.
+import { Dec, parseDec } from './decimal';
 import { kindOf, parseJson, parseValue, plus, toPlain, toText, ValueError, type JVal } from './value';
 
 /** One input as it arrives: a job's text, or the value of another reduce. */
@@ -26,10 +27,34 @@ export interface Reducer {
 
 export type CmdRunner = (command: string, stdin: string) => Promise<string>;
 
-export const OPS = ['sum', 'min', 'max', 'mean', 'count', 'concat', 'histogram'] as const;
+export const OPS = ['sum', 'min', 'max', 'mean', 'median', 'stddev', 'count', 'concat', 'histogram'] as const;
+
+/** The NN of a pNN op (0 < NN < 100, decimals allowed: p99.9), or undefined. */
+function percentOf(op: string): Dec | undefined {
+  const m = /^p(\d{1,2}(?:\.\d{1,6})?)$/.exec(op);
+  const d = m ? parseDec(m[1] as string) : null;
+  return d && d.cmp(Dec.ZERO) > 0 ? d : undefined;
+}
 
 export function isValidOp(op: string): boolean {
-  return (OPS as readonly string[]).includes(op) || (op.startsWith('cmd:') && op.slice(4).trim() !== '');
+  return (OPS as readonly string[]).includes(op) || percentOf(op) !== undefined || (op.startsWith('cmd:') && op.slice(4).trim() !== '');
+}
+
+/**
+ * The ops of an --op or a reduce record's op: a comma list (`mean,p90`), except that `cmd:SHELL`
+ * is always one op (its shell may hold commas). Throws ValueError naming the first unknown op.
+ */
+export function parseOps(spec: string): string[] {
+  if (spec.startsWith('cmd:')) {
+    if (!isValidOp(spec)) throw new ValueError(`op ${JSON.stringify(spec)} has no command`);
+    return [spec];
+  }
+  const ops = spec.split(',').map((o) => o.trim());
+  for (const op of ops) {
+    if (!isValidOp(op)) throw new ValueError(`${JSON.stringify(op)} is not an op (${OPS.join(', ')}, pNN for 0 < NN < 100, cmd:<shell>)`);
+  }
+  if (new Set(ops).size !== ops.length) throw new ValueError(`op ${JSON.stringify(spec)} names an op twice`);
+  return ops;
 }
 
 function valueOf(input: ReduceInput): JVal {
@@ -112,6 +137,78 @@ class Mean implements Reducer {
   }
   private dec(): Dec | null {
     return this.n === 0n ? null : this.sum.divInt(this.n);
+  }
+  partial(): unknown {
+    return this.dec()?.toApprox() ?? null;
+  }
+  async final(): Promise<{ plain: unknown; val: JVal }> {
+    return { plain: this.partial(), val: this.dec() };
+  }
+}
+
+/**
+ * Sample standard deviation (n - 1 in the denominator, numpy's ddof=1) from exact running sums:
+ * n * sum(x^2) - sum(x)^2 has no rounding to cancel, so only the final square root rounds.
+ * Fewer than two numbers have none: null.
+ */
+class Stddev implements Reducer {
+  readonly op = 'stddev';
+  private n = 0n;
+  private s1 = Dec.ZERO;
+  private s2 = Dec.ZERO;
+  add(input: ReduceInput): void {
+    const d = numberOf(input);
+    this.n += 1n;
+    this.s1 = this.s1.add(d);
+    this.s2 = this.s2.add(d.mul(d));
+  }
+  private dec(): Dec | null {
+    if (this.n < 2n) return null;
+    return Dec.fromInt(this.n).mul(this.s2).sub(this.s1.mul(this.s1)).sqrtDivInt(this.n * (this.n - 1n));
+  }
+  partial(): unknown {
+    return this.dec()?.toApprox() ?? null;
+  }
+  async final(): Promise<{ plain: unknown; val: JVal }> {
+    return { plain: this.partial(), val: this.dec() };
+  }
+}
+
+const HUNDREDTH = new Dec(1n, 2);
+
+/**
+ * The NN-th percentile by linear interpolation between closest ranks (numpy's default, "linear"):
+ * with the n numbers sorted x[0..n-1], h = (n - 1) * NN / 100, the value is
+ * x[floor h] + (h - floor h) * (x[floor h + 1] - x[floor h]). Exact in decimals. Keeps every number.
+ */
+class Percentile implements Reducer {
+  private xs: Dec[] = [];
+  private sorted = true;
+  constructor(
+    readonly op: string,
+    private readonly percent: Dec,
+  ) {}
+  add(input: ReduceInput): void {
+    const d = numberOf(input);
+    const last = this.xs[this.xs.length - 1];
+    if (last && last.cmp(d) > 0) this.sorted = false;
+    this.xs.push(d);
+  }
+  private dec(): Dec | null {
+    const n = this.xs.length;
+    if (n === 0) return null;
+    if (!this.sorted) {
+      // Mostly sorted already between partial values: the sort's runs make this near linear.
+      this.xs.sort((a, b) => a.cmp(b));
+      this.sorted = true;
+    }
+    const h = Dec.fromInt(n - 1).mul(this.percent).mul(HUNDREDTH);
+    const lo = h.floor();
+    const frac = h.sub(Dec.fromInt(lo));
+    const x = this.xs[Number(lo)] as Dec;
+    if (frac.m === 0n) return x;
+    const next = this.xs[Number(lo) + 1] as Dec;
+    return x.add(frac.mul(next.sub(x)));
   }
   partial(): unknown {
     return this.dec()?.toApprox() ?? null;
@@ -225,14 +322,21 @@ export function makeReducer(op: string, runner: CmdRunner): Reducer {
       return new Extreme(op);
     case 'mean':
       return new Mean();
+    case 'median':
+      return new Percentile(op, Dec.fromInt(50));
+    case 'stddev':
+      return new Stddev();
     case 'count':
       return new Count();
     case 'concat':
       return new Concat();
     case 'histogram':
       return new Histogram();
-    default:
+    default: {
+      const percent = percentOf(op);
+      if (percent) return new Percentile(op, percent);
       if (isValidOp(op)) return new Command(op, runner);
-      throw new ValueError(`unknown op ${JSON.stringify(op)} (use ${OPS.join(', ')} or cmd:<shell command>)`);
+      throw new ValueError(`unknown op ${JSON.stringify(op)} (use ${OPS.join(', ')}, pNN or cmd:<shell command>)`);
+    }
   }
 }
