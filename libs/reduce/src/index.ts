@@ -2,3 +2,4 @@ export * from './decimal';
 export * from './value';
 export * from './ops';
 export * from './engine';
+export * from './table';
