@@ -121,3 +121,114 @@ setup() {
   run bash -c "$(declare -f gen); gen concat | NODE_OPTIONS=--max-old-space-size=16 cm-reduce >/dev/null 2>&1"
   assert [ "$status" -ne 0 ]
 }
+
+# --- by, op lists, the table: real pipelines on the local machine (the default inventory, no ssh) ---
+
+# A home of its own: no inventory there (so the default, the local machine) and the jobs' folders.
+local_machine() {
+  export HOME=$BATS_TEST_TMPDIR/home
+  mkdir -p "$HOME"
+  unset CM_INVENTORY
+}
+
+# params on job records, as cm-plan writes them for a sweep (its values): older cm-plans gave only env
+with_params() { jq -c 'if .kind == "job" and .env then .params = .env else . end'; }
+
+@test "--by size --op mean,p90: cm-plan | cm-exec | cm-reduce gives mean and p90 per size, labelled" {
+  local_machine
+  cm-plan -d 'b(size=[1,2],rep=1..5)=echo $((size*rep))' +b | with_params | cm-exec 2>/dev/null | cm-reduce --by size --op mean,p90 >out
+  # size 1: 1..5, size 2: 2..10; p90 of 5 values is x[3] + 0.6 * (x[4] - x[3])
+  assert_equal "$(jq -c 'select(.kind == "value") | [.id, .group, .op, .value, .have, .want]' out | sort | tr -d '\n')" \
+    '["sum-1",{"size":"1"},"mean",3,5,5]["sum-1",{"size":"1"},"p90",4.6,5,5]["sum-1",{"size":"2"},"mean",6,5,5]["sum-1",{"size":"2"},"p90",9.2,5,5]'
+  # in a pipe every other record passes through
+  assert_equal "$(jq -r 'select(.event == "finished") | .params.size' out | sort | uniq -c | tr -s ' ' | tr -d '\n')" ' 5 1 5 2'
+}
+
+@test "a reduce record's by (as from +bench by size) on hand-written jobs with params; a failed job fails its group only" {
+  local_machine
+  {
+    for size in 10 20; do
+      for rep in 1 2 3; do
+        printf '{"kind":"job","v":1,"id":"b-%s-%s","task":"b","deps":[],"command":"echo %s","params":{"size":"%s","rep":"%s"}}\n' "$size" "$rep" $((size + rep)) "$size" "$rep"
+      done
+    done
+    printf '{"kind":"job","v":1,"id":"b-30-1","task":"b","deps":[],"command":"exit 3","params":{"size":"30","rep":"1"}}\n'
+    printf '{"kind":"reduce","v":1,"id":"per-size","op":"median,max","inputs":["b-10-1","b-10-2","b-10-3","b-20-1","b-20-2","b-20-3","b-30-1"],"by":["size"]}\n'
+  } >jobs.ndjson
+  run bash -c 'cm-exec <jobs.ndjson 2>/dev/null >events.ndjson'
+  assert_equal "$status" 1 # b-30-1 failed
+  run --separate-stderr cm-reduce events.ndjson
+  assert_equal "$status" 1
+  assert_equal "$(values '[.id, .group.size, .op, .value, .error]' | sort | tr -d '\n')" \
+    '["per-size","10","max",13,null]["per-size","10","median",12,null]["per-size","20","max",23,null]["per-size","20","median",22,null]["per-size","30","max",null,"job b-30-1 failed (exit 3)"]["per-size","30","median",null,"job b-30-1 failed (exit 3)"]'
+  [[ $stderr == *'reduce per-size size=30: job b-30-1 failed (exit 3)'* ]]
+  # a job without the parameter is an error naming the job and the parameter
+  run --separate-stderr cm-reduce --by host events.ndjson
+  assert_equal "$status" 1
+  [[ $stderr == *'job b-10-'?' has no parameter "host" (by host)'* ]]
+}
+
+@test "on a terminal: a table of labelled values and nothing else; --json gives records there" {
+  local_machine
+  cat >pipeline.sh <<'SH'
+cm-plan -d 'b(size=[2,10],rep=1..5)=echo $((size*rep))' +b | jq -c 'if .kind == "job" then .params = .env else . end' | cm-exec 2>/dev/null | cm-reduce --by size --op mean,p90 "$@"
+SH
+  run script -qefc "bash pipeline.sh" /dev/null
+  assert_equal "$status" 0
+  # size 10 after size 2: numbers sort as numbers
+  assert_equal "$(tr -d '\r' <<<"$output")" "ID     SIZE  MEAN  P90
+sum-1  2     6     9.2
+sum-1  10    30    46"
+  run script -qefc "bash pipeline.sh --json" /dev/null
+  assert_equal "$status" 0
+  output=$(tr -d '\r' <<<"$output")
+  assert_equal "$(values '[.group.size, .op, .value]' | sort | tr -d '\n')" '["10","mean",30]["10","p90",46]["2","mean",6]["2","p90",9.2]'
+  assert_equal "$(grep -c '"event":"finished"' <<<"$output")" 10
+}
+
+@test "on a terminal, an incomplete value shows the error, HAVE/WANT and MISSING" {
+  {
+    red t mean,p90 '["a","b","c"]' '"by":["size"]'
+    fin a 1 '"params":{"size":"1"}'
+    fin b 3 '"params":{"size":"1"}'
+    echo '{"kind":"event","v":1,"event":"finished","job":"c","exit":2,"params":{"size":"2"}}'
+  } >in
+  run script -qefc "cm-reduce --allow-missing in" /dev/null
+  assert_equal "$status" 0
+  assert_equal "$(tr -d '\r' <<<"$output" | grep -v '^cm-reduce:')" "ID  SIZE  MEAN  P90  HAVE/WANT  MISSING
+t   1     2     2.8  2/2        -
+t   2     -     -    0/1        c"
+  run script -qefc "cm-reduce in 2>/dev/null" /dev/null
+  assert_equal "$status" 1
+  # the error once per row; size 1 first: numbers sort as numbers
+  assert_equal "$(tr -d '\r' <<<"$output")" "ID  SIZE  MEAN                          P90  HAVE/WANT  MISSING
+t   1     2                             2.8  2/2        -
+t   2     error: job c failed (exit 2)  -    0/1        c"
+}
+
+# The examples of cm-reduce --help, as written, from the repo's root on the default inventory.
+help_examples() { cm-reduce --help | sed -n '/^Examples:/,$p' | grep '^  cm-'; }
+
+@test "cm-reduce --help: every example runs from the repo's root and gives what its text says" {
+  local_machine
+  cd "$CM_REPO"
+  mapfile -t examples < <(help_examples)
+  assert_equal "${#examples[@]}" 5
+  sum_of() { grep '"kind":"value"' | jq -c "${1:-[.op, .value, .partial]}" | tr -d '\n'; }
+  assert_equal "$(bash -c "${examples[0]}" 2>/dev/null | sum_of)" '["sum",6,false]'
+  out=$(bash -c "${examples[2]}" 2>/dev/null)
+  assert_equal "$(tail -1 <<<"$out" | sum_of)" '["sum",10520,false]'
+  [[ $(head -1 <<<"$out" | sum_of) == '["sum",'*',true]' ]]
+  assert_equal "$(bash -c "${examples[3]}" 2>/dev/null | sum_of)" '["min",2,false]["median",94,false]["max",200,false]'
+  assert_equal "$(bash -c "${examples[4]}" 2>/dev/null | sum_of '.value')" '200'
+}
+
+@test "cm-reduce --help: the --by example gives mean and p90 per size" {
+  local_machine
+  cd "$CM_REPO"
+  cm-plan -d 'b(x=[1])=true' +b | grep -q '"params"' || skip "this cm-plan writes no params on jobs yet"
+  mapfile -t examples < <(help_examples)
+  [[ ${examples[1]} == *'--by size --op mean,p90' ]]
+  assert_equal "$(bash -c "${examples[1]}" 2>/dev/null | grep '"kind":"value"' | jq -c '[.group.size, .op, .value]' | sort | tr -d '\n')" \
+    '["10","mean",30]["10","p90",46]["20","mean",60]["20","p90",92]'
+}
