@@ -168,6 +168,21 @@ with_params() { jq -c 'if .kind == "job" and .env then .params = .env else . end
   [[ $stderr == *'job b-10-'?' has no parameter "host" (by host)'* ]]
 }
 
+@test "--by on fetched result files: cm-exec | cm-fetch | cm-reduce labels each size's values" {
+  local_machine
+  cat >b.cm <<'CM'
+@outputs(out.txt)
+@result(out.txt)
+def b(size=[10,20], rep=1..3):
+    echo $((size * rep)) > out.txt
++b
+CM
+  cm-plan -f b.cm | with_params | cm-exec 2>/dev/null | cm-fetch --dir results 2>/dev/null | cm-reduce --by size --op mean,p90 >out
+  # the values come from the fetched files (stdout is empty); params from the fetch record or the finished event
+  assert_equal "$(jq -c 'select(.kind == "value") | [.group.size, .op, .value]' out | sort | tr -d '\n')" '["10","mean",20]["10","p90",28]["20","mean",40]["20","p90",56]'
+  assert_equal "$(jq -r 'select(.kind == "fetch") | .result' out | wc -l)" 6
+}
+
 @test "on a terminal: a table of labelled values and nothing else; --json gives records there" {
   local_machine
   cat >pipeline.sh <<'SH'
