@@ -100,8 +100,10 @@ function* sweepLines(u: Unit, barriers: Set<Unit>, opts: EmitOptions): Generator
     .map((p, at) => ({ key: `${JSON.stringify(p.name)}:`, size: paramSize(p), p, simple: p.range !== undefined, at }))
     .filter((s) => s.p.range || s.p.values);
   const parts: string[] = new Array(swept.length);
-  // params: every parameter in the def's order, each written as in env (constants once, here)
+  // params: every parameter in the def's order, each written as in env (constants once, here);
+  // without constants they are the swept part of env, joined once for both.
   const paramParts = params.map((p) => `${JSON.stringify(p.name)}:${JSON.stringify(p.constant ?? '')}`);
+  const constantsToo = swept.length < params.length;
   for (let k = 0; k < u.def.count; k++) {
     let rest = k;
     for (let j = swept.length - 1; j >= 0; j--) {
@@ -110,7 +112,8 @@ function* sweepLines(u: Unit, barriers: Set<Unit>, opts: EmitOptions): Generator
       rest = Math.floor(rest / s.size);
       parts[j] = paramParts[s.at] = s.simple ? `${s.key}"${value}"` : `${s.key}${JSON.stringify(value)}`;
     }
-    yield `${head}${k}${middle},"env":${envHead}${parts.join(',')}},${tail},"index":${k},"params":{${paramParts.join(',')}}${end}`;
+    const values = parts.join(',');
+    yield `${head}${k}${middle},"env":${envHead}${values}},${tail},"index":${k},"params":{${constantsToo ? paramParts.join(',') : values}}${end}`;
   }
   if (barriers.has(u)) yield* barrierLines(u, opts);
 }
