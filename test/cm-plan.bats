@@ -11,7 +11,7 @@ ASSIGNMENT_RECORDS='{"kind":"job","v":1,"id":"a","task":"a","command":"echo 1","
 {"kind":"job","v":1,"id":"b","task":"b","command":"echo 2","deps":[]}
 {"kind":"job","v":1,"id":"c","task":"c","command":"echo 3","deps":[]}
 {"kind":"job","v":1,"id":"d","task":"d","command":"echo 4","deps":["a","b","c"]}
-{"kind":"reduce","v":1,"id":"sum-1","op":"sum","inputs":["a","b","c","d"],"final":true}'
+{"kind":"reduce","v":1,"id":"sum:a+b+c+d","op":"sum","inputs":["a","b","c","d"],"final":true}'
 
 @test "the assignment's example: a, b, c in parallel, d after them, one sum of all four" {
   run --separate-stderr cm-plan -f "$CM_REPO/examples/assignment.cm"
@@ -30,7 +30,7 @@ ASSIGNMENT_RECORDS='{"kind":"job","v":1,"id":"a","task":"a","command":"echo 1","
   run --separate-stderr cm-plan -f "$CM_REPO/examples/assignment.yaml"
   [ "$status" -eq 0 ]
   [ "${lines[3]}" = '{"kind":"job","v":1,"id":"d","task":"d","command":"# several lines are fine\necho 4","deps":["a","b","c"],"timeout":30,"retries":1}' ]
-  [ "${lines[4]}" = '{"kind":"reduce","v":1,"id":"sum-1","op":"sum","inputs":["a","b","c","d"],"final":true}' ]
+  [ "${lines[4]}" = '{"kind":"reduce","v":1,"id":"sum:a+b+c+d","op":"sum","inputs":["a","b","c","d"],"final":true}' ]
 }
 
 @test "an expression with -f runs a part of the file's plan" {
@@ -40,12 +40,12 @@ ASSIGNMENT_RECORDS='{"kind":"job","v":1,"id":"a","task":"a","command":"echo 1","
   [ "$stderr" = "$(printf 'cm-plan: warning: def c is never used (%s:5)\ncm-plan: warning: def d is never used (%s:7)' "$CM_REPO/examples/assignment.cm" "$CM_REPO/examples/assignment.cm")" ]
 }
 
-@test "a sweep: one job per value with the parameter in env, summed with +NAME" {
+@test "a sweep: one job per value with the parameter in env and params, summed with +NAME" {
   run --separate-stderr cm-plan -d 'bench(i=1..3)=echo $i' +bench
   [ "$status" -eq 0 ]
-  assert_equal "${lines[0]}" '{"kind":"job","v":1,"id":"bench.0","task":"bench","command":"echo $i","deps":[],"env":{"i":"1"},"sweep":"bench","index":0}'
-  assert_equal "${lines[2]}" '{"kind":"job","v":1,"id":"bench.2","task":"bench","command":"echo $i","deps":[],"env":{"i":"3"},"sweep":"bench","index":2}'
-  assert_equal "${lines[3]}" '{"kind":"reduce","v":1,"id":"sum-1","op":"sum","inputs":[],"sweeps":{"bench":3},"final":true}'
+  assert_equal "${lines[0]}" '{"kind":"job","v":1,"id":"bench.0","task":"bench","command":"echo $i","deps":[],"env":{"i":"1"},"sweep":"bench","index":0,"params":{"i":"1"}}'
+  assert_equal "${lines[2]}" '{"kind":"job","v":1,"id":"bench.2","task":"bench","command":"echo $i","deps":[],"env":{"i":"3"},"sweep":"bench","index":2,"params":{"i":"3"}}'
+  assert_equal "${lines[3]}" '{"kind":"reduce","v":1,"id":"sum:bench","op":"sum","inputs":[],"sweeps":{"bench":3},"final":true}'
   run --separate-stderr cm-plan -f "$CM_REPO/examples/sweep.cm"
   [ "$status" -eq 0 ]
   [ "${#lines[@]}" -eq 111 ]
@@ -93,7 +93,7 @@ ASSIGNMENT_RECORDS='{"kind":"job","v":1,"id":"a","task":"a","command":"echo 1","
 @test "| head -1 on a million-run sweep ends quietly with 0" {
   run --separate-stderr bash -c 'set -o pipefail; cm-plan -d "bench(i=1..1000000)=echo \$i" +bench | head -1'
   [ "$status" -eq 0 ]
-  [ "$output" = '{"kind":"job","v":1,"id":"bench.0","task":"bench","command":"echo $i","deps":[],"env":{"i":"1"},"sweep":"bench","index":0}' ]
+  [ "$output" = '{"kind":"job","v":1,"id":"bench.0","task":"bench","command":"echo $i","deps":[],"env":{"i":"1"},"sweep":"bench","index":0,"params":{"i":"1"}}' ]
   [ "$stderr" = "" ]
 }
 
@@ -103,7 +103,7 @@ ASSIGNMENT_RECORDS='{"kind":"job","v":1,"id":"a","task":"a","command":"echo 1","
   [ "${lines[0]}" = 'plan: a | b | c; d; a + b + c + d' ]
   [ "${lines[1]}" = '4 jobs in 2 stages, 1 sum' ]
   [ "${lines[7]}" = '  d  $ echo 4   [after a, b, c]' ]
-  [ "${lines[9]}" = '  sum-1 = a + b + c + d   (the value of the plan)' ]
+  [ "${lines[9]}" = '  sum:a+b+c+d = a + b + c + d   (the value of the plan)' ]
 }
 
 @test "usage errors exit 2; --help exits 0" {
@@ -193,7 +193,106 @@ teardown() {
   run --separate-stderr cm-plan --run r1 -d a='echo 1' 'a + a'
   [ "$status" -eq 0 ]
   [ "${lines[0]}" = '{"kind":"job","v":1,"id":"a","task":"a","command":"echo 1","deps":[],"run":"r1"}' ]
-  [ "${lines[1]}" = '{"kind":"reduce","v":1,"id":"sum-1","op":"sum","inputs":["a","a"],"final":true,"run":"r1"}' ]
+  [ "${lines[1]}" = '{"kind":"reduce","v":1,"id":"sum:a+a","op":"sum","inputs":["a","a"],"final":true,"run":"r1"}' ]
   run --separate-stderr cm-plan --run ../x -d a='echo 1' a
   [ "$status" -eq 2 ]
+}
+
+@test "comments and blank lines anywhere: inside a def's body at any indentation, after the expression" {
+  printf '# a plan\ndef a():\n    echo 1\n# column 0, inside the body\n\n    echo 2\ndef b():  # why b\n    echo b\n\n# before the expression\na; b  # after it\n# the end\n' > c.cm
+  run --separate-stderr cm-plan -f c.cm
+  [ "$status" -eq 0 ]
+  [ "$output" = '{"kind":"job","v":1,"id":"a","task":"a","command":"echo 1\n\necho 2","deps":[]}
+{"kind":"job","v":1,"id":"b","task":"b","command":"echo b","deps":["a"]}' ]
+  # an error after such comments still points at its line and column
+  printf 'def a():\n    echo 1\n# c\n    echo 2\n\n# d\na | bb\n' > e.cm
+  run --separate-stderr cm-plan -f e.cm
+  [ "$status" -eq 3 ]
+  [[ $stderr == "cm-plan: e.cm:7:5: undefined task bb"* ]]
+}
+
+@test "examples/bench.cm: 150 jobs with params and bench.sh found from any directory; one sum by size" {
+  run --separate-stderr cm-plan -f "$CM_REPO/examples/bench.cm"
+  [ "$status" -eq 0 ]
+  [ "$stderr" = "" ]
+  [ "${#lines[@]}" -eq 151 ]
+  assert_equal "${lines[0]}" "{\"kind\":\"job\",\"v\":1,\"id\":\"bench.0\",\"task\":\"bench\",\"command\":\"sh bench.sh \\\"\$size\\\"\",\"deps\":[],\"env\":{\"size\":\"1000\",\"rep\":\"1\"},\"timeout\":60,\"inputs\":[\"$CM_REPO/examples/bench.sh\"],\"outputs\":[\"out/time.txt\"],\"result\":\"out/time.txt\",\"sweep\":\"bench\",\"index\":0,\"params\":{\"size\":\"1000\",\"rep\":\"1\"}}"
+  [[ ${lines[149]} == *'"id":"bench.149"'*'"params":{"size":"4000","rep":"50"}}' ]]
+  [ "$(printf '%s\n' "${lines[@]}" | grep -c '"params":{"size":"2000",')" -eq 50 ]
+  assert_equal "${lines[150]}" '{"kind":"reduce","v":1,"id":"sum:bench","op":"sum","inputs":[],"sweeps":{"bench":150},"by":["size"],"final":true}'
+  run --separate-stderr cm-plan --explain -f "$CM_REPO/examples/bench.cm"
+  [ "$status" -eq 0 ]
+  [ "${lines[0]}" = 'plan: +bench by size' ]
+  [ "${lines[-1]}" = '  sum:bench = all of bench[150], one value per size   (the value of the plan)' ]
+}
+
+@test "by: a name that is not a parameter of the sweep is an input error at its place, listing those there are" {
+  printf 'def bench(size=[1, 2], rep=1..3):\n    echo $size\n+bench by sise\n' > by.cm
+  run --separate-stderr cm-plan -f by.cm
+  [ "$status" -eq 3 ]
+  [ "$output" = "" ]
+  [ "$stderr" = "$(printf 'cm-plan: by.cm:3:11: sise is not a parameter of bench; did you mean size? (parameters of bench: size, rep)\n  +bench by sise\n            ^')" ]
+  run --separate-stderr cm-plan -f by.cm '+bench by size, rep'
+  [ "$status" -eq 0 ]
+  [ "${lines[-1]}" = '{"kind":"reduce","v":1,"id":"sum:bench","op":"sum","inputs":[],"sweeps":{"bench":6},"by":["size","rep"],"final":true}' ]
+}
+
+@test "a plan file given as the expression: exit 2 and did you mean -f" {
+  printf 'def a(): echo 1\na\n' > plan.cm
+  run --separate-stderr cm-plan plan.cm
+  [ "$status" -eq 2 ]
+  [ "$output" = "" ]
+  [ "$stderr" = "cm-plan: plan.cm is a plan file, not an expression: did you mean -f plan.cm?" ]
+  run --separate-stderr cm-plan other.yaml
+  [ "$status" -eq 2 ]
+  [[ $stderr == *"did you mean -f other.yaml?" ]]
+}
+
+# The examples of cm-plan --help, one a line, without their comments.
+help_examples() {
+  cm-plan --help | awk '/^Examples/ { on = 1; next } on && /^  cm-plan/' | sed -E 's/^ +//; s/[[:space:]]+#.*$//'
+}
+
+@test "every example of cm-plan --help runs as written from the repository's root and gives what it says" {
+  # The list is checked, so an example added to --help without a check here fails.
+  expected='cm-plan -f examples/assignment.cm | cm-exec | cm-reduce
+cm-plan -d a='"'echo 1'"' -d b='"'echo 2'"' '"'(a | b); a + b'"' | cm-exec | cm-reduce
+cm-plan -d '"'sq(i=1..100)=echo \$((i * i))'"' +sq | cm-exec | cm-reduce
+cm-plan --explain -f examples/sweep.cm
+cm-plan -f examples/assignment.cm '"'a | b'"'
+cm-plan - < examples/assignment.yaml | cm-exec --dry-run
+cm-plan -f examples/bench.cm | cm-fetch --stage-in | cm-exec | cm-fetch --dir results | cm-reduce --op mean'
+  assert_equal "$(help_examples)" "$expected"
+  # a copy of the repository's examples, so results/ and the jobs' folders stay out of the repository
+  mkdir home root
+  cp -r "$CM_REPO/examples" root/
+  cd root
+  mapfile -t examples < <(help_examples)
+  ex() { run --separate-stderr env -u CM_INVENTORY HOME="$BATS_TEST_TMPDIR/home" bash -c "set -o pipefail; ${examples[$1]}"; }
+
+  ex 0
+  [ "$status" -eq 0 ]
+  [ "$(final_value <<<"$output")" = 10 ]
+  ex 1
+  [ "$status" -eq 0 ]
+  [ "$(final_value <<<"$output")" = 3 ]
+  ex 2
+  [ "$status" -eq 0 ]
+  [ "$(final_value <<<"$output")" = 338350 ]
+  ex 3
+  [ "$status" -eq 0 ]
+  [ "${lines[1]}" = '110 jobs (2 sweeps) in 2 stages, 1 sum' ]
+  [ "${lines[-1]}" = '  sum:bench+study = all of bench[100] + all of study[9]   (the value of the plan)' ]
+  ex 4
+  [ "$status" -eq 0 ]
+  [ "$(printf '%s\n' "${lines[@]}" | grep -o '"id":"[a-z]*"' | tr '\n' ' ')" = '"id":"a" "id":"b" ' ]
+  ex 5
+  [ "$status" -eq 0 ]
+  [[ $stderr == *'localhost'*'echo 1'* ]]
+  [[ $stderr == *'a,b,c'*'echo 4'* ]]
+  ex 6
+  [ "$status" -eq 0 ]
+  [ "$(grep -c '"kind":"fetch".*"direction":"out","ok":true' <<<"$output")" -eq 150 ]
+  [[ $output == *'{"kind":"value","v":1,"id":"sum:bench","op":"mean","value":'* ]]
+  [ "$(find results -name time.txt | wc -l)" -eq 150 ]
 }

@@ -48,6 +48,12 @@ function constants(u: Unit): Record<string, string> {
   return env;
 }
 
+/** The parameters of a def's one run (its constants), or undefined for a def without parameters. */
+function constantParams(u: Unit): Record<string, string> | undefined {
+  if (u.def.params.length === 0) return undefined;
+  return Object.fromEntries(u.def.params.map((p) => [p.name, p.constant ?? '']));
+}
+
 function jobTemplate(u: Unit, barriers: Set<Unit>, opts: EmitOptions): JobRecord {
   const o = u.def.options;
   const job: JobRecord = { kind: 'job', v: 1, id: u.def.name, task: u.def.name, command: u.def.body, deps: depIds(u, barriers) };
@@ -59,6 +65,8 @@ function jobTemplate(u: Unit, barriers: Set<Unit>, opts: EmitOptions): JobRecord
   if (o.inputs) job.inputs = o.inputs;
   if (o.outputs) job.outputs = o.outputs;
   if (o.result !== undefined) job.result = o.result;
+  const params = constantParams(u);
+  if (params && !u.def.sweep) job.params = params;
   if (opts.run !== undefined) job.run = opts.run;
   return job;
 }
@@ -66,6 +74,7 @@ function jobTemplate(u: Unit, barriers: Set<Unit>, opts: EmitOptions): JobRecord
 function reduceRecord(s: Sum, opts: EmitOptions): ReduceRecord {
   const r: ReduceRecord = { kind: 'reduce', v: 1, id: s.id, op: 'sum', inputs: s.inputs.map((x) => (x.kind === 'sum' ? x.id : x.def.name)) };
   if (s.sweeps.length > 0) r.sweeps = Object.fromEntries(s.sweeps.map((u) => [u.def.name, u.def.count]));
+  if (s.by) r.by = s.by;
   if (s.final) r.final = true;
   if (opts.run !== undefined) r.run = opts.run;
   return r;
@@ -87,17 +96,24 @@ function* sweepLines(u: Unit, barriers: Set<Unit>, opts: EmitOptions): Generator
   // The environment is written by hand: two objects per run were most of the garbage of a big sweep.
   const fixed = Object.entries(base).filter(([key]) => !params.some((p) => p.name === key && (p.range || p.values)));
   const envHead = `{${fixed.map(([key, v]) => `${JSON.stringify(key)}:${JSON.stringify(v)},`).join('')}`;
-  const swept = params.filter((p) => p.range || p.values).map((p) => ({ key: `${JSON.stringify(p.name)}:`, size: paramSize(p), p, simple: p.range !== undefined }));
+  const swept = params
+    .map((p, at) => ({ key: `${JSON.stringify(p.name)}:`, size: paramSize(p), p, simple: p.range !== undefined, at }))
+    .filter((s) => s.p.range || s.p.values);
   const parts: string[] = new Array(swept.length);
+  // params: every parameter in the def's order, each written as in env (constants once, here);
+  // without constants they are the swept part of env, joined once for both.
+  const paramParts = params.map((p) => `${JSON.stringify(p.name)}:${JSON.stringify(p.constant ?? '')}`);
+  const constantsToo = swept.length < params.length;
   for (let k = 0; k < u.def.count; k++) {
     let rest = k;
     for (let j = swept.length - 1; j >= 0; j--) {
       const s = swept[j];
       const value = paramValue(s.p, rest % s.size);
       rest = Math.floor(rest / s.size);
-      parts[j] = s.simple ? `${s.key}"${value}"` : `${s.key}${JSON.stringify(value)}`;
+      parts[j] = paramParts[s.at] = s.simple ? `${s.key}"${value}"` : `${s.key}${JSON.stringify(value)}`;
     }
-    yield `${head}${k}${middle},"env":${envHead}${parts.join(',')}},${tail},"index":${k}${end}`;
+    const values = parts.join(',');
+    yield `${head}${k}${middle},"env":${envHead}${values}},${tail},"index":${k},"params":{${constantsToo ? paramParts.join(',') : values}}${end}`;
   }
   if (barriers.has(u)) yield* barrierLines(u, opts);
 }

@@ -40,7 +40,8 @@ export function explain(plan: Plan, expression?: import('./expr').Node): string 
   if (plan.sums.length > 0) lines.push('sums');
   for (const sum of plan.sums) {
     const terms = [...sum.inputs.map((x) => (x.kind === 'sum' ? x.id : label(x))), ...sum.sweeps.map((u) => `all of ${label(u)}`)];
-    lines.push(`  ${sum.id} = ${terms.join(' + ')}${sum.final ? '   (the value of the plan)' : ''}`);
+    const by = sum.by ? `, one value per ${sum.by.join(' and ')}` : '';
+    lines.push(`  ${sum.id} = ${terms.join(' + ')}${by}${sum.final ? '   (the value of the plan)' : ''}`);
   }
   for (const d of plan.unused) lines.push(`unused def: ${d.name}`);
   return `${lines.join('\n')}\n`;

@@ -12,9 +12,11 @@ export interface ListNode {
   kind: 'seq' | 'par' | 'sum';
   items: Node[];
   at: Pos;
+  /** a sum's `by size, rep`: one value per combination of these parameters' values */
+  by?: NameNode[];
 }
 
-type TokenType = 'name' | '|' | ';' | '+' | '(' | ')' | 'nl' | 'eof';
+type TokenType = 'name' | 'by' | ',' | '|' | ';' | '+' | '(' | ')' | 'nl' | 'eof';
 interface Token {
   type: TokenType;
   value: string;
@@ -30,7 +32,6 @@ const NAME_CHAR = /[A-Za-z0-9_]/;
 // Common slips from other languages get a hint instead of a bare "unexpected character".
 const HINTS: Record<string, string> = {
   '&': "use ';' to run one after the other, '|' to run side by side",
-  ',': "use '|' to run tasks in parallel",
   '[': 'sweeps are declared on the def: def bench(i=1..100):',
   '-': "task names are letters, digits and '_' (no '-')",
   '.': "task names are letters, digits and '_' (no '.')",
@@ -49,7 +50,7 @@ function tokenize(segments: Segment[]): Token[] {
         i++;
         continue;
       }
-      if (ch === '|' || ch === ';' || ch === '+' || ch === '(' || ch === ')') {
+      if (ch === '|' || ch === ';' || ch === '+' || ch === '(' || ch === ')' || ch === ',') {
         tokens.push({ type: ch, value: ch, at: at(i) });
         i++;
         continue;
@@ -57,7 +58,8 @@ function tokenize(segments: Segment[]): Token[] {
       if (NAME_START.test(ch)) {
         let j = i + 1;
         while (j < text.length && NAME_CHAR.test(text[j])) j++;
-        tokens.push({ type: 'name', value: text.slice(i, j), at: at(i) });
+        const word = text.slice(i, j);
+        tokens.push({ type: word === 'by' ? 'by' : 'name', value: word, at: at(i) });
         i = j;
         continue;
       }
@@ -71,7 +73,7 @@ function tokenize(segments: Segment[]): Token[] {
   return lineBreaks(tokens);
 }
 
-const OPERATOR = new Set<TokenType>(['|', ';', '+']);
+const OPERATOR = new Set<TokenType>(['|', ';', '+', 'by', ',']);
 
 /**
  * A line break between two complete operands means `;` (one step per line); a break inside
@@ -93,7 +95,7 @@ function lineBreaks(tokens: Token[]): Token[] {
     let n = k + 1;
     while (tokens[n].type === 'nl') n++;
     const next = tokens[n];
-    if (depth > 0 || !prev || prev.type === '(' || OPERATOR.has(prev.type) || next.type === '|' || next.type === ';' || next.type === ')' || next.type === 'eof') continue;
+    if (depth > 0 || !prev || prev.type === '(' || OPERATOR.has(prev.type) || next.type === '|' || next.type === ';' || next.type === ')' || next.type === 'by' || next.type === ',' || next.type === 'eof') continue;
     out.push({ type: ';', value: '', at: t.at });
   }
   return out;
@@ -101,7 +103,7 @@ function lineBreaks(tokens: Token[]): Token[] {
 
 function describe(t: Token): string {
   if (t.type === 'eof') return 'the end of the plan';
-  if (t.type === 'name') return `'${t.value}'`;
+  if (t.type === 'name' || t.type === 'by') return `'${t.value}'`;
   if (t.type === ';' && t.value === '') return 'a new line';
   return `'${t.value}'`;
 }
@@ -125,6 +127,7 @@ class Parser {
     if (t.type === 'name' || t.type === '(') {
       throw inputError(t.at, `expected an operator ('|', ';' or '+') before ${describe(t)}`);
     }
+    this.stray(t);
     if (t.type !== 'eof') throw inputError(t.at, `expected '|', ';', '+' or the end of the plan, found ${describe(t)}`);
     return node;
   }
@@ -157,7 +160,37 @@ class Parser {
       items.push(this.parseAtom("after '+'"));
     }
     if (!unary && items.length === 1) return items[0];
-    return { kind: 'sum', items, at: start.at };
+    const sum: ListNode = { kind: 'sum', items, at: start.at };
+    if (this.peek().type === 'by') {
+      sum.by = this.parseBy();
+      const t = this.peek();
+      if (t.type === '+') throw inputError(t.at, "a sum with 'by' has one value per group: it cannot be added to (put the other terms before 'by')");
+    }
+    return sum;
+  }
+
+  /** Errors for a token that has a meaning only elsewhere: ',' and 'by' belong after a sum. */
+  private stray(t: Token): void {
+    if (t.type === ',') throw inputError(t.at, "unexpected character ',': use '|' to run tasks in parallel");
+    if (t.type === 'by') {
+      const prev = this.tokens[this.k - 1];
+      const example = prev?.type === 'name' ? `+${prev.value} by PARAM` : '+NAME by PARAM';
+      throw inputError(t.at, `'by' follows a sum: ${example} gives one value per value of PARAM`);
+    }
+  }
+
+  /** `by size, rep` after a sum: parameter names, separated by commas. */
+  private parseBy(): NameNode[] {
+    const by: NameNode[] = [];
+    let prev = this.next();
+    for (;;) {
+      const t = this.next();
+      if (t.type !== 'name') throw inputError(t.at, `expected a parameter name after ${describe(prev)}, found ${describe(t)}`);
+      if (by.some((b) => b.name === t.value)) throw inputError(t.at, `parameter ${t.value} is given twice after 'by'`);
+      by.push({ kind: 'name', name: t.value, at: t.at });
+      if (this.peek().type !== ',') return by;
+      prev = this.next();
+    }
   }
 
   private parseAtom(context?: string): Node {
@@ -174,10 +207,12 @@ class Parser {
         return inner;
       }
       if (close.type === 'eof') throw inputError(t.at, "unbalanced parentheses: this '(' is never closed (expected ')')");
+      this.stray(close);
       throw inputError(close.at, `expected '|', ';', '+' or ')', found ${describe(close)}`);
     }
     const prev = this.tokens[this.k - 2];
     const after = context ?? (prev ? `after ${describe(prev)}` : 'at the start of the plan');
+    this.stray(t);
     if (t.type === ')') throw inputError(t.at, `expected a task name or '(' ${after}, found ')'`);
     throw inputError(t.at, `expected a task name or '(' ${after}, found ${describe(t)}`);
   }
@@ -208,9 +243,11 @@ export function printExpression(node: Node): string {
       return node.items.map((n) => wrap(n, n.kind === 'seq')).join('; ');
     case 'par':
       return node.items.map((n) => wrap(n, n.kind === 'seq' || n.kind === 'par')).join(' | ');
-    case 'sum':
-      if (node.items.length === 1) return `+${wrap(node.items[0], node.items[0].kind !== 'name')}`;
-      return node.items.map((n) => wrap(n, n.kind !== 'name')).join(' + ');
+    case 'sum': {
+      const by = node.by ? ` by ${node.by.map((b) => b.name).join(', ')}` : '';
+      if (node.items.length === 1) return `+${wrap(node.items[0], node.items[0].kind !== 'name')}${by}`;
+      return `${node.items.map((n) => wrap(n, n.kind !== 'name')).join(' + ')}${by}`;
+    }
   }
 }
 

@@ -1,4 +1,5 @@
 // Gathers a plan from its sources: a plan file (def form or YAML), --def options, an expression argument.
+import { isAbsolute, resolve } from 'node:path';
 import { parseExpression, segmentsOf, type Node } from './expr';
 import { makeDef, parseHeader, parsePlanText, type Def } from './planfile';
 import { planOf, type Plan } from './plan';
@@ -19,8 +20,11 @@ export function isYamlPlan(text: string, source: string): boolean {
 }
 
 export interface PlanInput {
-  /** the plan file's text and its name for messages (a path or `stdin`) */
-  file?: { text: string; source: string };
+  /**
+   * the plan file's text, its name for messages (a path or `stdin`) and, for a file, its folder:
+   * the file's relative @inputs are found there, whatever the current directory
+   */
+  file?: { text: string; source: string; dir?: string };
   /** `NAME=BODY` or `NAME(PARAMS)=BODY`, from --def */
   defs?: string[];
   /** an expression given on the command line; replaces the file's */
@@ -58,6 +62,11 @@ export function loadPlan(input: PlanInput, yaml?: YamlParser): Loaded {
       const p = parsePlanText(text, name);
       defs.push(...p.defs);
       if (p.expression.length > 0) expression = parseExpression(p.expression, name);
+    }
+    const dir = input.file.dir;
+    if (dir !== undefined) {
+      // Absolute, so cm-fetch --stage-in finds them from any directory; each is still staged under its own name.
+      for (const d of defs) if (d.options.inputs) d.options.inputs = d.options.inputs.map((f) => (isAbsolute(f) ? f : resolve(dir, f)));
     }
   }
   (input.defs ?? []).forEach((d, k) => defs.push(parseDefOption(d, k)));

@@ -49,7 +49,7 @@ describe('the assignment example', () => {
       { kind: 'job', v: 1, id: 'b', task: 'b', command: 'echo 2', deps: [] },
       { kind: 'job', v: 1, id: 'c', task: 'c', command: 'echo 3', deps: [] },
       { kind: 'job', v: 1, id: 'd', task: 'd', command: 'echo 4', deps: ['a', 'b', 'c'] },
-      { kind: 'reduce', v: 1, id: 'sum-1', op: 'sum', inputs: ['a', 'b', 'c', 'd'], final: true },
+      { kind: 'reduce', v: 1, id: 'sum:a+b+c+d', op: 'sum', inputs: ['a', 'b', 'c', 'd'], final: true },
     ]);
   });
   it('is the same from --def and an expression', () => {
@@ -110,9 +110,18 @@ describe('semantics', () => {
     const rs = records(defs('(a | b) + (c + d)', 'a', 'b', 'c', 'd'));
     const sums = rs.filter((r) => r.kind === 'reduce');
     expect(sums).toEqual([
-      { kind: 'reduce', v: 1, id: 'sum-1', op: 'sum', inputs: ['c', 'd'] },
-      { kind: 'reduce', v: 1, id: 'sum-2', op: 'sum', inputs: ['a', 'b', 'sum-1'], final: true },
+      { kind: 'reduce', v: 1, id: 'sum:c+d', op: 'sum', inputs: ['c', 'd'] },
+      { kind: 'reduce', v: 1, id: 'sum:a+b+c+d', op: 'sum', inputs: ['a', 'b', 'sum:c+d'], final: true },
     ]);
+  });
+  it('names a sum after what it adds, as written, and falls back to sum-N when taken or too long', () => {
+    const ids = (e: string, ...names: string[]) => records(defs(e, ...names)).filter((r) => r.kind === 'reduce').map((r) => r.id);
+    expect(ids('b; a; b + a', 'a', 'b')).toEqual(['sum:b+a']);
+    expect(ids('a + b; (a + b) | c', 'a', 'b', 'c')).toEqual(['sum:a+b', 'sum-2']);
+    const long = Array.from({ length: 40 }, (_, i) => `task_${i}`);
+    expect(ids(long.join(' + '), ...long)).toEqual(['sum-1']);
+    expect(ids(long.slice(0, 20).join(' + '), ...long.slice(0, 20))).toEqual([`sum:${long.slice(0, 20).join('+')}`]);
+    expect(records({ defs: ['bench(i=1..3)=echo $i'], expression: '+bench' }).at(-1)!.id).toBe('sum:bench');
   });
   it('marks no sum final when the plan does not end in one', () => {
     expect(records(defs('a + b; c', 'a', 'b', 'c')).find((r) => r.kind === 'reduce')).not.toHaveProperty('final');
@@ -133,7 +142,7 @@ describe('semantics', () => {
   });
   it('explains the stages', () => {
     const { plan, expression } = loadPlan(file(ASSIGNMENT));
-    expect(explain(plan, expression)).toMatch(/stage 1\n {2}a {2}\$ echo 1\n {2}b.*\n {2}c.*\nstage 2\n {2}d {2}\$ echo 4 {3}\[after a, b, c\]\nsums\n {2}sum-1 = a \+ b \+ c \+ d/);
+    expect(explain(plan, expression)).toMatch(/stage 1\n {2}a {2}\$ echo 1\n {2}b.*\n {2}c.*\nstage 2\n {2}d {2}\$ echo 4 {3}\[after a, b, c\]\nsums\n {2}sum:a\+b\+c\+d = a \+ b \+ c \+ d/);
   });
 });
 
@@ -141,6 +150,27 @@ describe('def bodies and options', () => {
   it('strips the common indentation of a several-line body and keeps blank lines inside', () => {
     const rs = records(file('def a():\n    for i in 1 2; do\n      echo $i\n    done\n\n    echo end\n\na\n'));
     expect(rs[0].command).toBe('for i in 1 2; do\n  echo $i\ndone\n\necho end');
+  });
+  it('reads comments and blank lines at any indentation inside a body as part of the def', () => {
+    const text = '# a plan\ndef a():\n    echo 1\n# column 0: the plan file\'s\n\n    # indented: kept for the shell\n    echo 2\n  # less indented than the code: the plan file\'s\n    echo 3\n# between defs\ndef b():  # after the header\n    echo b\n\n# before the expression\na; b  # after it\n# and at the end\n';
+    const rs = records(file(text));
+    expect(rs.map((r) => [r.id, r.command, r.deps])).toEqual([
+      ['a', 'echo 1\n\n# indented: kept for the shell\necho 2\necho 3', []],
+      ['b', 'echo b', ['a']],
+    ]);
+  });
+  it('keeps error positions after comments inside bodies', () => {
+    const text = 'def a():\n    echo 1\n# a comment\n    echo 2\n\n# another\na | bb\n';
+    expect(errorOf(file(text)).message).toMatch(/^plan\.cm:7:5: undefined task bb/);
+    expect(errorOf(file('def a():\n# c\n    echo\n  # d\n@retries(x)\ndef b():\n  echo\na\n')).message).toMatch(/^plan\.cm:5:10: retries is a whole number/);
+  });
+  it('resolves relative @inputs against the plan file\'s folder, and leaves absolute ones and other sources alone', () => {
+    const text = '@inputs(bench.sh, data/in.csv, /abs/x)\n@outputs(out/t.txt)\ndef a():\n  sh bench.sh\na\n';
+    const from = (input: PlanInput) => records(input)[0];
+    expect(from({ file: { text, source: 'p/plan.cm', dir: '/home/u/p' } })).toMatchObject({ inputs: ['/home/u/p/bench.sh', '/home/u/p/data/in.csv', '/abs/x'], outputs: ['out/t.txt'] });
+    expect(from({ file: { text, source: 'stdin' } })).toMatchObject({ inputs: ['bench.sh', 'data/in.csv', '/abs/x'] });
+    const yaml = 'tasks:\n  a:\n    run: sh bench.sh\n    inputs: [bench.sh]\nplan: a\n';
+    expect(from({ file: { text: yaml, source: 'p.yaml', dir: '/home/u/p' } })).toMatchObject({ inputs: ['/home/u/p/bench.sh'] });
   });
   it('takes a body on the def line', () => {
     expect(records(file('def a(): echo hi\na'))[0].command).toBe('echo hi');
@@ -168,8 +198,8 @@ describe('sweeps', () => {
     const rs = records({ defs: ['prep=echo prep', 'bench(i=1..3)=echo $i'], expression: 'prep; +bench' });
     expect(rs).toEqual([
       { kind: 'job', v: 1, id: 'prep', task: 'prep', command: 'echo prep', deps: [] },
-      ...[1, 2, 3].map((i) => ({ kind: 'job', v: 1, id: `bench.${i - 1}`, task: 'bench', command: 'echo $i', deps: ['prep'], env: { i: String(i) }, sweep: 'bench', index: i - 1 })),
-      { kind: 'reduce', v: 1, id: 'sum-1', op: 'sum', inputs: [], sweeps: { bench: 3 }, final: true },
+      ...[1, 2, 3].map((i) => ({ kind: 'job', v: 1, id: `bench.${i - 1}`, task: 'bench', command: 'echo $i', deps: ['prep'], env: { i: String(i) }, sweep: 'bench', index: i - 1, params: { i: String(i) } })),
+      { kind: 'reduce', v: 1, id: 'sum:bench', op: 'sum', inputs: [], sweeps: { bench: 3 }, final: true },
     ]);
   });
   it('crosses several parameters, the last varying fastest, and pads, steps and lists', () => {
@@ -187,9 +217,17 @@ describe('sweeps', () => {
     expect(records(file('def s(i=3..1):\n  echo\ns')).map((r) => r.env)).toEqual([{ i: '3' }, { i: '2' }, { i: '1' }]);
     expect(records(file('def s(x=5):\n  echo\ns'))[0]).toMatchObject({ id: 's', env: { x: '5' } });
   });
+  it('puts params on every run of a def with parameters: its values in the def\'s order, constants too', () => {
+    const rs = records(file('@env(A=1, i=0)\ndef s(i=[x, "q r"], c=5, k=1..2):\n  echo\ndef one(x=5, y="a b"):\n  echo\ndef none():\n  echo\ns | one | none'));
+    expect(rs.map((r) => r.params)).toEqual([
+      { i: 'x', c: '5', k: '1' }, { i: 'x', c: '5', k: '2' }, { i: 'q r', c: '5', k: '1' }, { i: 'q r', c: '5', k: '2' },
+      { x: '5', y: 'a b' }, undefined,
+    ]);
+    for (const r of rs.filter((x) => x.params)) for (const [k, v] of Object.entries(r.params as object)) expect((r.env as Record<string, string>)[k]).toBe(v);
+  });
   it('adds a sweep with other values in one sum', () => {
     const rs = records({ defs: ['a=echo 1', 'bench(i=1..4)=echo $i'], expression: 'a + bench' });
-    expect(rs.at(-1)).toEqual({ kind: 'reduce', v: 1, id: 'sum-1', op: 'sum', inputs: ['a'], sweeps: { bench: 4 }, final: true });
+    expect(rs.at(-1)).toEqual({ kind: 'reduce', v: 1, id: 'sum:a+bench', op: 'sum', inputs: ['a'], sweeps: { bench: 4 }, final: true });
   });
   it('lists the runs of a small sweep a job waits for', () => {
     const rs = records({ defs: ['b=echo', 'bench(i=1..3)=echo $i'], expression: 'bench; b' });
@@ -213,6 +251,42 @@ describe('sweeps', () => {
     const it = planLines(plan);
     expect(JSON.parse(it.next().value as string)).toMatchObject({ id: 'bench.0', env: { i: '1' } });
     expect(JSON.parse(it.next().value as string)).toMatchObject({ id: 'bench.1', env: { i: '2' } });
+  });
+});
+
+describe('by', () => {
+  const sweeps = ['bench(size=[64, 128], rep=1..3)=echo $size', 'study(size=[1, 2], n=1..2)=echo $n', 'a=echo 1'];
+  it('puts by on the reduce record of a sum of sweeps', () => {
+    expect(records({ defs: sweeps, expression: '+bench by size' }).at(-1)).toEqual({ kind: 'reduce', v: 1, id: 'sum:bench', op: 'sum', inputs: [], sweeps: { bench: 6 }, by: ['size'], final: true });
+    expect(records({ defs: sweeps, expression: '+bench by size, rep' }).at(-1)).toMatchObject({ by: ['size', 'rep'] });
+    expect(records({ defs: sweeps, expression: 'bench + study by size' }).at(-1)).toMatchObject({ id: 'sum:bench+study', sweeps: { bench: 6, study: 4 }, by: ['size'] });
+    expect(records({ defs: sweeps, expression: 'a; +bench by\n  size,\n  rep' }).at(-1)).toMatchObject({ by: ['size', 'rep'] });
+    expect(records(file('def bench(size=[1, 2]):\n  echo\n+bench by size  # per size\n')).at(-1)).toMatchObject({ by: ['size'] });
+  });
+  it('parses and prints by as part of a sum', () => {
+    const e = parseExpressionText('a; +bench by size, rep | c');
+    expect(printExpression(e)).toBe('a; +bench by size, rep | c');
+    expect(shapeOf(parseExpressionText(printExpression(e)))).toEqual(shapeOf(e));
+  });
+  it('refuses a name that is not a parameter of every sweep added, listing those there are', () => {
+    expect(errorOf({ defs: sweeps, expression: '+bench by sise' }).message).toMatch(/^expression:1:11: sise is not a parameter of bench; did you mean size\? \(parameters of bench: size, rep\)/);
+    expect(errorOf({ defs: sweeps, expression: 'bench + study by rep' }).message).toMatch(/^expression:1:18: rep is not a parameter of study \(parameters of every sweep added: size\)/);
+    expect(errorOf(file('def bench(size=[1, 2]):\n  echo\n# c\n\n+bench by n\n')).message).toBe("plan.cm:5:11: n is not a parameter of bench (parameters of bench: size)\n  +bench by n\n            ^");
+  });
+  it('refuses by on a sum of single runs, a grouped sum added to more, and by in the wrong place', () => {
+    expect(errorOf({ defs: sweeps, expression: 'a + bench by size' }).message).toMatch(/^expression:1:14: 'by' groups the runs of sweeps, and this sum also adds a, a single run/);
+    expect(errorOf({ defs: sweeps, expression: '(+bench by size) + study' }).message).toMatch(/^expression:1:2: a sum by size has one value per group/);
+    expect(errorOf({ defs: sweeps, expression: '+bench by size + study' }).message).toMatch(/^expression:1:16: a sum with 'by' has one value per group/);
+    expect(errorOf({ defs: sweeps, expression: 'bench by size' }).message).toMatch(/^expression:1:7: 'by' follows a sum: \+bench by PARAM/);
+    expect(errorOf({ defs: sweeps, expression: '+bench by' }).message).toMatch(/^expression:1:10: expected a parameter name after 'by', found the end of the plan/);
+    expect(errorOf({ defs: sweeps, expression: '+bench by size, size' }).message).toMatch(/given twice/);
+    expect(errorOf({ defs: sweeps, expression: 'a, bench' }).message).toMatch(/^expression:1:2: unexpected character ',': use '\|'/);
+    expect(errorOf({ defs: ['by=echo'], expression: 'by' }).message).toMatch(/^--def:1:1: 'by' is a reserved word/);
+  });
+  it('shows by in --explain', () => {
+    const { plan, expression } = loadPlan({ defs: sweeps, expression: '+bench by size' });
+    expect(explain(plan, expression)).toContain('plan: +bench by size\n');
+    expect(explain(plan, expression)).toContain('  sum:bench = all of bench[6], one value per size   (the value of the plan)');
   });
 });
 

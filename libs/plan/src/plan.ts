@@ -1,5 +1,5 @@
 // Meaning of an expression: which runs exist, what each waits for, and what is added up.
-import type { Node } from './expr';
+import type { ListNode, Node } from './expr';
 import type { Def } from './planfile';
 import { inputError, nearest, sourceError, where, type Pos } from './source';
 
@@ -15,11 +15,16 @@ export interface Unit {
 
 export interface Sum {
   kind: 'sum';
+  /** `sum:` and what it adds (`sum:a+b`, `sum:bench`); `sum-N` when that is too long or taken */
   id: string;
   /** single runs and sums, in plan order */
   inputs: Array<Unit | Sum>;
   /** whole sweeps added, in plan order */
   sweeps: Unit[];
+  /** the names of the tasks added, as written (a sum's own terms in its place), for the id */
+  terms: string[];
+  /** parameters of every sweep added: one value per combination of their values */
+  by?: string[];
   final: boolean;
   at: Pos;
   order: number;
@@ -137,17 +142,21 @@ export function planOf(defs: Def[], expression: Node | undefined, source = 'plan
         const done = new Set<Unit>();
         const inputs: Array<Unit | Sum> = [];
         const sweeps: Unit[] = [];
+        const terms: string[] = [];
         for (const item of node.items) {
           const r = evaluate(item, before, true);
           for (const u of r.done) done.add(u);
           for (const v of r.values) {
+            if (v.kind === 'sum' && v.by) throw inputError(item.at, `a sum by ${v.by.join(', ')} has one value per group: it cannot be added to others`);
+            terms.push(...(v.kind === 'sum' ? v.terms : [v.def.name]));
             if (v.kind === 'unit' && v.def.sweep) {
               if (sweeps.includes(v)) throw inputError(item.at, `sweep ${v.def.name} is added twice in one sum`);
               sweeps.push(v);
             } else inputs.push(v);
           }
         }
-        const sum: Sum = { kind: 'sum', id: `sum-${sums.length + 1}`, inputs, sweeps, final: false, at: node.at, order: order++ };
+        const sum: Sum = { kind: 'sum', id: `sum-${sums.length + 1}`, inputs, sweeps, terms, final: false, at: node.at, order: order++ };
+        if (node.by) sum.by = checkBy(node, inputs, sweeps);
         sums.push(sum);
         return { done, values: [sum] };
       }
@@ -155,6 +164,7 @@ export function planOf(defs: Def[], expression: Node | undefined, source = 'plan
   };
 
   const result = evaluate(expression, new Set(), false);
+  nameSums(sums);
   const all = [...units.values(), ...barriers.values()];
   checkCycles(all);
   if (all.length <= REDUCE_LIMIT) reduceDeps(all);
@@ -171,6 +181,42 @@ export function planOf(defs: Def[], expression: Node | undefined, source = 'plan
     final,
     unused: defs.filter((d) => !units.has(d.name)),
   };
+}
+
+/** Ids longer than this fall back to `sum-N`: a SafeId is at most 200 characters. */
+const MAX_ID = 200;
+
+/** Names each sum after what it adds; the first to want a name gets it, a later one `sum-N`. */
+function nameSums(sums: Sum[]): void {
+  const taken = new Set<string>();
+  for (const s of sums) {
+    const id = `sum:${s.terms.join('+')}`;
+    if (id.length <= MAX_ID && !taken.has(id)) s.id = id;
+    taken.add(s.id);
+  }
+}
+
+/**
+ * `+bench by size`: every name after `by` is a parameter of every sweep added, and only sweeps are
+ * added (a single run, or a sum's one value, has no parameter values to group by).
+ */
+function checkBy(node: ListNode, inputs: Array<Unit | Sum>, sweeps: Unit[]): string[] {
+  const by = node.by!;
+  const single = inputs[0];
+  if (single) {
+    const what = single.kind === 'sum' ? 'another sum' : `${single.def.name}, a single run`;
+    throw inputError(by[0].at, `'by' groups the runs of sweeps, and this sum also adds ${what}`);
+  }
+  const names = sweeps.map((u) => u.def.params.map((p) => p.name));
+  const common = names.reduce((acc, ps) => acc.filter((n) => ps.includes(n)));
+  for (const b of by) {
+    if (common.includes(b.name)) continue;
+    const without = sweeps.filter((u) => !u.def.params.some((p) => p.name === b.name)).map((u) => u.def.name);
+    const hint = nearest(b.name, common);
+    const there = common.length === 0 ? 'the sweeps added share no parameter' : `parameters of ${sweeps.length === 1 ? sweeps[0].def.name : 'every sweep added'}: ${common.join(', ')}`;
+    throw inputError(b.at, `${b.name} is not a parameter of ${without.join(', ')}${hint ? `; did you mean ${hint}?` : ''} (${there})`);
+  }
+  return by.map((b) => b.name);
 }
 
 /** A task runs once, so "a after b" and "b after a" cannot both hold: report the cycle where it closes. */

@@ -22,7 +22,8 @@ export interface PlanText {
 }
 
 export const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const RESERVED = new Set(['def', 'step']);
+// `by` follows a sum in an expression (`+bench by size`), so no task may be called that.
+const RESERVED = new Set(['def', 'step', 'by']);
 
 function posAt(source: string, line: number, text: string, col: number): Pos {
   return { source, line, col, text };
@@ -76,12 +77,11 @@ function parseDecorator(opts: TaskOptions, line: string, at: (i: number) => Pos)
   setOption(opts, m[1], args.map((a) => a.word), (k) => at(k < 0 ? 1 : argsStart + args[k].i));
 }
 
-function dedent(lines: string[]): string {
-  while (lines.length > 0 && lines[lines.length - 1].trim() === '') lines.pop();
-  while (lines.length > 0 && lines[0].trim() === '') lines.shift();
+const isComment = (line: string): boolean => line.trimStart().startsWith('#');
+
+function commonIndent(lines: string[]): string | undefined {
   let indent: string | undefined;
   for (const l of lines) {
-    if (l.trim() === '') continue;
     const lead = /^[ \t]*/.exec(l)![0];
     if (indent === undefined) indent = lead;
     else {
@@ -90,8 +90,21 @@ function dedent(lines: string[]): string {
       indent = indent.slice(0, n);
     }
   }
-  const cut = indent?.length ?? 0;
-  return lines.map((l) => (l.trim() === '' ? '' : l.slice(cut))).join('\n');
+  return indent;
+}
+
+/**
+ * A def's body lines without their common indentation. The indentation is the code's: a comment
+ * indented less than the code (at column 0, say) is a comment of the plan file and left out; one
+ * indented as the code stays, as the shell (or a here-document) may read it.
+ */
+function dedent(lines: string[]): string {
+  const code = lines.filter((l) => l.trim() !== '' && !isComment(l));
+  const indent = commonIndent(code) ?? commonIndent(lines.filter((l) => l.trim() !== '' && /^[ \t]/.test(l))) ?? '';
+  const kept = lines.filter((l) => l.trim() === '' || (l.startsWith(indent) && !l.startsWith('#')));
+  while (kept.length > 0 && kept[kept.length - 1].trim() === '') kept.pop();
+  while (kept.length > 0 && kept[0].trim() === '') kept.shift();
+  return kept.map((l) => (l.trim() === '' ? '' : l.slice(indent.length))).join('\n');
 }
 
 /**
@@ -175,9 +188,11 @@ export function parsePlanText(text: string, source: string): PlanText {
     }
     if (/^def[ \t]/.test(line) || line === 'def') {
       const h = parseHeader(line, 3, (i) => line[i] === ':', "':'", at);
-      const inline = line.slice(h.next).trim();
+      // `def a():  # why` is a comment of the plan file, not a first line of the body
+      const inline = line.slice(h.next).trim().replace(/^#.*/, '');
       const body: string[] = [];
-      while (n < lines.length && (lines[n].trim() === '' || /^[ \t]/.test(lines[n]))) body.push(lines[n++]);
+      // Blank lines and comments (at any indentation) do not end a body; the next line at column 0 does.
+      while (n < lines.length && (lines[n].trim() === '' || /^[ \t]/.test(lines[n]) || lines[n].startsWith('#'))) body.push(lines[n++]);
       const text = [inline, dedent(body)].filter((t) => t !== '').join('\n');
       defs.push(makeDef(h.name, h.params, pending?.opts ?? {}, text, h.at));
       pending = undefined;

@@ -19,6 +19,29 @@ describe('cm-plan run()', () => {
     expect(r.stdout).toBe(golden(`${repo}/tools/cm-plan/src/golden/sweep.ndjson`, r.stdout));
   });
 
+  it("plans examples/bench.cm: 150 runs with params, bench.sh from the file's folder, one sum by size", async () => {
+    const r = await runInMemory(USAGE, toArgs, run, ['-f', `${repo}/examples/bench.cm`], { cwd: '/' });
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    const rs = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(rs).toHaveLength(151);
+    expect(rs[0]).toMatchObject({ id: 'bench.0', env: { size: '1000', rep: '1' }, params: { size: '1000', rep: '1' }, inputs: [`${repo}examples/bench.sh`], outputs: ['out/time.txt'], result: 'out/time.txt' });
+    expect(rs[149]).toMatchObject({ id: 'bench.149', params: { size: '4000', rep: '50' } });
+    expect(new Set(rs.slice(0, 150).map((j) => j.params.size))).toEqual(new Set(['1000', '2000', '4000']));
+    expect(rs[150]).toEqual({ kind: 'reduce', v: 1, id: 'sum:bench', op: 'sum', inputs: [], sweeps: { bench: 150 }, by: ['size'], final: true });
+    const portable = r.stdout.replaceAll(`${repo}examples/`, '<examples>/');
+    expect(portable).toBe(golden(`${repo}/tools/cm-plan/src/golden/bench.ndjson`, portable));
+  });
+
+  it('says "did you mean -f" for a plan file given as the expression, and exits 2', async () => {
+    await expect(plan(['examples/bench.cm'])).rejects.toMatchObject({ code: 2, message: 'examples/bench.cm is a plan file, not an expression: did you mean -f examples/bench.cm?' });
+    await expect(plan(['missing.yaml'])).rejects.toMatchObject({ code: 2, message: expect.stringContaining('did you mean -f missing.yaml?') });
+    await expect(plan(['README.md'])).rejects.toMatchObject({ code: 2, message: expect.stringContaining('did you mean -f README.md?') });
+    await expect(plan(['-d', 'a=echo 1', 'examples/sweep.cm'])).rejects.toMatchObject({ code: 2 });
+    // a name that is also a file: a plan file only when nothing defines a task
+    await expect(plan(['Vagrantfile'])).rejects.toMatchObject({ code: 2, message: expect.stringContaining('did you mean -f Vagrantfile?') });
+    expect((await plan(['-d', 'Vagrantfile=echo 1', 'Vagrantfile'])).code).toBe(0);
+  });
+
   it('exits 3 with file:line:col for a bad plan, printing no record', async () => {
     await expect(plan(['-d', 'a=echo 1', '(a'])).rejects.toMatchObject({ code: 3 });
   });
