@@ -261,7 +261,7 @@ cm-plan -d '"'sq(i=1..100)=echo \$((i * i))'"' +sq | cm-exec | cm-reduce
 cm-plan --explain -f examples/sweep.cm
 cm-plan -f examples/assignment.cm '"'a | b'"'
 cm-plan - < examples/assignment.yaml | cm-exec --dry-run
-cm-plan -f examples/bench.cm | cm-fetch --stage-in | cm-exec | cm-fetch --dir results | cm-reduce --op mean'
+cm-plan -f examples/bench.cm | cm-fetch --stage-in | cm-exec | cm-fetch --dir results | cm-reduce --op mean,p90'
   assert_equal "$(help_examples)" "$expected"
   # a copy of the repository's examples, so results/ and the jobs' folders stay out of the repository
   mkdir home root
@@ -293,6 +293,7 @@ cm-plan -f examples/bench.cm | cm-fetch --stage-in | cm-exec | cm-fetch --dir re
   ex 6
   [ "$status" -eq 0 ]
   [ "$(grep -c '"kind":"fetch".*"direction":"out","ok":true' <<<"$output")" -eq 150 ]
-  [[ $output == *'{"kind":"value","v":1,"id":"sum:bench","op":"mean","value":'* ]]
+  # a mean and a p90 per size, each labelled with its size
+  [ "$(jq -c 'select(.kind == "value") | [.id, .op, .group.size, .have]' <<<"$output" | sort | tr '\n' ' ')" = '["sum:bench","mean","1000",50] ["sum:bench","mean","2000",50] ["sum:bench","mean","4000",50] ["sum:bench","p90","1000",50] ["sum:bench","p90","2000",50] ["sum:bench","p90","4000",50] ' ]
   [ "$(find results -name time.txt | wc -l)" -eq 150 ]
 }

@@ -59,7 +59,7 @@ Examples (from the repository's root):
   cm-plan --explain -f examples/sweep.cm              # stages, sweeps and sums, for people
   cm-plan -f examples/assignment.cm 'a | b'           # only a and b of the file
   cm-plan - < examples/assignment.yaml | cm-exec --dry-run     # what would run where
-  cm-plan -f examples/bench.cm | cm-fetch --stage-in | cm-exec | cm-fetch --dir results | cm-reduce --op mean
+  cm-plan -f examples/bench.cm | cm-fetch --stage-in | cm-exec | cm-fetch --dir results | cm-reduce --op mean,p90
                                                       # bench.sh's mean time per size, 50 runs each
 `;
 
