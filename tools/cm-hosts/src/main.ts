@@ -81,7 +81,7 @@ Examples:
   cm-hosts check @rack1 --json | jq -r 'select(.up|not) | .host + ": " + .reason'
   cm-hosts list --json | jq -r .name
   vagrant ssh-config | cm-hosts import --vagrant - --tag vm
-  cm-hosts export > ~/.ssh/cm_config && ssh -F ~/.ssh/cm_config th1
+  cm-hosts export > ~/.ssh/cm_config && ssh -F ~/.ssh/cm_config th1 hostname
 `;
 
 type Command = 'list' | 'add' | 'remove' | 'set' | 'check' | 'import' | 'export';
