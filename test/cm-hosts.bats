@@ -71,6 +71,54 @@ unchanged() {
   [[ $stderr == *"nope.yaml: no such inventory file"* ]]
 }
 
+@test "add with no inventory anywhere creates ./cm.yaml, says so on stderr, and later commands here use it" {
+  local dir=$BATS_TEST_TMPDIR/fresh home=$BATS_TEST_TMPDIR/home
+  mkdir -p "$dir" "$home"
+  cd "$dir"
+  HOME=$home CM_INVENTORY='' run --separate-stderr cm-hosts add web1 --address 192.0.2.10 --user deploy --slots 4 --tag web
+  assert_equal "$status" 0
+  assert_equal "$output" ""
+  assert_equal "${stderr_lines[0]}" "cm-hosts: created ./cm.yaml (new inventory; cm commands in this folder use it)"
+  [[ -f $dir/cm.yaml ]]
+  # nothing in the per-user place, which would change the hosts of cm commands in every folder
+  [[ ! -e $home/.config ]]
+  HOME=$home CM_INVENTORY='' run --separate-stderr cm-hosts list --json
+  assert_equal "$(jq -c '[.name,.address,.user,.slots,.tags]' <<<"$output")" '["web1","192.0.2.10","deploy",4,["web"]]'
+  # the second add edits the same file and announces nothing new
+  HOME=$home CM_INVENTORY='' run --separate-stderr cm-hosts add web2 --local
+  assert_equal "$status" 0
+  [[ $stderr != *created* ]]
+  # import creates it the same way
+  mkdir "$dir/other" && cd "$dir/other"
+  HOME=$home CM_INVENTORY='' run --separate-stderr cm-hosts import --ssh-config "$FIXTURES/ssh-config-1node-libvirt.txt"
+  assert_equal "$status" 0
+  [[ $stderr == *$'\ncm-hosts: created ./cm.yaml (new inventory; cm commands in this folder use it)\n'* ]]
+  [[ -f $dir/other/cm.yaml && ! -e $home/.config ]]
+}
+
+@test "-i FILE means --inventory FILE in every subcommand" {
+  local kept=$BATS_TEST_TMPDIR/kept.yaml
+  run --separate-stderr cm-hosts add th2 --address 127.0.10.2 --tag test -i "$INV"
+  assert_equal "$status" 0
+  run --separate-stderr cm-hosts set th2 slots=3 -i "$INV"
+  assert_equal "$status" 0
+  run --separate-stderr cm-hosts list th2 --json -i "$INV"
+  assert_equal "$(jq -c '[.name,.slots]' <<<"$output")" '["th2",3]'
+  run --separate-stderr cm-hosts export th2 -i "$INV"
+  assert_equal "$status" 0
+  assert_line "Host th2"
+  run --separate-stderr cm-hosts check laptop --json -i "$INV"
+  assert_equal "$status" 0
+  assert_equal "$(jq -r '[.host,.up] | @tsv' <<<"$output")" "laptop	true"
+  run --separate-stderr cm-hosts remove th2 -i "$INV"
+  assert_equal "$status" 0
+  unchanged
+  run --separate-stderr cm-hosts import --ssh-config "$FIXTURES/ssh-config-1node-libvirt.txt" -i "$kept"
+  assert_equal "$status" 0
+  [[ $stderr == *"cm-hosts: created $kept (new inventory)"* ]]
+  [[ -f $kept ]]
+}
+
 @test "an unknown host in a selector is exit 3" {
   run --separate-stderr cm-hosts list th9 --inventory "$INV"
   assert_equal "$status" 3

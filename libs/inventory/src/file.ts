@@ -27,6 +27,11 @@ export class InventoryFile {
     this.original = text;
   }
 
+  /** True until the first save of a file that did not exist when it was opened. */
+  get isNew(): boolean {
+    return this.original === undefined;
+  }
+
   /** Opens (and validates) an inventory for editing; `create` starts an empty one when it is missing. */
   static async open(file: string, opts: { create?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<InventoryFile> {
     const env = opts.env ?? process.env;

@@ -10,6 +10,7 @@ export {
   defaultInventory,
   resolveInventoryPath,
   defaultInventoryPath,
+  newInventoryPath,
   parseInventory,
 } from './load';
 export { InventoryFile } from './file';

@@ -109,9 +109,17 @@ export function resolveInventoryPath(opts: LocateOptions): string | undefined {
   return undefined;
 }
 
-/** The file the editing commands write when no inventory exists yet. */
+/** The per-user inventory at the end of the search order (cm-vagrant still creates it; cm-hosts does not). */
 export function defaultInventoryPath(env: NodeJS.ProcessEnv): string {
   return path.join(home(env), '.config', 'cm', 'hosts.yaml');
+}
+
+/**
+ * The file an editing command creates when no inventory exists yet: ./cm.yaml, so the new inventory
+ * governs this folder only; one in ~/.config would change the hosts of every cm command everywhere.
+ */
+export function newInventoryPath(cwd: string): string {
+  return path.join(cwd, 'cm.yaml');
 }
 
 export async function readInventoryText(file: string): Promise<string> {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -65,5 +65,26 @@ describe('cm-hosts run()', () => {
   it('a YAML error exits 3 with file:line:col', async () => {
     const { cwd, file } = scratch('hosts:\n  web1:\n    slots: [\n');
     await expect(hosts(cwd, ['list', '--inventory', file])).rejects.toMatchObject({ code: 3, message: expect.stringMatching(/hosts\.yaml:\d+:\d+/) });
+  });
+
+  it('add with no inventory anywhere creates ./cm.yaml, not one in ~/.config, and says so', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'cm-hosts-spec-'));
+    const r = await hosts(cwd, ['add', 'web1', '--address', '192.0.2.10']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('cm-hosts: created ./cm.yaml (new inventory; cm commands in this folder use it)\n');
+    expect(readFileSync(join(cwd, 'cm.yaml'), 'utf8')).toContain('web1:');
+    expect(existsSync(join(cwd, '.config'))).toBe(false);
+    const again = await hosts(cwd, ['add', 'web2']);
+    expect(again.stderr).not.toContain('created');
+  });
+
+  it('-i FILE is --inventory FILE for every subcommand', async () => {
+    const { cwd } = scratch(INVENTORY);
+    for (const argv of [['add', 'db1', '--local', '-i', 'hosts.yaml'], ['set', 'db1', 'slots=2', '-i', 'hosts.yaml'], ['list', 'db1', '-i', 'hosts.yaml'], ['check', 'db1', '-i', 'hosts.yaml'], ['export', 'db1', '-i', 'hosts.yaml'], ['remove', 'db1', '-i', 'hosts.yaml']]) {
+      const r = await hosts(cwd, argv).catch((err: { code: number }) => ({ code: err.code, stdout: '' }));
+      expect([argv[0], r.code === 2 ? 'usage error' : 'parsed']).toEqual([argv[0], 'parsed']);
+    }
+    const r = await hosts(cwd, ['import', '--ssh-config', 'none', '-i', 'hosts.yaml']).catch((err: { code: number; message: string }) => err);
+    expect(r).toMatchObject({ code: 3, message: expect.stringMatching(/^none: cannot read/) });
   });
 });

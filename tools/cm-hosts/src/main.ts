@@ -5,10 +5,10 @@ import { EXIT_CODES, flag, wantsRecords, intOpt, numOpt, str, strs, type Command
 import {
   checkHosts,
   checkTable,
-  defaultInventoryPath,
   hostsTable,
   InventoryFile,
   loadInventory,
+  newInventoryPath,
   parseAssignments,
   parseSshConfig,
   parseVagrantSshConfig,
@@ -65,10 +65,10 @@ Options:
   an empty value (jump=) removes the key from the entry.
 
 Common options:
-  --inventory=FILE  The inventory. Else $CM_INVENTORY, ./cm.yaml, ./config/hosts.yaml,
+  -i FILE, --inventory=FILE  The inventory. Else $CM_INVENTORY, ./cm.yaml, ./config/hosts.yaml,
                     ~/.config/cm/hosts.yaml; none: one local host, localhost (slots = CPUs).
-                    add and import create the file when it does not exist yet (the last of the
-                    list when none was named).
+                    add and import create the file when it does not exist yet: ./cm.yaml when
+                    none was found, so the new hosts serve cm commands in this folder only.
   -h --help         Show this text.
 
 ${EXIT_CODES}
@@ -81,7 +81,7 @@ Examples:
   cm-hosts check @rack1 --json | jq -r 'select(.up|not) | .host + ": " + .reason'
   cm-hosts list --json | jq -r .name
   vagrant ssh-config | cm-hosts import --vagrant - --tag vm
-  cm-hosts export > ~/.ssh/cm_config && ssh -F ~/.ssh/cm_config th1
+  cm-hosts export > ~/.ssh/cm_config && ssh -F ~/.ssh/cm_config th1 hostname
 `;
 
 type Command = 'list' | 'add' | 'remove' | 'set' | 'check' | 'import' | 'export';
@@ -146,9 +146,19 @@ async function openForEdit(args: Args, io: CommandIO, create: boolean): Promise<
   let file = inventoryPath(args, io);
   if (file === undefined) {
     if (!create) throw new CmError('no inventory file to edit (see --inventory); add or import creates one', ExitCode.INPUT);
-    file = defaultInventoryPath(io.env);
+    file = newInventoryPath(io.cwd);
   }
   return InventoryFile.open(file, { create, env: io.env });
+}
+
+/** Saves an edit; a file that did not exist is announced, since it changes what later commands use. */
+async function saveEdit(file: InventoryFile, io: CommandIO, note: (text: string) => void): Promise<void> {
+  const created = file.isNew;
+  await file.save();
+  if (!created) return;
+  const rel = path.relative(io.cwd, file.path);
+  const shown = rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? `./${rel}` : file.path;
+  note(`created ${shown} (new inventory${file.path === newInventoryPath(io.cwd) ? '; cm commands in this folder use it' : ''})`);
 }
 
 function wantsJson(args: Args, io: CommandIO): boolean {
@@ -212,7 +222,7 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
     case 'add': {
       const file = await openForEdit(args, io, true);
       file.addHost(args.name as string, args.fields);
-      await file.save();
+      await saveEdit(file, io, note);
       note(`added ${args.name} to ${file.path}`);
       return ExitCode.OK;
     }
@@ -234,7 +244,7 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
       for (const n of result.notes) note(n);
       const file = await openForEdit(args, io, true);
       const { added, updated } = file.importHosts(result.hosts, args.tags);
-      await file.save();
+      await saveEdit(file, io, note);
       note(`imported ${result.hosts.length} hosts from ${label} into ${file.path} (${added} added, ${updated} updated)`);
       return ExitCode.OK;
     }

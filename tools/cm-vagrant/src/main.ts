@@ -65,8 +65,8 @@ ${EXIT_CODES}
 
 Examples:
   cm-vagrant up 3 --provider lxc --box cm/debian12 --dir ~/cluster
-  cm-vagrant up 3 --dir ~/cluster | cm-hosts list
-  cm-plan 'hostname * 3' | cm-exec --hosts @vagrant | cm-reduce --op concat
+  cm-vagrant up 3 --dir ~/cluster && cm-hosts list @vagrant
+  cm-plan -d 'h(i=1..3)=hostname' h | cm-exec --hosts @vagrant | cm-reduce --op concat
   cm-vagrant status --dir ~/cluster | grep -v '"state":"running"'
   cm-vagrant ssh-config --dir ~/cluster > ssh.cfg && ssh -F ssh.cfg node1 uptime
   cm-vagrant destroy --dir ~/cluster
