@@ -11,6 +11,7 @@ export {
   resolveInventoryPath,
   defaultInventoryPath,
   newInventoryPath,
+  createdInventoryNote,
   parseInventory,
 } from './load';
 export { InventoryFile } from './file';

@@ -122,6 +122,13 @@ export function newInventoryPath(cwd: string): string {
   return path.join(cwd, 'cm.yaml');
 }
 
+/** What an editing command says when its save created the inventory: later commands here use it. */
+export function createdInventoryNote(file: string, cwd: string): string {
+  const rel = path.relative(cwd, file);
+  const shown = rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? `./${rel}` : file;
+  return `created ${shown} (new inventory${file === newInventoryPath(cwd) ? '; cm commands in this folder use it' : ''})`;
+}
+
 export async function readInventoryText(file: string): Promise<string> {
   let buf: Buffer;
   try {

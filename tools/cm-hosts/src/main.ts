@@ -9,6 +9,7 @@ import {
   InventoryFile,
   loadInventory,
   newInventoryPath,
+  createdInventoryNote,
   parseAssignments,
   parseSshConfig,
   parseVagrantSshConfig,
@@ -155,10 +156,7 @@ async function openForEdit(args: Args, io: CommandIO, create: boolean): Promise<
 async function saveEdit(file: InventoryFile, io: CommandIO, note: (text: string) => void): Promise<void> {
   const created = file.isNew;
   await file.save();
-  if (!created) return;
-  const rel = path.relative(io.cwd, file.path);
-  const shown = rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? `./${rel}` : file.path;
-  note(`created ${shown} (new inventory${file.path === newInventoryPath(io.cwd) ? '; cm commands in this folder use it' : ''})`);
+  if (created) note(createdInventoryNote(file.path, io.cwd));
 }
 
 function wantsJson(args: Args, io: CommandIO): boolean {

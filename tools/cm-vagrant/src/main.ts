@@ -1,7 +1,8 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { CmError, ExitCode, PATTERNS, RecordWriter } from '@cm/protocol';
 import { EXIT_CODES, flag, intOpt, str, strs, type CommandIO, type DocoptArgs } from '@cm/cli';
-import { InventoryFile, defaultInventoryPath, resolveInventoryPath } from '@cm/inventory';
+import { createdInventoryNote, InventoryFile, newInventoryPath, resolveInventoryPath } from '@cm/inventory';
 import {
   destroy,
   hosts,
@@ -51,8 +52,9 @@ Options:
   -q --quiet         do not copy Vagrant's progress to stderr.
 
 Common options:
-  --inventory FILE   inventory to edit (else $CM_INVENTORY, ./cm.yaml, ./config/hosts.yaml,
-                     ~/.config/cm/hosts.yaml; created there when none exists).
+  -i FILE, --inventory FILE
+                     inventory to edit (else $CM_INVENTORY, ./cm.yaml, ./config/hosts.yaml,
+                     ~/.config/cm/hosts.yaml; none: ./cm.yaml is created).
   -h --help          Show this text.
 
 ${EXIT_CODES}
@@ -122,7 +124,8 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
   if (!onPath('vagrant', io.env)) throw new CmError(VAGRANT_MISSING, ExitCode.ENVIRONMENT);
   const dir = path.resolve(io.cwd, args.dir);
   const writer = new RecordWriter(io.stdout);
-  const inventoryPath = resolveInventoryPath({ path: args.inventory, env: io.env, cwd: io.cwd }) ?? defaultInventoryPath(io.env);
+  const inventoryPath = resolveInventoryPath({ path: args.inventory, env: io.env, cwd: io.cwd }) ?? newInventoryPath(io.cwd);
+  let created: string | undefined;
   const ctx: VagrantContext = {
     dir,
     vagrant: vagrantRunner({ cwd: dir, env: io.env, signal: io.signal }),
@@ -131,7 +134,11 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
     stderr: io.stderr,
     progress: args.quiet ? undefined : io.stderr,
     env: io.env,
-    openInventory: () => InventoryFile.open(inventoryPath, { create: true, env: io.env }),
+    openInventory: async () => {
+      const file = await InventoryFile.open(inventoryPath, { create: true, env: io.env });
+      if (file.isNew) created = file.path;
+      return file;
+    },
     templatePath: templatePath(io.env),
     installed: (program) => onPath(program, io.env),
     tag: args.tag,
@@ -165,6 +172,8 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
     default:
       code = await lifecycle(ctx, args.command, args.names);
   }
+  // said once the file exists: a new inventory changes what later cm commands here use
+  if (created !== undefined && existsSync(created)) io.stderr.write(`cm-vagrant: ${createdInventoryNote(created, io.cwd)}\n`);
   await writer.end();
   return code;
 }
