@@ -37,7 +37,8 @@ export function helpExamples(text) {
   for (const line of text.split('\n')) {
     if (/^Examples:\s*$/.test(line)) inside = true;
     else if (inside && /^\S/.test(line)) inside = false;
-    else if (inside && line.trim() !== '') out.push(line.replace(/^ {2}/, '').trimEnd());
+    // a line holding only a comment continues the example above it: it is no example of its own
+    else if (inside && line.trim() !== '' && !line.trimStart().startsWith('#')) out.push(line.replace(/^ {2}/, '').trimEnd());
   }
   return out;
 }
