@@ -322,3 +322,75 @@ is_empty_dir() { [[ -z $(ls -A "$1") ]]; }
   assert_equal "$(masters_of "$home/.cm/ssh" | sort)" "$first"
   for s in "$home"/.cm/ssh/*; do ssh -S "$s" -O exit cm 2>/dev/null || true; done
 }
+
+@test "--retry-failed runs again what failed, gave up or was skipped, and replays what succeeded" {
+  local d=$BATS_TEST_TMPDIR log=$BATS_TEST_TMPDIR/joblog
+  {
+    job a 'echo a'
+    job b "[ -f $d/fixed ] && echo fixed || { echo 'not yet' >&2; exit 4; }"
+    job c 'echo c' '{"deps":["b"]}'
+  } >"$d/jobs"
+  run --separate-stderr exec_ --joblog "$log" <"$d/jobs"
+  assert_equal "$status" 1
+  assert_equal "$(field skipped job <<<"$output")" c
+  # the failed job is described on stderr, even in a pipe: host, exit code, the end of its stderr
+  grep -qE '^cm-exec: b failed on th[123]: exit 4$' <<<"$stderr"
+  grep -qxF 'cm-exec:   | not yet' <<<"$stderr"
+  touch "$d/fixed"
+  run --separate-stderr exec_ --joblog "$log" --retry-failed <"$d/jobs"
+  assert_equal "$status" 0
+  assert_equal "$(field finished replayed <<<"$output" | sort | tr '\n' ' ')" "true undefined undefined "
+  assert_equal "$(field finished job <<<"$output" | sort | tr '\n' ' ')" "a b c "
+  assert_equal "$(field finished stdout <<<"$output" | grep . | sort | tr '\n' ' ')" "a c fixed "
+  assert_equal "$stderr" ''
+  # nothing is left to retry: every job is replayed
+  run --separate-stderr exec_ --joblog "$log" --retry-failed <"$d/jobs"
+  assert_equal "$(field finished replayed <<<"$output" | sort -u)" true
+}
+
+@test "a job whose inputs were never staged gives up before it runs, naming cm-fetch --stage-in; its dependents are skipped" {
+  {
+    job raw 'sh bench.sh' '{"inputs":["bench.sh"]}'
+    job after 'echo after' '{"deps":["raw"]}'
+    job fine 'echo fine' '{"inputs":["bench.sh"],"staged":true}'
+  } >"$BATS_TEST_TMPDIR/jobs"
+  run --separate-stderr exec_ <"$BATS_TEST_TMPDIR/jobs"
+  assert_equal "$status" 1
+  assert_equal "$(field started job <<<"$output")" fine
+  assert_equal "$(field gave-up reason <<<"$output")" 'its inputs were never staged: put cm-fetch --stage-in before cm-exec (inputs: bench.sh)'
+  assert_equal "$(field skipped reason <<<"$output")" 'dependency raw gave up'
+  grep -qxF 'cm-exec: raw: gave up: its inputs were never staged: put cm-fetch --stage-in before cm-exec (inputs: bench.sh)' <<<"$stderr"
+}
+
+# Last in the file: it kills the hosts and brings them back.
+@test "every host down: each marked down once, every job gives up unreachable; --resume and --retry-failed run them once the hosts are back" {
+  local log=$BATS_TEST_TMPDIR/joblog
+  for i in $(seq 1 30); do job "d$i" "echo $i"; done >"$BATS_TEST_TMPDIR/jobs"
+  cm_host_kill 1
+  cm_host_kill 2
+  cm_host_kill 3
+  run --separate-stderr exec_ --joblog "$log" <"$BATS_TEST_TMPDIR/jobs"
+  cm_host_restart 1
+  cm_host_restart 2
+  assert_equal "$status" 1
+  assert_equal "$(field host-down host <<<"$output" | sort | tr '\n' ' ')" "th1 th2 th3 "
+  assert_equal "$(field gave-up reason <<<"$output" | cut -c1-40 | sort | uniq -c | sed 's/^ *//')" "30 unreachable: every eligible host is down"
+  assert_equal "$(field finished job <<<"$output")" ''
+  # --resume: unreachable is not final; th3 is still down, so its share moves to th1 and th2
+  run --separate-stderr exec_ --joblog "$log" --resume <"$BATS_TEST_TMPDIR/jobs"
+  assert_equal "$status" 0
+  assert_equal "$(field finished exit <<<"$output" | grep -c '^0$')" 30
+  assert_equal "$(field finished replayed <<<"$output" | sort -u)" undefined
+  # and once more from the same kind of joblog, with --retry-failed
+  : >"$log"
+  cm_host_kill 1
+  cm_host_kill 2
+  run --separate-stderr exec_ --joblog "$log" <"$BATS_TEST_TMPDIR/jobs"
+  assert_equal "$status" 1
+  cm_host_restart 1
+  cm_host_restart 2
+  cm_host_restart 3
+  run --separate-stderr exec_ --joblog "$log" --retry-failed <"$BATS_TEST_TMPDIR/jobs"
+  assert_equal "$status" 0
+  assert_equal "$(field finished exit <<<"$output" | grep -c '^0$')" 30
+}

@@ -5,9 +5,9 @@ import type { Readable, Writable } from 'node:stream';
 import { CmError, ExitCode, formatTable, freshRunId, InputError, isEnvName, readRecords, RecordWriter, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { ControlDir, sshArgs } from '@cm/ssh';
 import type { HaltPolicy } from './halt';
-import { JobLog, readJoblog } from './joblog';
-import { Scheduler, type Action } from './scheduler';
-import { describeEvent, startProgress, summaryLine } from './report';
+import { JobLog, readJoblog, replayable } from './joblog';
+import { Scheduler, type Action, type SchedulerStats } from './scheduler';
+import { RunReport } from './report';
 import { LocalTransport, notRun } from './transport/local';
 import { PersistentTransport } from './transport/persistent';
 import type { RemoteLoop } from './transport/remote-loop';
@@ -39,6 +39,12 @@ export interface ExecOptions {
   run?: string;
   joblog?: string;
   resume?: boolean;
+  /** with joblog: run again every job that did not succeed there (resume runs only what never ended) */
+  retryFailed?: boolean;
+  /** NDJSON on stdout (default); false: each job's output tagged with job and host, for people */
+  records?: boolean;
+  /** the command's words after `cm-exec`, for the resume hint after an interruption */
+  commandLine?: string[];
   downAfter?: number;
   strictHostKeys?: boolean;
   sshConfig?: string;
@@ -48,7 +54,7 @@ export interface ExecOptions {
   dryRun?: boolean;
   quiet?: boolean;
   verbose?: boolean;
-  /** live progress line on stderr (only when stderr is a TTY) */
+  /** stderr is a terminal: the live progress line and the closing summary */
   progress?: boolean;
   /** login directory for local hosts */
   home: string;
@@ -128,10 +134,37 @@ export function checkJobInput(job: JobRecord, line: number, raw: string, duplica
   if (duplicate) throw new InputError('stdin', line, undefined, `duplicate job id ${JSON.stringify(job.id)}`, raw.slice(0, 120));
 }
 
-/** The run's id: --run, else the one --resume's joblog names, else a fresh one. */
-export function chooseRun(opts: Pick<ExecOptions, 'run' | 'resume' | 'joblog' | 'cwd'>, resumed?: Map<string, EventRecord>): string {
-  const log = resumed ?? (opts.resume && opts.joblog ? readJoblog(resolve(opts.cwd, opts.joblog)) : undefined);
-  return opts.run ?? [...(log?.values() ?? [])].find((e) => e.run)?.run ?? freshRunId();
+/** The joblog's final events by job when --resume or --retry-failed reads it. */
+export function priorRun(opts: Pick<ExecOptions, 'resume' | 'retryFailed' | 'joblog' | 'cwd'>): Map<string, EventRecord> | undefined {
+  return (opts.resume || opts.retryFailed) && opts.joblog ? readJoblog(resolve(opts.cwd, opts.joblog)) : undefined;
+}
+
+/** The jobs --resume or --retry-failed do not run again, with the events they replay. */
+export function replayedJobs(opts: Pick<ExecOptions, 'retryFailed'>, log: Map<string, EventRecord> | undefined): Map<string, EventRecord> | undefined {
+  return log && replayable(log, opts.retryFailed === true);
+}
+
+/** The run's id: --run, else the one the joblog names (--resume, --retry-failed), else a fresh one. */
+export function chooseRun(opts: Pick<ExecOptions, 'run' | 'resume' | 'retryFailed' | 'joblog' | 'cwd'>, log?: Map<string, EventRecord>): string {
+  const prior = log ?? priorRun(opts);
+  return opts.run ?? [...(prior?.values() ?? [])].find((e) => e.run)?.run ?? freshRunId();
+}
+
+/** The person's view of the run on stderr (and stdout on a terminal), the same for every engine. */
+export function runReport(opts: Pick<ExecOptions, 'progress' | 'records' | 'quiet' | 'verbose' | 'joblog' | 'commandLine'>, io: ExecIO, writer: RecordWriter, stats: () => SchedulerStats): RunReport {
+  const tty = opts.progress === true;
+  return new RunReport({
+    writer,
+    stderr: io.stderr,
+    records: opts.records !== false,
+    tty,
+    sameTerminal: tty && (io.stdout as { isTTY?: boolean }).isTTY === true,
+    quiet: opts.quiet,
+    verbose: opts.verbose,
+    joblog: opts.joblog,
+    commandLine: opts.commandLine,
+    stats,
+  });
 }
 
 export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
@@ -141,14 +174,11 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   if (!opts.transports?.remote) for (const h of opts.hosts) if (!h.local && !own(h)) sshArgs(h);
   if (opts.hosts.length === 0) throw new CmError('no hosts selected', ExitCode.INPUT);
 
-  const resumed = opts.resume && opts.joblog ? readJoblog(resolve(opts.cwd, opts.joblog)) : undefined;
-  const run = chooseRun(opts, resumed);
+  const prior = priorRun(opts);
+  const run = chooseRun(opts, prior);
+  const resumed = replayedJobs(opts, prior);
   const logs = resolve(opts.cwd, opts.logs ?? join('.cm', 'logs', run));
   const writer = new RecordWriter(io.stdout);
-  const say = (text: string): void => {
-    if (!opts.quiet) io.stderr.write(`cm-exec: ${text}\n`);
-  };
-
   if (opts.dryRun) return dryRun(opts, io, writer, run);
 
   const needsRemote = opts.hosts.some((h) => !h.local && !own(h));
@@ -172,6 +202,8 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
     resumed,
   });
 
+  const report = runReport(opts, io, writer, () => sched.stats());
+  const say = report.say;
   const controllers = new Map<string, AbortController>();
   let inflight = 0;
   let pendingWrite: Promise<void> | undefined;
@@ -186,9 +218,8 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
     for (const a of actions) {
       if (a.type === 'emit') {
         if (a.joblog && joblog) joblog.append(a.event);
-        const p = writer.write(a.event);
+        const p = report.event(a.event);
         if (p) pendingWrite = p;
-        if (opts.verbose || (!opts.quiet && a.event.event === 'host-down')) describeEvent(a.event, say, opts.verbose === true);
       } else if (a.type === 'cancel') {
         controllers.get(a.job)?.abort();
       } else {
@@ -236,6 +267,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   const stopAll = (reason: string, code: number, cancel: boolean): void => {
     if (stopCode !== undefined) return;
     stopCode = code;
+    report.stopping(reason);
     apply(sched.stop(reason, cancel));
     // stop reading: nothing more will be started
     io.stdin.destroy();
@@ -250,14 +282,14 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   else io.signal.addEventListener('abort', onAbort, { once: true });
   writer.onClose(() => stopAll('stopped: stdout closed', 0, true));
 
-  const progress = opts.progress && !opts.quiet ? startProgress(() => sched.stats(), io.stderr) : undefined;
+  report.startProgress();
 
   try {
     try {
       for await (const { record, raw, line } of readRecords(io.stdin, { source: 'stdin' })) {
         if (stopCode !== undefined) break;
         if (record.kind !== 'job') {
-          const p = writer.writeLine(raw);
+          const p = report.passThrough(raw);
           if (p) await p;
           continue;
         }
@@ -274,7 +306,9 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
       if (err instanceof InputError) {
         inputError = err;
         // work already started finishes; nothing new starts
-        apply(sched.stop(`stopped: input error at stdin:${err.line ?? '?'}`, false));
+        const reason = `stopped: input error at stdin:${err.line ?? '?'}`;
+        report.stopping(reason);
+        apply(sched.stop(reason, false));
       } else if (stopCode === undefined) {
         throw err;
       }
@@ -293,17 +327,17 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
     if (fatal !== undefined) throw fatal;
   } finally {
     io.signal.removeEventListener('abort', onAbort);
-    progress?.();
+    report.endProgress();
     // cancel anything still running (only after an internal error) before closing connections
     for (const c of controllers.values()) c.abort();
     await Promise.all([local.close(), remote?.close()]);
     joblog?.close();
     await writer.end();
   }
+  // a stop by EPIPE or an input error says no more than that; a signal, what it stopped
+  if (!inputError && !(stopCode !== undefined && stopCode < 128)) report.finish({ signalled: stopCode !== undefined });
   if (inputError) throw inputError;
   if (stopCode !== undefined) return stopCode;
-  const summary = summaryLine(sched.stats());
-  if (summary !== undefined) say(summary);
   if (sched.wasHalted) say('stopped by --halt');
   return sched.exitCode();
 }

@@ -54,3 +54,33 @@ export function outcomeEvent(event: 'finished' | 'gave-up', job: JobRecord, run:
 export function isFinal(ev: EventRecord): boolean {
   return ev.event === 'finished' || ev.event === 'gave-up' || ev.event === 'skipped';
 }
+
+/** The start of a gave-up reason when no eligible host could be reached: never final for --resume. */
+export const UNREACHABLE = 'unreachable';
+
+/** The start of the reason of a job whose inputs cm-fetch --stage-in never put on its host. */
+export const UNSTAGED = 'its inputs were never staged';
+
+/**
+ * Why a job cannot run as it came in, before any host is tried: it names inputs that no stage-in put
+ * on the hosts (its command would fail there with "cannot open"). Undefined when it may run.
+ */
+export function refusedBeforeRun(job: JobRecord): string | undefined {
+  if ((job.inputs?.length ?? 0) > 0 && job.staged !== true) {
+    return `${UNSTAGED}: put cm-fetch --stage-in before cm-exec (inputs: ${job.inputs!.join(', ')})`;
+  }
+  return undefined;
+}
+
+/**
+ * Whether a final event read from the joblog keeps its job from running again. --resume runs the
+ * jobs that never ended on their own: interrupted or halted (never logged), those no host could be
+ * reached for, those with unstaged inputs, and skipped ones (their deps decide again). --retry-failed
+ * also runs every job that did not succeed.
+ */
+export function settledBy(ev: EventRecord, retryFailed: boolean): boolean {
+  if (ev.event === 'finished') return ev.exit === 0 || !retryFailed;
+  if (retryFailed || ev.event !== 'gave-up') return false;
+  const reason = ev.reason ?? '';
+  return !(reason.startsWith(UNREACHABLE) || reason.startsWith(UNSTAGED) || reason.startsWith('interrupted') || reason === 'halted');
+}

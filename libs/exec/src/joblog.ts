@@ -2,6 +2,7 @@
 // loses nothing the kernel has); fsync is batched: at most every `syncMs`, and always at close.
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { InputError, recordProblem, type EventRecord } from '@cm/protocol';
+import { settledBy } from './events';
 
 export class JobLog {
   private readonly fd: number;
@@ -66,4 +67,9 @@ export function readJoblog(path: string): Map<string, EventRecord> {
     out.set(ev.job, ev);
   });
   return out;
+}
+
+/** The joblog's events of the jobs that are not run again (--resume, or --retry-failed): replayed as they were. */
+export function replayable(log: Map<string, EventRecord>, retryFailed: boolean): Map<string, EventRecord> {
+  return new Map([...log].filter(([, ev]) => settledBy(ev, retryFailed)));
 }

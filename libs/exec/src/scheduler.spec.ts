@@ -10,6 +10,8 @@ const ok = (exit = 0): JobOutcome => ({
   ran: true, exit, signal: null, stdout: Buffer.from(`${exit}\n`), stderr: Buffer.alloc(0), stdoutBytes: 2, stderrBytes: 0, truncated: false, start: new Date(0), end: new Date(1000),
 });
 const refused = (): JobOutcome => ({ ...ok(), ran: false, exit: null, reason: 'Connection refused' });
+// a host that answered but dropped the connection (sshd's MaxStartups): --down-after counts these
+const dropped = (): JobOutcome => ({ ...ok(), ran: false, exit: null, reason: 'Connection closed by 127.0.0.1 port 22' });
 
 const launches = (a: Action[]) => a.filter((x): x is Extract<Action, { type: 'launch' }> => x.type === 'launch');
 const events = (a: Action[], ev?: string) => a.flatMap((x) => (x.type === 'emit' && (!ev || x.event.event === ev) ? [x.event] : []));
@@ -68,11 +70,11 @@ describe('Scheduler', () => {
     s.add(job('j1'));
     s.add(job('j2'));
     // j1 on a, j2 on b; a refuses: j1 is queued again (b is busy, so a again: it is not down yet)
-    const r1 = s.done('j1', refused());
-    expect(events(r1, 'retry')[0]!.reason).toMatch(/connection failed: Connection refused/);
+    const r1 = s.done('j1', dropped());
+    expect(events(r1, 'retry')[0]!.reason).toMatch(/connection failed: Connection closed/);
     expect(launches(r1).map((l) => [l.job.id, l.host.name, l.attempt])).toEqual([['j1', 'a', 2]]);
     // a refuses twice in a row: down; j1 waits for b
-    const r2 = s.done('j1', refused());
+    const r2 = s.done('j1', dropped());
     expect(events(r2, 'host-down').map((e) => e.host)).toEqual(['a']);
     expect(launches(r2)).toHaveLength(0);
     expect(launches(s.done('j2', ok())).map((l) => [l.job.id, l.host.name])).toEqual([['j1', 'b']]);
@@ -106,15 +108,58 @@ describe('Scheduler', () => {
     const s = new Scheduler({ hosts: [host('a', 2), host('b', 2)], run: 'r', downAfter: 2 });
     s.add(job('p', { host: 'a' }));
     s.add(job('q', { host: 'a' }));
-    s.done('p', refused()); // p runs on a again at once
-    const r = s.done('q', refused());
+    s.done('p', dropped()); // p runs on a again at once
+    const r = s.done('q', dropped());
     expect(events(r, 'host-down').map((e) => e.host)).toEqual(['a']);
     expect(events(r, 'gave-up').map((e) => e.job)).toEqual(['q']);
-    const gave = [...events(r, 'gave-up'), ...events(s.done('p', refused()), 'gave-up')];
+    const gave = [...events(r, 'gave-up'), ...events(s.done('p', dropped()), 'gave-up')];
     expect(gave.map((e) => e.job).sort()).toEqual(['p', 'q']);
-    expect(gave[0]!.reason).toMatch(/every eligible host is down \(a: Connection refused\)/);
+    expect(gave[0]!.reason).toMatch(/every eligible host is down \(a: Connection closed by 127.0.0.1 port 22\)/);
     expect(r.some((a) => a.type === 'emit' && a.event.event === 'gave-up' && a.joblog)).toBe(true);
     expect(events(s.add(job('z', { host: 'a' })), 'gave-up')).toHaveLength(1);
+  });
+
+  it('a host never reached that refuses or times out is down at its first failure: one host-down, its jobs move or give up', () => {
+    const s = new Scheduler({ hosts: [host('a', 1), host('b', 1), host('c', 1)], run: 'r', downAfter: 3 });
+    const first = ['j1', 'j2', 'j3', 'p', 'j4'].flatMap((id) => launches(s.add(job(id, id === 'p' ? { host: 'a' } : {}))));
+    expect(first.map((l) => [l.job.id, l.host.name])).toEqual([['j1', 'a'], ['j2', 'b'], ['j3', 'c']]);
+    // c answers: its later failures count towards --down-after as always
+    expect(launches(s.done('j3', ok())).map((l) => [l.job.id, l.host.name])).toEqual([['j4', 'c']]);
+    const timedOut = { ...refused(), reason: 'ssh: connect to host 127.0.0.9 port 22: Connection timed out' };
+    const acts = [...s.done('j1', refused()), ...s.done('j2', timedOut)];
+    expect(events(acts, 'host-down').map((e) => [e.host, e.reason])).toEqual([
+      ['a', 'cannot be reached: Connection refused'],
+      ['b', 'cannot be reached: ssh: connect to host 127.0.0.9 port 22: Connection timed out'],
+    ]);
+    // p may only run on a: it gives up at once, as unreachable (not final for --resume)
+    expect(events(acts, 'gave-up').map((e) => [e.job, e.reason?.slice(0, 11)])).toEqual([['p', 'unreachable']]);
+    expect(events(acts, 'retry').map((e) => e.job)).toEqual(['j1', 'j2']);
+    const later = s.done('j4', refused());
+    expect(events(later, 'host-down')).toEqual([]);
+    expect(events(later, 'retry').map((e) => e.job)).toEqual(['j4']);
+  });
+
+  it('with every host dead, every job gives up unreachable after one round of connection failures', () => {
+    const s = new Scheduler({ hosts: [host('a', 2), host('b', 2)], run: 'r' });
+    const started = Array.from({ length: 10 }, (_, i) => `j${i}`).flatMap((id) => launches(s.add(job(id))));
+    const acts = started.flatMap((l) => s.done(l.job.id, refused()));
+    expect(events(acts, 'host-down').map((e) => e.host).sort()).toEqual(['a', 'b']);
+    expect(launches(acts)).toEqual([]);
+    s.endInput();
+    expect(s.stats()).toMatchObject({ gaveUp: 10, running: 0 });
+    expect(s.idle).toBe(true);
+    expect(s.exitCode()).toBe(1);
+  });
+
+  it('a job with inputs that were never staged gives up before it runs, naming cm-fetch --stage-in; its dependents are skipped', () => {
+    const s = new Scheduler({ hosts: [host('a', 2)], run: 'r' });
+    const r = s.add(job('x', { inputs: ['bench.sh'] }));
+    expect(launches(r)).toEqual([]);
+    const gave = events(r, 'gave-up')[0]!;
+    expect(gave.reason).toMatch(/^its inputs were never staged: put cm-fetch --stage-in before cm-exec/);
+    expect(r.some((a) => a.type === 'emit' && a.event.event === 'gave-up' && a.joblog)).toBe(true);
+    expect(events(s.add(job('y', { deps: ['x'] })), 'skipped')[0]!.reason).toBe('dependency x gave up');
+    expect(launches(s.add(job('z', { inputs: ['bench.sh'], staged: true })))).toHaveLength(1);
   });
 
   it('retries a failed command when asked, then reports it', () => {

@@ -2,7 +2,7 @@
 // and stop requests; it answers with actions (events to emit, jobs to launch or cancel). Keeping
 // it pure is what makes slots, dependencies, failover and --halt testable in milliseconds.
 import { workdirOf, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
-import { jobEvent, outcomeEvent } from './events';
+import { jobEvent, outcomeEvent, refusedBeforeRun, UNREACHABLE } from './events';
 import { haltReached, type HaltPolicy } from './halt';
 import type { JobOutcome } from './transport/types';
 
@@ -54,6 +54,8 @@ interface HostState {
   running: number;
   consecutive: number;
   down: boolean;
+  /** a job ran there in this run: a later connection failure may be passing */
+  reached: boolean;
   lastReason?: string;
 }
 
@@ -87,7 +89,7 @@ export class Scheduler {
   private out: Action[] = [];
 
   constructor(private readonly opts: SchedulerOptions) {
-    this.hosts = opts.hosts.map((rec) => ({ rec, free: rec.slots, running: 0, consecutive: 0, down: false }));
+    this.hosts = opts.hosts.map((rec) => ({ rec, free: rec.slots, running: 0, consecutive: 0, down: false, reached: false }));
     this.hosts.forEach((h, i) => this.byName.set(h.rec.name, i));
     this.allHosts = this.hosts.map((_, i) => i);
     this.freeUp = this.hosts.reduce((n, h) => n + h.free, 0);
@@ -154,6 +156,11 @@ export class Scheduler {
       this.giveUp(s, this.stopReason ?? 'halted', false);
       return this.flush();
     }
+    const refusal = refusedBeforeRun(job);
+    if (refusal !== undefined) {
+      this.giveUp(s, refusal, true);
+      return this.flush();
+    }
     const deps = new Set(job.deps);
     for (const d of new Set([...job.deps, ...(job.after ?? [])])) {
       const dep = this.states.get(d);
@@ -210,18 +217,22 @@ export class Scheduler {
       const reason = outcome.reason ?? 'connection failed';
       h.consecutive += 1;
       h.lastReason = reason;
-      if (h.consecutive >= (this.opts.downAfter ?? 3) && !h.down) this.markDown(hi, reason);
+      // a host never reached in this run that refuses or does not answer is down now, not after
+      // --down-after rounds of the same wait: every dead host is known within one ConnectTimeout
+      if (!h.down && !h.reached && isConnectionError(reason)) this.markDown(hi, reason, `cannot be reached: ${reason}`);
+      else if (h.consecutive >= (this.opts.downAfter ?? 3) && !h.down) this.markDown(hi, reason);
       s.connFailures += 1;
       s.failedHosts.add(hi);
-      if (!this.anyUp(s)) this.giveUp(s, `unreachable: every eligible host is down (${this.downList(s)})`, true);
+      if (!this.anyUp(s)) this.giveUp(s, `${UNREACHABLE}: every eligible host is down (${this.downList(s)})`, true);
       else if (s.connFailures >= (this.opts.downAfter ?? 3) * s.eligible.length) {
-        this.giveUp(s, `unreachable after ${s.connFailures} connection failures (last: ${h.rec.name}: ${reason})`, true);
+        this.giveUp(s, `${UNREACHABLE} after ${s.connFailures} connection failures (last: ${h.rec.name}: ${reason})`, true);
       } else {
         this.emit({ ...this.base(s, 'retry'), host: h.rec.name, attempt: s.attempt, reason: `connection failed: ${reason}` }, false);
         this.requeue(s);
       }
     } else {
       h.consecutive = 0;
+      h.reached = true;
       const failed = outcome.timedOut === true || outcome.exit !== 0;
       if (s.cancelReason !== undefined && (failed || outcome.reason === 'cancelled')) {
         this.giveUp(s, s.cancelReason, false, outcome);
@@ -391,7 +402,7 @@ export class Scheduler {
     }
     s.eligible = eligible;
     if (!this.anyUp(s)) {
-      this.giveUp(s, `unreachable: every eligible host is down (${this.downList(s)})`, true);
+      this.giveUp(s, `${UNREACHABLE}: every eligible host is down (${this.downList(s)})`, true);
       return;
     }
     s.phase = 'ready';
@@ -418,17 +429,17 @@ export class Scheduler {
   }
 
   /** Down stays down for the rest of the run: no re-probing (a flapping host costs more than it gives). */
-  private markDown(hi: number, reason: string): void {
+  private markDown(hi: number, reason: string, why = `${this.hosts[hi]!.consecutive} consecutive connection failures (last: ${reason})`): void {
     const h = this.hosts[hi]!;
     h.down = true;
     this.freeUp -= h.free;
-    this.emit({ kind: 'event', v: 1, event: 'host-down', host: h.rec.name, reason: `${h.consecutive} consecutive connection failures (last: ${reason})` }, false);
+    this.emit({ kind: 'event', v: 1, event: 'host-down', host: h.rec.name, reason: why }, false);
     const keep: JobState[] = [];
     for (let i = this.head; i < this.ready.length; i++) {
       const s = this.ready[i]!;
       if (s.phase !== 'ready') continue;
       if (this.anyUp(s)) keep.push(s);
-      else this.giveUp(s, `unreachable: every eligible host is down (${this.downList(s)})`, true);
+      else this.giveUp(s, `${UNREACHABLE}: every eligible host is down (${this.downList(s)})`, true);
     }
     this.ready = keep;
     this.head = 0;
@@ -506,6 +517,16 @@ export class Scheduler {
     }
     this.pump();
   }
+}
+
+/**
+ * ssh's words for a host that is not there (nothing listens, no answer, no route, no such name), as
+ * opposed to one that answered and refused the login or dropped a busy connection (MaxStartups).
+ */
+const CONNECTION_ERROR = /connection refused|timed out|no route to host|network is unreachable|could not resolve hostname|name or service not known/i;
+
+export function isConnectionError(reason: string): boolean {
+  return CONNECTION_ERROR.test(reason);
 }
 
 function finalOf(ev: EventRecord): Final {

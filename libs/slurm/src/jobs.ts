@@ -9,14 +9,15 @@ import { mkdirSync } from 'node:fs';
 import {
   checkJobInput,
   chooseRun,
-  describeEvent,
   execute,
   haltReached,
   isFinal,
+  jobEvent,
   JobLog,
-  readJoblog,
-  startProgress,
-  summaryLine,
+  priorRun,
+  refusedBeforeRun,
+  replayedJobs,
+  runReport,
   type ExecIO,
   type SchedulerStats,
 } from '@cm/exec';
@@ -33,8 +34,9 @@ const HALTED = 'halted';
 export async function execJobs(slurm: SlurmOptions, exec: CoreOptions, io: ExecIO): Promise<number> {
   const env = slurm.env ?? process.env;
   checkPlacement(slurm);
-  const resumed = exec.resume && exec.joblog ? readJoblog(resolve(exec.cwd, exec.joblog)) : undefined;
-  const run = chooseRun(exec, resumed);
+  const prior = priorRun(exec);
+  const run = chooseRun(exec, prior);
+  const resumed = replayedJobs(exec, prior);
   if (exec.dryRun) return execute({ ...exec, run, hosts: [partitionHost(slurm)] }, io);
   await preflight(env);
 
@@ -43,12 +45,10 @@ export async function execJobs(slurm: SlurmOptions, exec: CoreOptions, io: ExecI
   const logs = resolve(exec.cwd, exec.logs ?? join('.cm', 'logs', run));
   const writer = new RecordWriter(io.stdout);
   const joblog = exec.joblog ? new JobLog(resolve(exec.cwd, exec.joblog)) : undefined;
-  const say = (text: string): void => {
-    if (!exec.quiet) io.stderr.write(`cm-exec: ${text}\n`);
-  };
-
   // the run's account, for the exit code, the summary, --halt and the progress line
   const stats: SchedulerStats = { seen: 0, running: 0, ok: 0, failed: 0, gaveUp: 0, skipped: 0, hosts: [] };
+  const report = runReport(exec, io, writer, () => stats);
+  const say = report.say;
   const stop = new AbortController();
   let stopping = false;
   const onSignal = (): void => stop.abort(io.signal.reason);
@@ -73,12 +73,11 @@ export async function execJobs(slurm: SlurmOptions, exec: CoreOptions, io: ExecI
       }
     }
     stats.running = running.size;
-    if (exec.verbose || (!exec.quiet && ev.event === 'host-down')) describeEvent(ev, say, exec.verbose === true);
-    await writer.write(ev);
+    await report.event(ev);
   };
 
   const engine = new BatchEngine(slurm, env, run, spool, logs, emit, stop.signal);
-  const progress = exec.progress && !exec.quiet ? startProgress(() => stats, io.stderr) : undefined;
+  report.startProgress();
   const stopped = new Promise<void>((done) => stop.signal.addEventListener('abort', () => done(), { once: true }));
   let inputError: InputError | undefined;
   const seen = new Set<string>();
@@ -88,7 +87,7 @@ export async function execJobs(slurm: SlurmOptions, exec: CoreOptions, io: ExecI
       for await (const { record, raw, line } of readRecords(io.stdin, { source: 'stdin' })) {
         if (stop.signal.aborted) break;
         if (record.kind !== 'job') {
-          await writer.writeLine(raw);
+          await report.passThrough(raw);
           continue;
         }
         let job = record as JobRecord;
@@ -97,6 +96,13 @@ export async function execJobs(slurm: SlurmOptions, exec: CoreOptions, io: ExecI
         const done = resumed?.get(job.id);
         if (done) {
           await engine.replay(job, done);
+          continue;
+        }
+        // as in every engine: a job whose inputs were never staged ends before Slurm sees it
+        const refusal = refusedBeforeRun(job);
+        if (refusal !== undefined) {
+          await emit(jobEvent('queued', job, job.run ?? run));
+          await emit({ ...jobEvent('gave-up', job, job.run ?? run), reason: refusal });
           continue;
         }
         if (job.timeout === undefined && exec.timeout !== undefined) job = { ...job, timeout: exec.timeout };
@@ -117,6 +123,7 @@ export async function execJobs(slurm: SlurmOptions, exec: CoreOptions, io: ExecI
     if (stop.signal.aborted) {
       stopping = true;
       const halted = stop.signal.reason === HALTED;
+      report.stopping(halted ? HALTED : 'interrupted');
       await engine.cancel(halted ? HALTED : 'interrupted');
       io.stdin.destroy();
       await intake.catch(() => undefined);
@@ -128,13 +135,12 @@ export async function execJobs(slurm: SlurmOptions, exec: CoreOptions, io: ExecI
     }
   } finally {
     io.signal.removeEventListener('abort', onSignal);
-    progress?.();
+    report.endProgress();
     joblog?.close();
   }
   await writer.end();
+  if (!inputError) report.finish({ signalled: stopping && stop.signal.reason !== HALTED });
   if (inputError) throw inputError;
-  const summary = summaryLine(stats);
-  if (summary !== undefined) say(summary);
   if (code === ExitCode.FAILURES && engine.failed > 0) {
     // jobs that failed because the controller went away are an environment problem, not job failures
     const ping = await runCmd('scontrol', ['ping'], env, 30_000).catch(() => undefined);

@@ -3,4 +3,4 @@
 import { runMain } from '@cm/cli';
 import { run, toArgs, USAGE } from './main';
 
-runMain('cm-exec', USAGE, async (argv, io) => run(toArgs(argv, io.env), io));
+runMain('cm-exec', USAGE, async (argv, io) => run(toArgs(argv, io.env, process.argv.slice(2)), io));

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,5 +48,23 @@ describe('cm-exec run()', () => {
   it('refuses an option that has no meaning on the engine (exit 2) before reading anything', async () => {
     await expect(exec(['--engine', 'slurm', '--hosts', 'x'], '')).rejects.toMatchObject({ code: 2, message: expect.stringMatching(/^--hosts has no meaning with --engine slurm/) });
     await expect(exec(['--qos', 'high'], '')).rejects.toMatchObject({ code: 2 });
+  });
+
+  it('--retry-failed needs --joblog and is not given with --resume (exit 2)', async () => {
+    await expect(exec(['--retry-failed'], '')).rejects.toMatchObject({ code: 2, message: '--retry-failed needs --joblog FILE' });
+    await expect(exec(['--retry-failed', '--resume', '--joblog', 'j'], '')).rejects.toMatchObject({ code: 2 });
+  });
+
+  it('--retry-failed runs again the job that failed and replays the one that succeeded', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'cm-exec-spec-'));
+    const env = { PATH: process.env.PATH, HOME: cwd };
+    const stdin = `${job('a', 'echo a')}\n${job('b', `test -f ${cwd}/fixed || exit 4`)}\n`;
+    const first = await runInMemory(USAGE, toArgs, run, ['--joblog', 'log', '-q'], { cwd, stdin, env });
+    expect(first.code).toBe(1);
+    writeFileSync(join(cwd, 'fixed'), '');
+    const again = await runInMemory(USAGE, toArgs, run, ['--joblog', 'log', '--retry-failed'], { cwd, stdin, env });
+    expect(again).toMatchObject({ code: 0, stderr: '' });
+    const finals = again.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((e) => e.event === 'finished');
+    expect(finals.map((e) => [e.job, e.exit, e.replayed ?? false]).sort()).toEqual([['a', 0, true], ['b', 0, false]]);
   });
 });

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { CmError, ExitCode, PATTERNS } from '@cm/protocol';
-import { envDefault, EXIT_CODES, flag, given, intOpt, numOpt, str, type CommandIO, type DocoptArgs } from '@cm/cli';
+import { envDefault, EXIT_CODES, flag, given, intOpt, numOpt, str, wantsRecords, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { loadInventory } from '@cm/inventory';
 import { DEFAULT_TRANSPORT, parseHalt, type HaltPolicy, type RemoteLoop, type TransportName } from '@cm/exec';
 import { execJobs, execOnAllocation, execWithClusters, type SlurmMode } from '@cm/slurm';
@@ -17,6 +17,7 @@ queued, started (host, attempt, transport, running), retry, host-down, and one f
 finished (exit code: 0 = done, else failed), gave-up (reason) or skipped (a dependency failed or
 never appeared). Other records pass through unchanged, in order. A job starts as soon as its deps
 have succeeded (its "after" jobs ended) and a slot is free; stdin is not read to the end first.
+On a terminal (stdout a TTY, no --json), it prints each job's output instead, as the job ends.
 
 Options:
   -i FILE, --inventory FILE  inventory YAML (default: $CM_INVENTORY, ./cm.yaml, ... see docs/design.md)
@@ -53,8 +54,12 @@ Options:
   --run ID                   run id for jobs without one (default: from --resume's joblog, else
                              YYYYmmdd-HHMMSS-xxxx); jobs work in .cm/runs/<run>/<job> on the host
   --joblog FILE              append each final event to FILE (one NDJSON line, fsynced)
-  --resume                   with --joblog: jobs already final there are not run again; their
-                             events are re-emitted with "replayed": true
+  --resume                   with --joblog: jobs that ended there are not run again; their events
+                             are re-emitted with "replayed": true. Jobs that gave up because no
+                             host could be reached or their inputs were never staged, and skipped
+                             jobs, run again
+  --retry-failed             with --joblog: run again the jobs that failed, gave up or were skipped
+                             there, and those that never ran; jobs that succeeded are replayed
   --strict-host-keys         only hosts already in known_hosts (default: accept new keys, refuse
                              changed ones)
   --ssh-config FILE          an ssh_config file for every connection (ssh -F)
@@ -64,6 +69,7 @@ Options:
                              else 0: a private folder whose masters are closed at exit)
   -n, --dry-run              check the input; print each job, its eligible hosts and deps as a table
                              on stderr; run nothing, emit no events
+  --json                     NDJSON records on stdout even when it is a terminal
   -q, --quiet                nothing on stderr but errors
   -v, --verbose              a line on stderr for every final event, retry and host-down
 
@@ -82,15 +88,30 @@ Notes:
   --remote-loop, --keep-connections, --strict-host-keys, --ssh-config, --connect-timeout); its jobs
   mode, where Slurm queues the whole plan at once, also refuses --jobs, --grace, --down-after and
   --halt soon,... --engine ssh refuses the Slurm options.
+  For people: when stdout is a terminal (and no --json), each job's output is printed when the job
+  ends, every line tagged "JOB HOST<TAB>" as parallel --tag does (its stderr on stderr); in a pipe,
+  records only. When stderr is a terminal, a progress line and, at the end, the counts, the wall
+  time and a line per host (jobs ok and failed, busy time). Every failed job is described at the
+  end, whatever stderr is (not with -q): host, exit code or reason, the last lines of its stderr;
+  in a pipe the counts follow only when something failed. After SIGINT/SIGTERM, cm-exec says which
+  jobs it killed and the command that resumes. A job with inputs but no "staged" gives up before
+  it runs (put cm-fetch --stage-in before cm-exec) and its dependents are skipped. A host that
+  was not reached yet in the run and refuses or does not answer is down at its first failure, so
+  dead hosts are known within about one --connect-timeout.
 
 ${EXIT_CODES}
 
 Examples:
   cm-plan -f examples/assignment.cm | cm-exec | cm-reduce
-  cm-plan -d 'sim(i=1..1000)=./sim $i' +sim | cm-exec -H @rack1 --joblog sim.log | cm-reduce
-  cm-plan -f plan.cm | cm-exec --joblog run.log --resume | cm-reduce     # after a crash
-  cm-plan -f plan.cm | cm-exec --dry-run
-  cm-plan -f plan.cm | cm-exec --timeout 60 --halt now,fail=1 | jq -c 'select(.event=="finished")'
+  cm-plan -f examples/sweep.cm | cm-exec      # on a terminal: lines like "bench.3 th1<TAB>8", a summary
+  cm-plan -d 'sq(i=1..100)=echo $((i*i))' +sq | cm-exec -H @rack1 --joblog sq.log | cm-reduce
+  cm-plan -d 'sq(i=1..100)=echo $((i*i))' +sq | cm-exec -H @rack1 --joblog sq.log --resume | cm-reduce
+                                              # after a crash or Ctrl-C: runs what never ended
+  cm-plan -f examples/sweep.cm | cm-exec --joblog sweep.log --retry-failed
+                                              # again: only the jobs that did not succeed run
+  cm-plan -f examples/sweep.cm | cm-exec --dry-run
+  cm-plan -f examples/sweep.cm | cm-exec --json | jq -c 'select(.event=="finished") | [.job, .host, .exit]'
+  cm-plan -f examples/sweep.cm | cm-exec --timeout 60 --halt now,fail=1 | jq -c 'select(.event=="finished")'
 `;
 
 export interface Args {
@@ -115,6 +136,10 @@ export interface Args {
   run?: string;
   joblog?: string;
   resume: boolean;
+  retryFailed: boolean;
+  json: boolean;
+  /** the words after `cm-exec`, as typed: the resume hint repeats them */
+  commandLine?: string[];
   strictHostKeys: boolean;
   sshConfig?: string;
   connectTimeout: number;
@@ -151,7 +176,7 @@ function refuseOptions(argv: DocoptArgs, engine: string, mode: string): void {
   }
 }
 
-export function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv): Args {
+export function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv, commandLine?: string[]): Args {
   const a = envDefault(envDefault(argv, '--remote-loop', env.CM_REMOTE_LOOP), '--keep-connections', env.CM_KEEP_CONNECTIONS);
   const transport = str(a, '--transport') ?? DEFAULT_TRANSPORT;
   if (transport !== 'ssh' && transport !== 'persistent') {
@@ -192,6 +217,9 @@ export function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv): Args {
     run,
     joblog: str(a, '--joblog'),
     resume: flag(a, '--resume'),
+    retryFailed: flag(a, '--retry-failed'),
+    json: flag(a, '--json'),
+    commandLine,
     strictHostKeys: flag(a, '--strict-host-keys'),
     sshConfig: str(a, '--ssh-config'),
     connectTimeout: intOpt(a, '--connect-timeout', { min: 1 }) ?? 10,
@@ -201,11 +229,16 @@ export function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv): Args {
     verbose: flag(a, '--verbose'),
   };
   if (args.resume && !args.joblog) throw new CmError('--resume needs --joblog FILE', ExitCode.USAGE);
+  if (args.retryFailed && !args.joblog) throw new CmError('--retry-failed needs --joblog FILE', ExitCode.USAGE);
+  if (args.retryFailed && args.resume) throw new CmError('--retry-failed already resumes: give one of --resume and --retry-failed', ExitCode.USAGE);
   if (args.timeout === 0) throw new CmError('--timeout must be > 0', ExitCode.USAGE);
   return args;
 }
 
 export async function run(args: Args, io: CommandIO): Promise<number> {
+  if ((io.stdin as { isTTY?: boolean }).isTTY === true && !args.quiet) {
+    io.stderr.write('cm-exec: reading job records from this terminal (e.g. cm-plan -f examples/assignment.cm | cm-exec); Ctrl-D ends\n');
+  }
   // what every engine's core takes: the same options, the same meaning
   const core = {
     jobs: args.jobs,
@@ -219,9 +252,13 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
     run: args.run,
     joblog: args.joblog,
     resume: args.resume,
+    retryFailed: args.retryFailed,
+    records: wantsRecords(io, { json: args.json }),
+    commandLine: args.commandLine,
     dryRun: args.dryRun,
     quiet: args.quiet,
     verbose: args.verbose,
+    // the progress line and the closing summary are for a person watching stderr
     progress: (io.stderr as NodeJS.WriteStream).isTTY === true,
     home: io.env.HOME && io.env.HOME !== '' ? io.env.HOME : os.homedir(),
     cwd: io.cwd,
