@@ -4,9 +4,14 @@
 import { workdirOf, type EventRecord, type JobRecord } from '@cm/protocol';
 import type { JobOutcome } from './transport/types';
 
-/** The fields every job event starts with. */
+/**
+ * The fields every job event starts with. A final event also carries the job's params, so a job that
+ * never ran still lands in its group of a reduce by parameter; queued and started ones stay small.
+ */
 export function jobEvent(event: EventRecord['event'], job: JobRecord, run: string): EventRecord {
-  return { kind: 'event', v: 1, event, job: job.id, task: job.task, run };
+  const ev: EventRecord = { kind: 'event', v: 1, event, job: job.id, task: job.task, run };
+  if (job.params !== undefined && (event === 'finished' || event === 'gave-up' || event === 'skipped')) ev.params = job.params;
+  return ev;
 }
 
 /** Where and how an attempt ran. */
