@@ -10,7 +10,7 @@ cm-exec: run job records on the hosts of the inventory, over ssh, as slots and d
 
 Usage:
   cm-exec [options]
-  cm-exec --clean [--run ID] [--older-than AGE] [options]
+  cm-exec --clean [options]
   cm-exec -h | --help
 
 Reads job records (from cm-plan, or written by hand) on stdin and writes event records on stdout:
