@@ -126,6 +126,8 @@ logins() { # logins H: ssh logins th$H has accepted so far
   # order kept: each job preceded by its fetch "in" record
   assert_equal "$(jq -r '.kind + ":" + (.job // .id)' <<<"$output" | head -4 | tr '\n' ' ')" "fetch:s1 job:s1 fetch:s2 job:s2 "
   assert_equal "$(jq -r 'select(.kind == "fetch") | .files[0].sha256' <<<"$output" | sort -u)" "$want"
+  # every job whose inputs were staged says so (cm-exec fails a job with inputs that does not)
+  assert_equal "$(jq -r 'select(.kind == "job") | .staged' <<<"$output" | sort | uniq -c | awk '{ print $1, $2 }')" "13 true"
   for h in 1 2 3; do
     assert_equal "$(ls "$(cm_host_home "th$h")/.cm/stage")" "$want"
     assert_equal "$(sha256sum <"$(cm_host_home "th$h")/.cm/stage/$want/shared.bin" | cut -d' ' -f1)" "$want"
