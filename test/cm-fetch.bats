@@ -246,3 +246,20 @@ _events_on_th1() {
   done < <(cm-fetch --help | sed -n '/^Examples:/,$p' | tail -n +2 | sed 's/^  //')
   ((n >= 4))
 }
+
+@test "--resume replays a job whose folder cm-fetch removed: its record comes again from the results tree" {
+  _events_on_th1 r9 a >in.ndjson
+  run --separate-stderr cm-fetch <in.ndjson
+  assert_equal "$status" 0
+  first=$(jq -c 'select(.kind == "fetch") | [.ok, .result, .files[0].sha256]' <<<"$output")
+  [[ ! -e $(cm_host_home th1)/.cm/runs/r9 ]]
+  run --separate-stderr bash -o pipefail -c "sed 's/}\$/,\"replayed\":true}/' in.ndjson | cm-fetch | cm-reduce"
+  assert_equal "$status" 0
+  assert_equal "$(jq -c 'select(.kind == "fetch") | [.ok, .result, .files[0].sha256]' <<<"$output")" "$first"
+  # not replayed, or nothing home either: the missing folder is an error as before
+  run --separate-stderr cm-fetch <in.ndjson
+  assert_equal "$status" 1
+  rm -r results
+  run --separate-stderr cm-fetch <(sed 's/}$/,"replayed":true}/' in.ndjson)
+  assert_equal "$status" 1
+}

@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import { closeSync, openSync, renameSync, writeSync } from 'node:fs';
-import { copyFile, lstat, mkdir, unlink } from 'node:fs/promises';
+import { copyFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { shQuote, type FetchedFile, type HostRecord } from '@cm/protocol';
 import type { Connections } from './connections';

@@ -53,3 +53,19 @@ describe('removable', () => {
     expect(removeScript(['.cm/runs/r/a', ".cm/runs/r/it's"]).split('\n')[0]).toBe(`set -- '.cm/runs/r/a' '.cm/runs/r/it'\\''s'`);
   });
 });
+
+describe('removeWorkdirs', () => {
+  it('only warns when the host is gone by clean-up time (the fetch stays good)', async () => {
+    const { Connections } = await import('./connections');
+    const { removeWorkdirs } = await import('./remove');
+    const conns = new Connections({ home: '/nonexistent', sshOptions: { connectTimeout: 2 } });
+    // nothing listens on port 1 of the loopback address: ssh itself fails (exit 255)
+    const host = { kind: 'host', v: 1, name: 'gone', address: '127.0.0.1', port: 1, tags: [], slots: 1 } as HostRecord;
+    const warnings: string[] = [];
+    const job: FetchJob = { job: 'a', run: 'r', host, workdir: '.cm/runs/r/a', outputs: ['o'], remove: true };
+    await removeWorkdirs(conns, host, [{ job, out: { ok: true, verified: true, files: [], attempt: 1 } }], (m) => warnings.push(m));
+    await conns.close();
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^could not remove \.cm\/runs\/r\/a on gone \(its files are fetched and verified\): .*(refused|port 1)/);
+  });
+});

@@ -7,3 +7,4 @@ export * from './limit';
 export * from './queue';
 export * from './stream';
 export * from './remove';
+export * from './fetched';

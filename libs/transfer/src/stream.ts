@@ -8,6 +8,7 @@ import { loadInventory, type Inventory } from '@cm/inventory';
 import { ExitCode, readRecords, RecordWriter, workdirOf, type EventRecord, type FetchRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { Connections } from './connections';
 import type { FetchOutcome } from './fetch';
+import { alreadyFetched } from './fetched';
 import { Limiter } from './limit';
 import { FetchQueue } from './queue';
 import { resultFolder } from './paths';
@@ -88,6 +89,7 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
     return host;
   };
 
+  const dirOf = path.resolve(opts.cwd, opts.dir);
   // two jobs of a run with the same task and parameters: the second keeps to its id's folder
   const folders = new Map<string, string>();
   const folderOf = (ev: EventRecord & { job: string }, run: string): string => {
@@ -106,7 +108,10 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
       const workdir = ev.workdir ?? workdirOf(run, ev.job);
       // only the directory cm-exec made for this very job, never a folder an event merely names
       const remove = !opts.keepWorkdirs && ev.kept !== true && workdir === workdirOf(run, ev.job);
-      out = await queue.add({ job: ev.job, run, folder: folderOf(ev, run), remove, host, workdir, outputs: ev.outputs ?? [], result: ev.result });
+      const job = { job: ev.job, run, folder: folderOf(ev, run), remove, host, workdir, outputs: ev.outputs ?? [], result: ev.result };
+      out = await queue.add(job);
+      // --resume replayed it: its folder may be gone from the host because its files are home already
+      if (!out.ok && ev.replayed === true) out = (await alreadyFetched(dirOf, job)) ?? out;
     } catch (err) {
       if (fatal) return;
       out = { ok: false, files: [], attempt: 1, error: (err as Error).message };

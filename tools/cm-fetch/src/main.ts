@@ -23,7 +23,8 @@ Host hygiene: once a job's files have arrived and match the sha256 its host comp
 --keep-workdirs, when the event says "kept": true (cm-exec --keep-workdirs), with --no-verify or on
 a host without sha256sum (nothing verified), and for a fetch that failed. A host gone by then
 leaves the folder with a warning on stderr; the fetch record stays ok (its files are verified).
-Folders left behind go with \`cm-exec --clean\`.
+Folders left behind go with \`cm-exec --clean\`. An event replayed by \`cm-exec --resume\` whose
+folder is gone gets its fetch record from the files already in the results tree.
 
 One \`ssh host 'tar -cf - ...'\` per transfer, through one ControlMaster connection per host that
 cm-fetch opens in its own private directory and closes at exit (local hosts: \`sh -c\` in $HOME).
