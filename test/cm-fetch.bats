@@ -13,8 +13,10 @@ setup_file() {
   for h in 1 2 3; do
     cm_ssh "th$h" "for i in \$(seq 1 40); do [ \$((i % 3 + 1)) = $h ] || continue; d=.cm/runs/r1/j\$i; mkdir -p \$d/logs; echo \$((1000000000000000 + i)) > \$d/out.txt; head -c \$((i * 1000)) /dev/urandom > \$d/logs/data.bin; done"
   done
+  # kept: the folders stay on the hosts (as after cm-exec --keep-workdirs), so every test can fetch them
+  # and compare with the files there
   for i in $(seq 1 40); do
-    printf '{"kind":"event","v":1,"event":"finished","job":"j%d","task":"t","run":"r1","host":"th%d","exit":0,"stdout":"","workdir":".cm/runs/r1/j%d","outputs":["logs"],"result":"out.txt","sweep":"s","index":%d}\n' \
+    printf '{"kind":"event","v":1,"event":"finished","job":"j%d","task":"t","run":"r1","host":"th%d","exit":0,"stdout":"","workdir":".cm/runs/r1/j%d","outputs":["logs"],"result":"out.txt","sweep":"s","index":%d,"kept":true}\n' \
       "$i" $((i % 3 + 1)) "$i" $((i - 1))
   done >"$BATS_FILE_TMPDIR/events.ndjson"
 }
@@ -124,6 +126,8 @@ logins() { # logins H: ssh logins th$H has accepted so far
   # order kept: each job preceded by its fetch "in" record
   assert_equal "$(jq -r '.kind + ":" + (.job // .id)' <<<"$output" | head -4 | tr '\n' ' ')" "fetch:s1 job:s1 fetch:s2 job:s2 "
   assert_equal "$(jq -r 'select(.kind == "fetch") | .files[0].sha256' <<<"$output" | sort -u)" "$want"
+  # every job whose inputs were staged says so (cm-exec fails a job with inputs that does not)
+  assert_equal "$(jq -r 'select(.kind == "job") | .staged' <<<"$output" | sort | uniq -c | awk '{ print $1, $2 }')" "13 true"
   for h in 1 2 3; do
     assert_equal "$(ls "$(cm_host_home "th$h")/.cm/stage")" "$want"
     assert_equal "$(sha256sum <"$(cm_host_home "th$h")/.cm/stage/$want/shared.bin" | cut -d' ' -f1)" "$want"
@@ -167,4 +171,95 @@ logins() { # logins H: ssh logins th$H has accepted so far
   [[ $(jq -r .error <<<"$rec") == *'refused "etc": a symlink'* ]]
   assert_equal "$(cat results/r4/l1/v.txt)" 5
   [[ ! -e results/r4/l1/etc ]]
+}
+
+# finished events of run $1 for jobs $2.. on th1, each job folder made there with one result file
+_events_on_th1() {
+  local run=$1 j
+  shift
+  for j in "$@"; do
+    cm_ssh th1 "mkdir -p .cm/runs/$run/$j && echo 7 > .cm/runs/$run/$j/v.txt"
+    printf '{"kind":"event","v":1,"event":"finished","job":"%s","task":"t","run":"%s","host":"th1","exit":0,"workdir":".cm/runs/%s/%s","result":"v.txt"}\n' "$j" "$run" "$run" "$j"
+  done
+}
+
+@test "a job's folder goes from its host once its files are verified, and the run's folder once empty" {
+  _events_on_th1 r6 a b >in.ndjson
+  run --separate-stderr cm-fetch <in.ndjson
+  assert_equal "$status" 0
+  assert_equal "$(jq -c 'select(.kind == "fetch") | .ok' <<<"$output" | tr '\n' ' ')" "true true "
+  assert_equal "$(cat results/r6/a/v.txt results/r6/b/v.txt)" "7
+7"
+  [[ ! -e $(cm_host_home th1)/.cm/runs/r6 ]]
+  [[ -d $(cm_host_home th1)/.cm/runs ]]
+}
+
+@test "folders stay: kept: true, --keep-workdirs, --no-verify, a failed fetch, a workdir cm-exec did not make" {
+  local h
+  h=$(cm_host_home th1)
+  _events_on_th1 r7 k >in.ndjson
+  sed -i 's/}$/,"kept":true}/' in.ndjson
+  _events_on_th1 r7 w nv >>in.ndjson
+  # a result file that is not there: the fetch fails, nothing removed
+  cm_ssh th1 'mkdir -p .cm/runs/r7/m'
+  printf '{"kind":"event","v":1,"event":"finished","job":"m","run":"r7","host":"th1","exit":0,"workdir":".cm/runs/r7/m","result":"none.txt"}\n' >>in.ndjson
+  # an event naming another folder than .cm/runs/<run>/<job> (written by hand): never removed
+  cm_ssh th1 'mkdir -p mine && echo 1 > mine/v.txt'
+  printf '{"kind":"event","v":1,"event":"finished","job":"o","run":"r7","host":"th1","exit":0,"workdir":"mine","result":"v.txt"}\n' >>in.ndjson
+  run --separate-stderr cm-fetch --keep-workdirs <(grep '"job":"w"' in.ndjson)
+  assert_equal "$status" 0
+  [[ -f $h/.cm/runs/r7/w/v.txt ]]
+  run --separate-stderr cm-fetch --no-verify <(grep '"job":"nv"' in.ndjson)
+  assert_equal "$status" 0
+  [[ -f $h/.cm/runs/r7/nv/v.txt ]]
+  run --separate-stderr cm-fetch <(grep -Ev '"job":"(w|nv|m)"' in.ndjson)
+  assert_equal "$status" 0
+  [[ -f $h/.cm/runs/r7/k/v.txt && -f $h/mine/v.txt ]]
+  run --separate-stderr cm-fetch <(grep '"job":"m"' in.ndjson)
+  assert_equal "$status" 1
+  [[ -d $h/.cm/runs/r7/m ]]
+  # the same events without any reason to keep: they go, and only the failed job's folder is left
+  run --separate-stderr cm-fetch <(grep -E '"job":"(w|nv)"' in.ndjson; grep '"job":"k"' in.ndjson | sed 's/,"kept":true//')
+  assert_equal "$status" 0
+  assert_equal "$(ls "$h/.cm/runs/r7")" m
+}
+
+@test "files of jobs with parameters land in <run>/<task>/<name>=<value>/; unsafe values and twins keep to the job id" {
+  local j
+  for j in p.0 p.1 p.2 p.3 p.4; do cm_ssh th1 "mkdir -p .cm/runs/r8/$j && echo $j > .cm/runs/r8/$j/v.txt"; done
+  ev() { printf '{"kind":"event","v":1,"event":"finished","job":"%s","task":"p","run":"r8","host":"th1","exit":0,"workdir":".cm/runs/r8/%s","result":"v.txt","params":%s}\n' "$1" "$1" "$2"; }
+  { ev p.0 '{"size":"4000","rep":"3"}'; ev p.1 '{"size":"4000","rep":"4"}'; ev p.2 '{"size":"../../x","rep":"1"}'; ev p.3 '{"size":"4000","rep":"3"}'; ev p.4 '{"size":"a b"}'; } >in.ndjson
+  run --separate-stderr cm-fetch <in.ndjson
+  assert_equal "$status" 0
+  assert_equal "$(cat results/r8/p/size=4000/rep=3/v.txt results/r8/p/size=4000/rep=4/v.txt results/r8/p.2/v.txt results/r8/p.3/v.txt results/r8/p.4/v.txt | tr '\n' ' ')" "p.0 p.1 p.2 p.3 p.4 "
+  assert_equal "$(jq -c 'select(.kind == "fetch" and .job == "p.1") | .params' <<<"$output")" '{"size":"4000","rep":"4"}'
+  assert_equal "$(cd results && find . -type f | sort | tr '\n' ' ')" "./r8/p.2/v.txt ./r8/p.3/v.txt ./r8/p.4/v.txt ./r8/p/size=4000/rep=3/v.txt ./r8/p/size=4000/rep=4/v.txt "
+}
+
+@test "every example of cm-fetch --help runs as written on the test hosts" {
+  local ex n=0
+  while IFS= read -r ex; do
+    [[ -n $ex ]] || continue
+    run --separate-stderr bash -o pipefail -c "cd '$BATS_TEST_TMPDIR/work' && ln -sfn '$CM_REPO/examples' examples && $ex"
+    assert_equal "$ex: $status" "$ex: 0"
+    n=$((n + 1))
+  done < <(cm-fetch --help | sed -n '/^Examples:/,$p' | tail -n +2 | sed 's/^  //')
+  ((n >= 4))
+}
+
+@test "--resume replays a job whose folder cm-fetch removed: its record comes again from the results tree" {
+  _events_on_th1 r9 a >in.ndjson
+  run --separate-stderr cm-fetch <in.ndjson
+  assert_equal "$status" 0
+  first=$(jq -c 'select(.kind == "fetch") | [.ok, .result, .files[0].sha256]' <<<"$output")
+  [[ ! -e $(cm_host_home th1)/.cm/runs/r9 ]]
+  run --separate-stderr bash -o pipefail -c "sed 's/}\$/,\"replayed\":true}/' in.ndjson | cm-fetch | cm-reduce"
+  assert_equal "$status" 0
+  assert_equal "$(jq -c 'select(.kind == "fetch") | [.ok, .result, .files[0].sha256]' <<<"$output")" "$first"
+  # not replayed, or nothing home either: the missing folder is an error as before
+  run --separate-stderr cm-fetch <in.ndjson
+  assert_equal "$status" 1
+  rm -r results
+  run --separate-stderr cm-fetch <(sed 's/}$/,"replayed":true}/' in.ndjson)
+  assert_equal "$status" 1
 }

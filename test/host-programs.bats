@@ -12,8 +12,9 @@ load helpers/common
     assert_equal "$f: $status $output" "$f: 0 "
     n=$((n + 1))
   done < <(git -C "$CM_REPO" ls-files 'libs/*.sh' | sed "s|^|$CM_REPO/|")
-  # the job loop, the per-job wrapper, cm-fetch's script, cm-hosts' probe and the Slurm job script
-  ((n >= 5))
+  # the job loop, the per-job wrapper, cm-fetch's script and its clean-up, cm-hosts' probe, the Slurm
+  # job script and cm-exec --clean's script
+  ((n >= 7))
 }
 
 @test "every perl program that runs on hosts compiles (perl -c) and holds no single quote" {

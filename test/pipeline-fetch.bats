@@ -31,7 +31,8 @@ EOF
   sed -i "s|GO|$PWD/go|" plan.cm
   (wait_for 120 grep -q '"partial":true' out.ndjson && touch go) 3>&- &
   local waiter=$!
-  run --separate-stderr bash -o pipefail -c 'cm-plan -f plan.cm --run pf1 | cm-exec -q | cm-fetch --dir results | cm-reduce --partial | tee out.ndjson'
+  # --keep-workdirs: the files stay on the hosts, to be compared with what came back
+  run --separate-stderr bash -o pipefail -c 'cm-plan -f plan.cm --run pf1 | cm-exec -q --keep-workdirs | cm-fetch --dir results | cm-reduce --partial | tee out.ndjson'
   wait "$waiter" || true
   assert_equal "$status" 0
   assert_equal "$(jq -c 'select(.kind == "fetch") | .ok' <<<"$output" | sort | uniq -c | awk '{ print $1, $2 }')" "40 true"

@@ -5,6 +5,7 @@ import type { Readable, Writable } from 'node:stream';
 import { CmError, ExitCode, formatTable, freshRunId, InputError, isEnvName, readRecords, RecordWriter, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { ControlDir, sshArgs } from '@cm/ssh';
 import type { HaltPolicy } from './halt';
+import { isFinal } from './events';
 import { JobLog, readJoblog, replayable } from './joblog';
 import { Scheduler, type Action, type SchedulerStats } from './scheduler';
 import { RunReport } from './report';
@@ -56,6 +57,12 @@ export interface ExecOptions {
   verbose?: boolean;
   /** stderr is a terminal: the live progress line and the closing summary */
   progress?: boolean;
+  /**
+   * leave every job's working directory on its host (final events say kept: true); otherwise a job
+   * with no outputs and no result file has its directory removed when it ends (cm-fetch removes the
+   * others once it has verified their files)
+   */
+  keepWorkdirs?: boolean;
   /** login directory for local hosts */
   home: string;
   cwd: string;
@@ -121,6 +128,11 @@ function remoteTransport(opts: ExecOptions): Transport {
     loop: opts.remoteLoop,
   });
   return new PersistentWithFallback(persistent, ssh);
+}
+
+/** Something downstream reads the job's directory after it ends: cm-fetch, for its outputs or result file. */
+export function needsWorkdir(job: Pick<JobRecord, 'outputs' | 'result'>): boolean {
+  return (job.outputs?.length ?? 0) > 0 || (job.result !== undefined && job.result !== 'stdout');
 }
 
 /**
@@ -217,6 +229,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   const apply = (actions: Action[]): void => {
     for (const a of actions) {
       if (a.type === 'emit') {
+        if (opts.keepWorkdirs && a.event.workdir !== undefined && !a.event.replayed && isFinal(a.event)) a.event.kept = true;
         if (a.joblog && joblog) joblog.append(a.event);
         const p = report.event(a.event);
         if (p) pendingWrite = p;
@@ -237,6 +250,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
       command: job.command,
       env: { ...(job.env ?? {}), CM_JOB: job.id, CM_RUN: runId, CM_TASK: job.task },
       workdir,
+      removeWorkdir: !opts.keepWorkdirs && !needsWorkdir(job),
       timeout: job.timeout ?? opts.timeout,
       maxOutput: opts.maxOutput ?? 1024 * 1024,
       logBase: join(logs, `${job.id}.${attempt}`),

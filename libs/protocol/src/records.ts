@@ -257,6 +257,23 @@ export const MachineRecord = Type.Object(
 );
 export type MachineRecord = Static<typeof MachineRecord>;
 
+export const CleanRecord = Type.Object(
+  {
+    kind: Type.Literal('clean'),
+    v: Version,
+    host: Type.String(),
+    ok: Type.Boolean(),
+    runs: Type.Array(
+      Type.Object({ run: Type.String(), bytes: Type.Integer({ minimum: 0, description: 'disk usage before removal (du -k x 1024)' }) }, { additionalProperties: false }),
+      { description: 'the run folders removed from .cm/runs on the host' },
+    ),
+    bytes: Type.Integer({ minimum: 0, description: 'sum of the runs\' bytes' }),
+    error: Type.Optional(Type.String()),
+  },
+  { additionalProperties: false, $id: 'clean', description: 'cm-exec --clean: what one host had removed' },
+);
+export type CleanRecord = Static<typeof CleanRecord>;
+
 export const RECORD_SCHEMAS = {
   host: HostRecord,
   job: JobRecord,
@@ -266,6 +283,7 @@ export const RECORD_SCHEMAS = {
   value: ValueRecord,
   check: CheckRecord,
   machine: MachineRecord,
+  clean: CleanRecord,
 } as const satisfies Record<string, TSchema>;
 
 export type RecordKind = keyof typeof RECORD_SCHEMAS;
@@ -277,7 +295,8 @@ export type AnyRecord =
   | FetchRecord
   | ValueRecord
   | CheckRecord
-  | MachineRecord;
+  | MachineRecord
+  | CleanRecord;
 export type RecordOf<K extends RecordKind> = Static<(typeof RECORD_SCHEMAS)[K]>;
 
 /** A record of a kind this version of cm does not know: passed through untouched. */

@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import { closeSync, openSync, renameSync, writeSync } from 'node:fs';
-import { copyFile, lstat, mkdir, unlink } from 'node:fs/promises';
+import { copyFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { shQuote, type FetchedFile, type HostRecord } from '@cm/protocol';
 import type { Connections } from './connections';
@@ -271,6 +271,10 @@ export class SafeExtractor implements TarHandler {
 export interface FetchJob {
   job: string;
   run: string;
+  /** where its files land below <dir>/<run>/: the job id (default) or <task>/<name>=<value>/... */
+  folder?: string;
+  /** remove its directory on the host once its files are fetched and their sha256 verified */
+  remove?: boolean;
   host: HostRecord;
   /** remote job directory, relative to the login directory */
   workdir: string;
@@ -280,8 +284,10 @@ export interface FetchJob {
 }
 
 export interface FetchOptions {
-  /** root of the local results tree; files land in <dir>/<run>/<job>/ */
+  /** root of the local results tree; files land in <dir>/<run>/<folder>/ */
   dir: string;
+  /** a message for people (stderr): a clean-up that failed while the fetch itself succeeded */
+  warn?: (message: string) => void;
   retries: number;
   verify: boolean;
   signal?: AbortSignal;
@@ -293,6 +299,8 @@ export interface FetchOptions {
 
 export interface FetchOutcome {
   ok: boolean;
+  /** every file was checked against the sha256 the host computed */
+  verified?: boolean;
   files: FetchedFile[];
   result?: string;
   attempt: number;
@@ -320,6 +328,8 @@ interface Slot {
   errors: string[];
   ex: SafeExtractor;
   missing: string[];
+  /** root, relative to the results tree */
+  rel: string;
 }
 
 export async function fetchOutputs(conns: Connections, job: FetchJob, opts: FetchOptions): Promise<FetchOutcome> {
@@ -350,7 +360,7 @@ export async function fetchBatch(conns: Connections, host: HostRecord, jobs: Fet
     let root: string;
     let prefix: string;
     try {
-      root = safeJoin(path.resolve(opts.dir), path.posix.join(safeRelative(job.run), safeRelative(job.job)));
+      root = safeJoin(path.resolve(opts.dir), path.posix.join(safeRelative(job.run), safeRelative(job.folder ?? job.job)));
     } catch (err) {
       outcomes[i] = { ok: false, files: [], attempt: 1, error: `bad run or job id: ${(err as Error).message}` };
       return;
@@ -365,7 +375,7 @@ export async function fetchBatch(conns: Connections, host: HostRecord, jobs: Fet
       outcomes[i] = { ok: errors.length === 0, files: [], attempt: 1, error: errors.join('; ') || undefined };
       return;
     }
-    slots.push({ i, job, prefix, names, root, errors, ex: new SafeExtractor(root, false, opts.write), missing: [] });
+    slots.push({ i, job, prefix, names, root, errors, ex: new SafeExtractor(root, false, opts.write), missing: [], rel: path.relative(path.resolve(opts.dir), root) });
   });
 
   let attempt = 0;
@@ -379,23 +389,17 @@ export async function fetchBatch(conns: Connections, host: HostRecord, jobs: Fet
       const base = path.resolve(opts.dir);
       let making = base;
       try {
-        for (const run of new Set(slots.map((s) => s.job.run))) {
-          making = path.join(base, run);
-          await ensureDirs(base, run);
-        }
+        // every step below the results root made or checked one at a time: a symlink planted on
+        // the way (results/<run>/<task>/size=4000) would redirect every later write
         for (const s of slots) {
           making = s.root;
-          await mkdir(s.root).catch((err: NodeJS.ErrnoException) => {
-            if (err.code !== 'EEXIST') throw err;
-          });
-          const st = await lstat(s.root);
-          if (!st.isDirectory()) throw new UnsafePathError(`${s.root} exists and is not a directory`);
+          await ensureDirs(base, s.rel);
           s.ex = new SafeExtractor(s.root, true, opts.write);
         }
       } catch (err) {
         throw err instanceof UnsafePathError ? err : new LocalWriteError('making directory', making, err);
       }
-      await attemptBatch(conns, host, slots, opts);
+      const verified = await attemptBatch(conns, host, slots, opts);
       for (const s of slots) {
         const committed = await s.ex.commit();
         const files: FetchedFile[] = committed.files.map((f) => ({ remote: path.posix.join(s.job.workdir, f.rel), path: f.path, size: f.size, sha256: f.sha256 }));
@@ -403,7 +407,7 @@ export async function fetchBatch(conns: Connections, host: HostRecord, jobs: Fet
         const resultRel = s.job.result !== undefined && s.job.result !== 'stdout' ? safeRelativeOrNull(s.job.result) : null;
         const resultFile = resultRel ? committed.files.find((f) => f.rel === resultRel) : undefined;
         if (resultRel && !resultFile) all.push(`result file ${JSON.stringify(s.job.result)} was not fetched`);
-        outcomes[s.i] = { ok: all.length === 0, files, result: resultFile?.path, attempt, error: all.length ? all.join('; ') : undefined };
+        outcomes[s.i] = { ok: all.length === 0, verified, files, result: resultFile?.path, attempt, error: all.length ? all.join('; ') : undefined };
       }
       break;
     } catch (err) {
@@ -470,7 +474,8 @@ class Router implements TarHandler {
   }
 }
 
-async function attemptBatch(conns: Connections, host: HostRecord, slots: Slot[], opts: FetchOptions): Promise<void> {
+/** Fetches one batch; true when the host's sha256 sums were checked. */
+async function attemptBatch(conns: Connections, host: HostRecord, slots: Slot[], opts: FetchOptions): Promise<boolean> {
   const paths = slots.flatMap((s) => s.names.map((n) => `${s.prefix}/${n}`));
   const router = new Router(slots);
   const { child, viaSsh } = await conns.spawn(host, fetchScript(paths, opts.verify));
@@ -550,7 +555,7 @@ async function attemptBatch(conns: Connections, host: HostRecord, slots: Slot[],
   if (streamError instanceof LocalWriteError) throw streamError;
   if (viaSsh && code === 255) throw new Transient(`ssh connection to ${host.name} failed${detail ? `: ${detail}` : ''}`);
   // Nothing there at all: the script exits 0 before tar, with every name reported missing.
-  if (!sawBytes && code === 0 && missingCount === paths.length) return;
+  if (!sawBytes && code === 0 && missingCount === paths.length) return false;
   if (streamError) {
     if (streamError instanceof TarFormatError || sig) throw new Transient(`transfer from ${host.name} broke: ${streamError.message}${detail ? ` (${detail})` : ''}`);
     throw streamError;
@@ -560,12 +565,13 @@ async function attemptBatch(conns: Connections, host: HostRecord, slots: Slot[],
   if (router.unrouted.length > 0) {
     for (const s of slots) s.ex.refused.push(`refused ${router.unrouted.length} archive entries outside the batch's job directories`);
   }
-  if (opts.verify) verifySums(slots, (trailer ?? Buffer.alloc(0)).toString('utf8'), host.name);
+  return opts.verify && verifySums(slots, (trailer ?? Buffer.alloc(0)).toString('utf8'), host.name);
 }
 
-function verifySums(slots: Slot[], trailer: string, hostName: string): void {
+/** false: the host has no sha256sum, so only sizes were checked */
+function verifySums(slots: Slot[], trailer: string, hostName: string): boolean {
   const text = trailer.replace(/^\0+/, '');
-  if (text.startsWith(NO_SUMS_MARK)) return;
+  if (text.startsWith(NO_SUMS_MARK)) return false;
   if (!text.startsWith(SUMS_MARK)) throw new Transient(`no checksums came back from ${hostName}`);
   const sums = parseSums(text.slice(SUMS_MARK.length));
   for (const s of slots) {
@@ -574,4 +580,5 @@ function verifySums(slots: Slot[], trailer: string, hostName: string): void {
       if (remote !== p.sha256) throw new Transient(`${p.rel}: sha256 ${p.sha256.slice(0, 12)}... differs from the remote ${remote ? `${remote.slice(0, 12)}...` : '(none)'}`);
     }
   }
+  return true;
 }

@@ -6,3 +6,5 @@ export * from './stage';
 export * from './limit';
 export * from './queue';
 export * from './stream';
+export * from './remove';
+export * from './fetched';

@@ -51,3 +51,26 @@ export async function ensureDirs(root: string, rel: string): Promise<void> {
     if (!st.isDirectory()) throw new UnsafePathError(`${path.relative(root, cur)}: exists and is not a directory (${st.isSymbolicLink() ? 'a symlink' : 'a file'})`);
   }
 }
+
+const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+// what a value may hold to be one step of a local path on any file system people use: no `/`,
+// `\`, whitespace, quotes, `*?<>|`, nothing a shell or a Windows share would take for something else
+const PARAM_VALUE = /^[A-Za-z0-9_.+,@%-]+$/;
+
+/**
+ * The folder below <results>/<run>/ a job's files go to: <task>/<name>=<value>/... for a job with
+ * parameters (size=4000's files are found by their path, not by a lookup), else the job id. A
+ * name or value that would not make one safe path step, or a path that long, falls back to the id.
+ */
+export function resultFolder(job: { job: string; task?: string; params?: Record<string, string> }): string {
+  const params = Object.entries(job.params ?? {});
+  if (job.task === undefined || params.length === 0) return job.job;
+  if (params.some(([k, v]) => !PARAM_NAME.test(k) || !PARAM_VALUE.test(v) || k.length + v.length > 200)) return job.job;
+  const folder = [job.task, ...params.map(([k, v]) => `${k}=${v}`)].join('/');
+  if (folder.length > 1000) return job.job;
+  try {
+    return safeRelative(folder) === folder ? folder : job.job;
+  } catch {
+    return job.job;
+  }
+}

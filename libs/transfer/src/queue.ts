@@ -3,6 +3,7 @@
 import type { HostRecord } from '@cm/protocol';
 import type { Connections } from './connections';
 import { fetchBatch, type FetchJob, type FetchOptions, type FetchOutcome } from './fetch';
+import { removeWorkdirs } from './remove';
 
 interface Waiting {
   job: FetchJob;
@@ -47,7 +48,11 @@ export class FetchQueue {
       this.perHostRunning.set(name, (this.perHostRunning.get(name) ?? 0) + 1);
       fetchBatch(this.conns, q.host, batch.map((w) => w.job), this.opts)
         .then(
-          (outs) => batch.forEach((w, i) => w.resolve(outs[i] as FetchOutcome)),
+          async (outs) => {
+            // each record leaves once its job's directory is gone: a fetch record means done with the host
+            await removeWorkdirs(this.conns, q.host, batch.map((w, i) => ({ job: w.job, out: outs[i] as FetchOutcome })), this.opts.warn);
+            batch.forEach((w, i) => w.resolve(outs[i] as FetchOutcome));
+          },
           (err: Error) => batch.forEach((w) => w.resolve({ ok: false, files: [], attempt: 1, error: err.message })),
         )
         .finally(() => {

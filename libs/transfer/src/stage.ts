@@ -160,7 +160,7 @@ export class Stager {
       .join(' && ');
     const command = `{ ${links}; } || { echo "cm-fetch: staged inputs are missing in $HOME/.cm/stage on $(hostname)" >&2; exit 125; }\n${job.command}`;
     return {
-      job: { ...job, command },
+      job: { ...job, command, staged: true },
       files: inputs.map((i) => ({ remote: i.remote, path: i.local, size: i.size, sha256: i.sha256 })),
       unstaged,
     };

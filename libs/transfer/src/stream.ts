@@ -8,8 +8,10 @@ import { loadInventory, type Inventory } from '@cm/inventory';
 import { ExitCode, readRecords, RecordWriter, workdirOf, type EventRecord, type FetchRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { Connections } from './connections';
 import type { FetchOutcome } from './fetch';
+import { alreadyFetched } from './fetched';
 import { Limiter } from './limit';
 import { FetchQueue } from './queue';
+import { resultFolder } from './paths';
 import { Stager } from './stage';
 
 const PER_HOST = 8;
@@ -24,6 +26,8 @@ export interface TransferOptions {
   /** sha256 of every file on the host against what arrived */
   verify: boolean;
   stageIn: boolean;
+  /** leave the job directories on the hosts (else removed once their files are fetched and verified) */
+  keepWorkdirs?: boolean;
   /** inventory file (else the usual search) */
   inventory?: string;
   env: NodeJS.ProcessEnv;
@@ -49,7 +53,13 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
   const limiter = new Limiter(opts.transfers, PER_HOST);
   const queue = new FetchQueue(
     conns,
-    { dir: path.resolve(opts.cwd, opts.dir), retries: opts.retries, verify: opts.verify, signal: io.signal },
+    {
+      dir: path.resolve(opts.cwd, opts.dir),
+      retries: opts.retries,
+      verify: opts.verify,
+      signal: io.signal,
+      warn: (m) => io.stderr.write(`cm-fetch: ${m}\n`),
+    },
     { transfers: opts.transfers, perHost: PER_HOST, maxBatch: MAX_BATCH },
   );
   const inflight = new Set<Promise<void>>();
@@ -79,12 +89,29 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
     return host;
   };
 
+  const dirOf = path.resolve(opts.cwd, opts.dir);
+  // two jobs of a run with the same task and parameters: the second keeps to its id's folder
+  const folders = new Map<string, string>();
+  const folderOf = (ev: EventRecord & { job: string }, run: string): string => {
+    const want = resultFolder({ job: ev.job, task: ev.task, params: ev.params });
+    const key = `${run}/${want}`;
+    const owner = folders.get(key) ?? ev.job;
+    folders.set(key, owner);
+    return owner === ev.job ? want : ev.job;
+  };
+
   const fetchFor = async (ev: EventRecord & { job: string }): Promise<void> => {
     const run = ev.run ?? '_';
     let out: FetchOutcome;
     try {
       const host = await findHost(ev.host);
-      out = await queue.add({ job: ev.job, run, host, workdir: ev.workdir ?? workdirOf(run, ev.job), outputs: ev.outputs ?? [], result: ev.result });
+      const workdir = ev.workdir ?? workdirOf(run, ev.job);
+      // only the directory cm-exec made for this very job, never a folder an event merely names
+      const remove = !opts.keepWorkdirs && ev.kept !== true && workdir === workdirOf(run, ev.job);
+      const job = { job: ev.job, run, folder: folderOf(ev, run), remove, host, workdir, outputs: ev.outputs ?? [], result: ev.result };
+      out = await queue.add(job);
+      // --resume replayed it: its folder may be gone from the host because its files are home already
+      if (!out.ok && ev.replayed === true) out = (await alreadyFetched(dirOf, job)) ?? out;
     } catch (err) {
       if (fatal) return;
       out = { ok: false, files: [], attempt: 1, error: (err as Error).message };
@@ -102,6 +129,7 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
     if (out.error !== undefined) rec.error = out.error;
     if (ev.sweep !== undefined) rec.sweep = ev.sweep;
     if (ev.index !== undefined) rec.index = ev.index;
+    if (ev.params !== undefined) rec.params = ev.params;
     if (!rec.ok) {
       failed += 1;
       io.stderr.write(`cm-fetch: job ${ev.job}: ${rec.error ?? 'failed'}\n`);
@@ -120,6 +148,7 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
       const targets = inv.select(job.host);
       const staged = await stager.stageJob(job, targets);
       const rec: FetchRecord = { kind: 'fetch', v: 1, job: job.id, task: job.task, direction: 'in', ok: true, files: staged.files };
+      if (job.params !== undefined) rec.params = job.params;
       if (job.run !== undefined) rec.run = job.run;
       if (staged.unstaged.length > 0) {
         rec.error = `not staged on ${staged.unstaged.join('; ')}`;

@@ -2,7 +2,7 @@ import os from 'node:os';
 import { CmError, ExitCode, PATTERNS } from '@cm/protocol';
 import { envDefault, EXIT_CODES, flag, given, intOpt, numOpt, str, wantsRecords, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { loadInventory } from '@cm/inventory';
-import { DEFAULT_TRANSPORT, parseHalt, type HaltPolicy, type RemoteLoop, type TransportName } from '@cm/exec';
+import { cleanRuns, DEFAULT_TRANSPORT, parseAge, parseHalt, type HaltPolicy, type RemoteLoop, type TransportName } from '@cm/exec';
 import { execJobs, execOnAllocation, execWithClusters, type SlurmMode } from '@cm/slurm';
 
 export const USAGE = `
@@ -10,6 +10,7 @@ cm-exec: run job records on the hosts of the inventory, over ssh, as slots and d
 
 Usage:
   cm-exec [options]
+  cm-exec --clean [options]
   cm-exec -h | --help
 
 Reads job records (from cm-plan, or written by hand) on stdin and writes event records on stdout:
@@ -60,6 +61,16 @@ Options:
                              jobs, run again
   --retry-failed             with --joblog: run again the jobs that failed, gave up or were skipped
                              there, and those that never ran; jobs that succeeded are replayed
+  --keep-workdirs            leave every job's .cm/runs/<run>/<job> on its host (final events say
+                             "kept": true). Otherwise a job with no outputs and no result file has
+                             it removed when it ends (and the run's folder once empty); cm-fetch
+                             removes the others once it has verified their files
+  --clean                    run no jobs: remove run folders (.cm/runs/<run>) on every selected
+                             host at once, all of them, --run ID's, or those --older-than AGE;
+                             prints per host what went (a table on a terminal, clean records in
+                             a pipe); exit 1 if a host failed
+  --older-than AGE           with --clean: only folders in which nothing changed for AGE (30m,
+                             12h, 7d)
   --strict-host-keys         only hosts already in known_hosts (default: accept new keys, refuse
                              changed ones)
   --ssh-config FILE          an ssh_config file for every connection (ssh -F)
@@ -112,6 +123,7 @@ Examples:
   cm-plan -f examples/sweep.cm | cm-exec --dry-run
   cm-plan -f examples/sweep.cm | cm-exec --json | jq -c 'select(.event=="finished") | [.job, .host, .exit]'
   cm-plan -f examples/sweep.cm | cm-exec --timeout 60 --halt now,fail=1 | jq -c 'select(.event=="finished")'
+  cm-exec --clean --older-than 7d             # remove what runs older than a week left on the hosts
 `;
 
 export interface Args {
@@ -145,13 +157,17 @@ export interface Args {
   connectTimeout: number;
   keepConnections: number;
   dryRun: boolean;
+  keepWorkdirs: boolean;
+  clean: boolean;
+  /** --clean's age, minutes */
+  olderThan?: number;
   quiet: boolean;
   verbose: boolean;
 }
 
 // Options that only mean something on one engine or mode: given elsewhere, they are refused, not
 // silently dropped.
-const SSH_ONLY = ['--hosts', '--inventory', '--transport', '--remote-loop', '--keep-connections', '--strict-host-keys', '--ssh-config', '--connect-timeout'];
+const SSH_ONLY = ['--hosts', '--inventory', '--transport', '--remote-loop', '--keep-connections', '--strict-host-keys', '--ssh-config', '--connect-timeout', '--clean'];
 const SLURM_ONLY = ['--slurm-mode', '--partition', '--account', '--qos', '--cpus'];
 const NOT_IN_JOBS_MODE: Array<[string, string]> = [
   ['--jobs', 'Slurm decides how many of the queued jobs run at once'],
@@ -225,9 +241,13 @@ export function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv, commandLine?: s
     connectTimeout: intOpt(a, '--connect-timeout', { min: 1 }) ?? 10,
     keepConnections: intOpt(a, '--keep-connections') ?? 0,
     dryRun: flag(a, '--dry-run'),
+    keepWorkdirs: flag(a, '--keep-workdirs'),
+    clean: flag(a, '--clean'),
+    olderThan: str(a, '--older-than') === undefined ? undefined : parseAge(str(a, '--older-than') as string),
     quiet: flag(a, '--quiet'),
     verbose: flag(a, '--verbose'),
   };
+  if (args.olderThan !== undefined && !args.clean) throw new CmError('--older-than goes with --clean', ExitCode.USAGE);
   if (args.resume && !args.joblog) throw new CmError('--resume needs --joblog FILE', ExitCode.USAGE);
   if (args.retryFailed && !args.joblog) throw new CmError('--retry-failed needs --joblog FILE', ExitCode.USAGE);
   if (args.retryFailed && args.resume) throw new CmError('--retry-failed already resumes: give one of --resume and --retry-failed', ExitCode.USAGE);
@@ -256,6 +276,7 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
     records: wantsRecords(io, { json: args.json }),
     commandLine: args.commandLine,
     dryRun: args.dryRun,
+    keepWorkdirs: args.keepWorkdirs,
     quiet: args.quiet,
     verbose: args.verbose,
     // the progress line and the closing summary are for a person watching stderr
@@ -280,6 +301,10 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
   }
   const inventory = await loadInventory({ path: args.inventory, env: io.env, cwd: io.cwd });
   const hosts = inventory.select(args.hosts);
+  if (args.clean) {
+    const ssh = { sshConfig: args.sshConfig, connectTimeout: args.connectTimeout, strictHostKeys: args.strictHostKeys };
+    return cleanRuns({ hosts, run: args.run, olderThan: args.olderThan, home: core.home, records: core.records, ...ssh }, io);
+  }
   const names = new Set(hosts.map((h) => h.name));
   // entries of the inventory that are Slurm clusters run on their allocations, the rest as always
   return execWithClusters(

@@ -8,9 +8,23 @@ cm-fetch: copy job outputs back from the hosts as jobs finish (and stage inputs 
 
 Follows the events of cm-exec on stdin. For each \`finished\` event with exit 0 that declares
 \`outputs\` or a \`result\` file, copies those files (relative to the job's \`workdir\`) back into
-<dir>/<run>/<job>/ and prints a \`fetch\` record: direction "out", the files with local path, size
-and sha256, \`result\` = local path of the job's result file. Every record is passed on at once, in
-order; each fetch record follows when its transfer is done, while other jobs still run.
+the results tree and prints a \`fetch\` record: direction "out", the files with local path, size
+and sha256, \`result\` = local path of the job's result file, \`params\` = the job's parameters.
+Every record is passed on at once, in order; each fetch record follows when its transfer is done,
+while other jobs still run.
+
+Where files land: a job with parameters (a sweep's run) in <dir>/<run>/<task>/<name>=<value>/...,
+in the plan's order (results/<run>/bench/size=4000/rep=3/out.txt), so a value's files are found by
+their path; a job without, or whose values are not plain names (/, spaces, quotes, ...), in
+<dir>/<run>/<job>/. Nothing is ever written outside <dir>.
+
+Host hygiene: once a job's files have arrived and match the sha256 its host computed, its folder
+(.cm/runs/<run>/<job>) is removed from the host, and the run's folder once empty. It stays with
+--keep-workdirs, when the event says "kept": true (cm-exec --keep-workdirs), with --no-verify or on
+a host without sha256sum (nothing verified), and for a fetch that failed. A host gone by then
+leaves the folder with a warning on stderr; the fetch record stays ok (its files are verified).
+Folders left behind go with \`cm-exec --clean\`. An event replayed by \`cm-exec --resume\` whose
+folder is gone gets its fetch record from the files already in the results tree.
 
 One \`ssh host 'tar -cf - ...'\` per transfer, through one ControlMaster connection per host that
 cm-fetch opens in its own private directory and closes at exit (local hosts: \`sh -c\` in $HOME).
@@ -27,9 +41,9 @@ ok: false fetch record with the error (exit 1); the files stay on the host for a
 
 --stage-in runs in front of cm-exec instead: for each \`job\` record with \`inputs\` (local files or
 directories), copies each input once per host into ~/.cm/stage/<sha256>/<name> on every host the
-job may run on (its \`host\` pin, else the whole inventory), then passes the job on with a command
-that first symlinks the inputs into the job's directory, preceded by a fetch record (direction
-"in"). A host that cannot be reached is named in the record's error (ok stays true while some
+job may run on (its \`host\` pin, else the whole inventory), then passes the job on with
+"staged": true and a command that first symlinks the inputs into the job's directory, preceded by
+a fetch record (direction "in"); cm-exec fails a job with inputs that was not staged. A host that cannot be reached is named in the record's error (ok stays true while some
 host has the inputs; a job that lands on a host without them exits 125 saying so). Jobs sharing
 an input share one copy per host; inputs are shared, so treat them as read-only. Records keep
 their order: a job waits for its inputs, later records wait for it. Stage-in lives here, not in
@@ -44,7 +58,9 @@ Options:
   --dir DIR          Root of the local results tree [default: results].
   --transfers N      At most N transfers at once (and at most 8 per host) [default: 4].
   --retries N        Retry a failed transfer N times before reporting it [default: 2].
-  --no-verify        Check sizes only; skip the sha256sum on the host.
+  --no-verify        Check sizes only; skip the sha256sum on the host (and leave the
+                     job folders there: nothing was verified).
+  --keep-workdirs    Leave each job's folder on its host after its files are fetched.
   --stage-in         Stage job inputs to the hosts (in front of cm-exec).
   -i --inventory FILE  Inventory file (else $CM_INVENTORY, ./cm.yaml, ...; see cm-hosts).
 
@@ -55,9 +71,10 @@ ${EXIT_CODES}
   (1 here: some transfer failed or was refused; its fetch record says why)
 
 Examples:
-  cm-plan plan.cm | cm-exec | cm-fetch --dir results | cm-reduce
-  cm-plan plan.cm | cm-fetch --stage-in | cm-exec | cm-fetch | cm-reduce --partial
-  cm-exec < jobs.ndjson | cm-fetch --transfers 8 | grep '"kind":"fetch"'
+  cm-plan -f examples/sweep.cm | cm-exec | cm-fetch --dir results | cm-reduce
+  printf '@result(n.txt)\\ndef w(i=1..4):\\n    echo $i > n.txt\\n+w\\n' | cm-plan - | cm-exec | cm-fetch | cm-reduce
+  cm-plan -f examples/sweep.cm | cm-fetch --stage-in | cm-exec | cm-fetch | cm-reduce --partial
+  printf '@outputs(a.txt)\\ndef w(i=1..4):\\n    echo $i > a.txt\\nw\\n' | cm-plan - | cm-exec --keep-workdirs | cm-fetch --transfers 8 | grep '"kind":"fetch"'
 `;
 
 export interface Args extends Omit<TransferOptions, 'env' | 'cwd'> {
@@ -74,6 +91,7 @@ export function toArgs(a: DocoptArgs): Args {
     retries: intOpt(a, '--retries', { min: 0 }) ?? 2,
     verify: !flag(a, '--no-verify'),
     stageIn: flag(a, '--stage-in'),
+    keepWorkdirs: flag(a, '--keep-workdirs'),
     inventory: str(a, '--inventory'),
   };
 }

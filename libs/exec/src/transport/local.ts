@@ -1,12 +1,12 @@
 // Hosts with `local: true`: `sh -c` as a local subprocess in its own process group, so a timeout
 // or cancel kills the job's children too.
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, rmdirSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { signalNumber, type HostRecord } from '@cm/protocol';
 import { OutputCapture, outcomeOf } from './capture';
 import { JobStops } from './stops';
-import type { JobLaunch, JobOutcome, Transport } from './types';
+import { removableWorkdir, type JobLaunch, type JobOutcome, type Transport } from './types';
 
 export interface LocalTransportOptions {
   /** directory job workdirs are relative to ($HOME, as for an ssh login) */
@@ -27,7 +27,7 @@ export class LocalTransport implements Transport {
     const cwd = join(this.opts.home, job.workdir);
     return new Promise((resolve) => {
       try {
-        mkdirSync(cwd, { recursive: true });
+        mkdirWithRetry(cwd);
       } catch (e) {
         resolve(notRun(start, `cannot create ${cwd}: ${(e as Error).message}`, out, err));
         return;
@@ -58,6 +58,7 @@ export class LocalTransport implements Transport {
         stops.done();
         // the job ended: whatever it left running in its group goes with it (as on remote hosts)
         killGroup('SIGKILL');
+        if (job.removeWorkdir && removableWorkdir(job.workdir)) removeWorkdir(cwd);
         resolve(o);
       };
       child.on('error', (e) => finish(notRun(start, `cannot start /bin/sh: ${e.message}`, out, err)));
@@ -75,6 +76,26 @@ export class LocalTransport implements Transport {
   }
 
   async close(): Promise<void> {}
+}
+
+/** mkdir -p, once more when another job's clean-up removed the run's folder between its steps. */
+function mkdirWithRetry(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    mkdirSync(dir, { recursive: true });
+  }
+}
+
+/** Removes a job's directory and its run's folder once empty (rmdir: another job may still use it). */
+function removeWorkdir(dir: string): void {
+  try {
+    rmSync(dir, { recursive: true, force: true });
+    rmdirSync(dirname(dir));
+  } catch {
+    // the run's folder holds other jobs, or the directory could not go: cm-exec --clean finds it
+  }
 }
 
 export function notRun(start: Date, reason: string, out?: OutputCapture, err?: OutputCapture): JobOutcome {

@@ -12,6 +12,7 @@ my $LOOP = $$;
 my $WNOHANG = $^O =~ /^(linux|darwin|freebsd|openbsd|netbsd|dragonfly|cygwin)$/ ? 1 : do { require POSIX; POSIX::WNOHANG() };
 sub signame { require Config; (split / /, $Config::Config{sig_name})[$_[0]] || "-" }
 my (%job, %pid_of, %pipe);    # pid => serial; serial => pid; fileno => [handle, serial, O|E, pid]
+my %remove;                   # serial => the workdir to remove when the job ends
 my $closing = 0;
 sub put {
   my $s = $_[0];
@@ -48,7 +49,8 @@ sub words {
   return @w;
 }
 
-# mkdir -p: a single mkdir when the parent exists, as for every job after the first of a run
+# mkdir -p: a single mkdir when the parent exists, as for every job after the first of a run (tried
+# twice by start: the clean-up of another session may remove the folder of the run between the steps)
 sub mkpath {
   return 1 if mkdir($_[0]) || -d $_[0];
   my $p = "";
@@ -58,6 +60,20 @@ sub mkpath {
     mkdir $p or -d $p or return 0;
   }
   return 1;
+}
+
+# rm -rf without File::Path (no module at start-up). lstat: a symlink is removed, never followed.
+sub rmtree {
+  my $p = $_[0];
+  lstat $p;
+  return unlink $p unless -d _;
+  chmod 0700, $p;
+  if (opendir my $d, $p) {
+    my @names = grep { $_ ne "." && $_ ne ".." } readdir $d;
+    closedir $d;
+    rmtree("$p/$_") for @names;
+  }
+  rmdir $p;
 }
 
 # Replies wait for a job to end (or for 64 KB of output), then leave in one write with those of
@@ -70,9 +86,9 @@ sub failed {
 }
 
 sub start {
-  my ($serial, $wd, $cmd, @env) = @_;
+  my ($serial, $rm, $wd, $cmd, @env) = @_;
   # as the per-job transport: mkdir -p DIR && cd DIR, else status 1 with the reason on stderr
-  return failed($serial, "mkdir: cannot create directory $wd: $!\n") if !mkpath($wd);
+  return failed($serial, "mkdir: cannot create directory $wd: $!\n") if !mkpath($wd) && !mkpath($wd);
   # perl marks the pipes close-on-exec: a job holds its own two ends and nothing else of the loop
   my ($or, $ow, $er, $ew);
   pipe($or, $ow) && pipe($er, $ew) or return failed($serial, "cannot make a pipe for a new job: $!\n");
@@ -93,6 +109,7 @@ sub start {
   close $ew;
   $job{$pid} = $serial;
   $pid_of{$serial} = $pid;
+  $remove{$serial} = $wd if $rm;
   $pipe{fileno $or} = [$or, $serial, "O", $pid];
   $pipe{fileno $er} = [$er, $serial, "E", $pid];
 }
@@ -127,6 +144,12 @@ sub reap {
       1 while select(my $ready = $bits, undef, undef, 0) > 0 && drain($p);
       if ($pipe{fileno $p->[0]}) { delete $pipe{fileno $p->[0]}; close $p->[0] }
     }
+    # a job nothing downstream reads from leaves nothing behind; the folder of its run goes once empty
+    if (defined(my $wd = delete $remove{$serial})) {
+      rmtree($wd);
+      (my $run = $wd) =~ s{/+[^/]+/*$}{};
+      rmdir $run if length $run;
+    }
     my ($rc, $sig) = ($status >> 8, "-");
     if ($status & 127) { $rc = 128 + ($status & 127); $sig = signame($status & 127) }
     $reply .= "$M $serial x $rc $sig\n";
@@ -136,7 +159,7 @@ sub reap {
 
 sub request {
   my $line = $_[0];
-  if ($line =~ /^r (\d+) \d+ (.*)$/s) { start($1, words($2)) }
+  if ($line =~ /^r (\d+) \d+ ([01]) (.*)$/s) { start($1, $2, words($3)) }
   elsif ($line =~ /^k (\d+) \d+ ([A-Z0-9]+)$/) {
     my $pid = $pid_of{$1};
     kill($2, -$pid) or kill($2, $pid) if $pid;

@@ -14,6 +14,10 @@ for _cmq_t in base64 mkfifo mkdir rm; do
 done
 _cmq_setsid=$(command -v setsid 2>/dev/null) || _cmq_setsid=
 _cmq_b64=$(command -v base64)
+_cmq_rm=$(command -v rm)
+_cmq_rmdir=$(command -v rmdir 2>/dev/null) || _cmq_rmdir=
+# where workdirs are relative to: the runner is in the job's directory when it removes it
+_cmq_top=$(pwd)
 # loops killed with SIGKILL leave their folder: remove the ones of ours whose loop no longer runs
 _cmq_tmp=${TMPDIR:-/tmp}
 for _cmq_o in "$_cmq_tmp"/cm-persist.*; do
@@ -50,15 +54,16 @@ _cmq_k() {
   [ -s "$_cmq_d/$2.p" ] && read -r _cmq_x _cmq_p <"$_cmq_d/$2.p" && [ "$_cmq_x" = "$1" ] && _cmq_kill "$3" "$_cmq_p"
 }
 _cmq_run() {
-  _cmq_n=$1 _cmq_f=$_cmq_d/$2 _cmq_w=$3 _cmq_c=$4
-  shift 4
+  _cmq_n=$1 _cmq_f=$_cmq_d/$2 _cmq_r=$3 _cmq_w=$4 _cmq_c=$5
+  shift 5
   (
     # a job that signals its parent must not lose its own status; the job itself gets default handlers
     trap : HUP INT TERM
     # The runner becomes the job's environment (one fork less per job): past this point it uses
     # only quoted expansions, absolute paths and _cmq_ names, which the transport never exports.
     _cmq_x=0
-    { [ -d "$_cmq_w" ] || mkdir -p "$_cmq_w"; } 2>"$_cmq_f.e" && cd "$_cmq_w" 2>>"$_cmq_f.e" || _cmq_x=1
+    # twice: another job's clean-up may remove the run's folder between mkdir -p's steps
+    { [ -d "$_cmq_w" ] || mkdir -p "$_cmq_w" 2>/dev/null || mkdir -p "$_cmq_w"; } 2>"$_cmq_f.e" && cd "$_cmq_w" 2>>"$_cmq_f.e" || _cmq_x=1
     if [ "$_cmq_x" = 0 ]; then
       while [ $# -gt 1 ]; do export "$1=$2"; shift 2; done
       if [ -n "$_cmq_setsid" ]; then
@@ -77,6 +82,11 @@ _cmq_run() {
       # what the job left running in its process group ends with it, as with the per-job transport
       [ -n "$_cmq_setsid" ] && kill -KILL -"$_cmq_p" 2>/dev/null
       : >"$_cmq_f.p"
+      # a job nothing downstream reads from leaves nothing behind; its run's folder goes once empty
+      if [ "$_cmq_r" = 1 ] && cd "$_cmq_top"; then
+        "$_cmq_rm" -rf "$_cmq_w" 2>/dev/null
+        [ -n "$_cmq_rmdir" ] && "$_cmq_rmdir" "${_cmq_w%/*}" 2>/dev/null
+      fi
     else
       # like the per-job transport's mkdir -p DIR && cd DIR && sh -c ...: status 1, the reason on stderr
       : >"$_cmq_f.o"

@@ -16,7 +16,7 @@ import { SSH_CONNECTION_FAILURE, sshArgs, type SshArgOptions } from '@cm/ssh';
 import { OutputCapture, outcomeOf } from './capture';
 import { notRun } from './local';
 import { bootstrapCommand, FrameDecoder, lineQuote, remoteProgram, type Frame, type RemoteLoop } from './remote-loop';
-import type { JobLaunch, JobOutcome, Transport } from './types';
+import { removableWorkdir, type JobLaunch, type JobOutcome, type Transport } from './types';
 
 /** Start of `reason` when the loop cannot run on a host; the caller should use the per-job transport there. */
 export const PERSISTENT_UNAVAILABLE = 'persistent session unavailable';
@@ -253,7 +253,7 @@ class Session {
       const onAbort = () => this.stop(r, 'cancelled');
       this.running.set(serial, r);
       signal.addEventListener('abort', onAbort, { once: true });
-      this.send(`r ${serial} ${lane} ${words.join(' ')}\n`);
+      this.send(`r ${serial} ${lane} ${job.removeWorkdir && removableWorkdir(job.workdir) ? 1 : 0} ${words.join(' ')}\n`);
       if (job.timeout !== undefined) {
         r.timers.push(
           setTimeout(() => {

@@ -167,7 +167,7 @@ describe.each([
           const e = join(dir, `e${i}`);
           writeFileSync(o, j.out);
           writeFileSync(e, j.err);
-          return `r ${i + 1} ${i} ${lineQuote('w')} ${lineQuote(`cat ${o}; cat ${e} >&2; exit ${i}`)}\n`;
+          return `r ${i + 1} ${i} 0 ${lineQuote('w')} ${lineQuote(`cat ${o}; cat ${e} >&2; exit ${i}`)}\n`;
         });
         const { got } = decodeAll([await runLoop(reqs, reqs.length)]);
         jobs.forEach((j, i) => {
@@ -184,7 +184,7 @@ describe.each([
   it('says hello with its runner and cleans its temp dir on EOF', async () => {
     const out = await runLoop([], 0);
     const hello = out.toString().split('\n')[0] ?? '';
-    expect(hello).toMatch(new RegExp(`^${MARKER} hello 2 ${runner.source}$`));
+    expect(hello).toMatch(new RegExp(`^${MARKER} hello 3 ${runner.source}$`));
     expect(readdirSync(dir).filter((n) => n.startsWith('cm-persist.'))).toEqual([]);
   });
 
@@ -199,9 +199,27 @@ describe.each([
     rmSync(join(dir, `cm-persist.${process.pid}`), { recursive: true });
   });
 
+  it('removes a workdir asked to (rm 1) before the job reports its end, and the run folder once empty', async () => {
+    const mk = (n: number, rm: 0 | 1, wd: string, cmd: string): string => `r ${n} ${n} ${rm} ${lineQuote(wd)} ${lineQuote(cmd)}\n`;
+    // a symlink to a folder outside: removed as a link, its target untouched
+    mkdirSync(join(dir, 'outside'), { recursive: true });
+    writeFileSync(join(dir, 'outside', 'keep'), 'x');
+    const reqs = [
+      mk(1, 1, './.cm/runs/r1/a', `mkdir -p d/e; echo x > d/e/f; chmod 500 d/e; ln -s ${join(dir, 'outside')} link; echo a`),
+      mk(2, 0, './.cm/runs/r1/b', 'echo b > f'),
+      mk(3, 1, './.cm/runs/r2/c', 'echo c > f'),
+    ];
+    const { got } = decodeAll([await runLoop(reqs, 3)]);
+    expect([1, 2, 3].map((n) => got.get(n)?.exit)).toMatchObject([{ status: 0 }, { status: 0 }, { status: 0 }]);
+    expect(readdirSync(join(dir, '.cm/runs')).sort()).toEqual(['r1']);
+    expect(readdirSync(join(dir, '.cm/runs/r1'))).toEqual(['b']);
+    expect(readdirSync(join(dir, 'outside'))).toEqual(['keep']);
+    rmSync(join(dir, '.cm'), { recursive: true });
+  });
+
   it.runIf(loop === 'auto')('writes no file on the host: outputs come through pipes', async () => {
     // the sh loop's folder would be there while the job runs
-    const out = await runLoop([`r 1 0 ${lineQuote('w')} ${lineQuote('ls ${TMPDIR}; echo e >&2')}\n`], 1);
+    const out = await runLoop([`r 1 0 0 ${lineQuote('w')} ${lineQuote('ls ${TMPDIR}; echo e >&2')}\n`], 1);
     const { got } = decodeAll([out]);
     const listing = Buffer.concat(got.get(1)?.out ?? []).toString();
     expect(listing).toContain('w\n');

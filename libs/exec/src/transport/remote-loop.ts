@@ -3,11 +3,12 @@
 //
 // Wire format, local -> remote (one line per request; every free-form value is single-quoted by
 // lineQuote, so no quoting can break out and no external decoder is needed on the host):
-//   r <serial> <lane> '<workdir>' '<command>' ['<NAME>' '<value>']...   start a job
+//   r <serial> <lane> <rm> '<workdir>' '<command>' ['<NAME>' '<value>']...   start a job; rm 1:
+//                                                                   remove its workdir when it ends
 //   k <serial> <lane> <SIGNAL>                                         signal a job's process group
 // Remote -> local (lines; a per-session random marker starts every header, so a stray write is
 // detected, never taken as a frame):
-//   <M> hello 2 <runner>                    once, when the loop is ready; runner: perl, the setsid
+//   <M> hello 3 <runner>                    once, when the loop is ready; runner: perl, the setsid
 //                                           path, or - (no process groups)
 //   <M> fail <reason>                       the loop cannot run here (missing tool, no temp dir)
 //   <M> <serial> o|e                        then base64 lines of the job's stdout|stderr, then "."
@@ -30,7 +31,7 @@ import LOOP_PL from './loop.pl';
 import LOOP_SH from './loop.sh';
 
 /** Bumped when the wire format changes; the hello line carries it. */
-export const LOOP_VERSION = 2;
+export const LOOP_VERSION = 3;
 
 // The programs are real files (checked by sh -n and perl -c in the test run), bundled as text.
 const PROGRAM = LOOP_SH;

@@ -10,7 +10,7 @@ import { ControlDir, Masters, sshArgs, type SshArgOptions } from '@cm/ssh';
 import { OutputCapture, outcomeOf } from './capture';
 import { JobStops } from './stops';
 import { notRun } from './local';
-import type { JobLaunch, JobOutcome, Transport } from './types';
+import { removableWorkdir, type JobLaunch, type JobOutcome, type Transport } from './types';
 import WRAPPER_SH from './wrapper.sh';
 
 // the wrapper's comment lines stay in the file: each job's command line carries only the code
@@ -26,8 +26,13 @@ export function remoteCommand(job: JobLaunch, trailer: string, graceTenths: numb
   const env = Object.entries(job.env);
   for (const [k] of env) if (!isEnvName(k)) throw new Error(`environment variable name ${JSON.stringify(k)} is not allowed`);
   const exports = env.length > 0 ? ` && export ${env.map(([k, v]) => `${k}=${shQuote(v)}`).join(' ')}` : '';
-  // the wrapper runs in the login shell itself (one exec less per job); $1 and $2 come from `set --`
-  return `{ mkdir -p ${shQuote(job.workdir)} && cd ${shQuote(job.workdir)}${exports} && set -- ${shQuote(job.command)} ${trailer}; } || exit 1\n${remoteWrapper(graceTenths)}`;
+  const wd = shQuote(job.workdir);
+  // $3: the directory the wrapper removes when the job ends ('' keeps it), taken before the job's
+  // env could change PWD. mkdir -p runs twice when another job's clean-up removed the run's folder
+  // between its steps.
+  const remove = job.removeWorkdir && removableWorkdir(job.workdir) ? '"$PWD"' : "''";
+  // the wrapper runs in the login shell itself (one exec less per job); $1..$3 come from `set --`
+  return `{ { mkdir -p ${wd} 2>/dev/null || mkdir -p ${wd}; } && cd ${wd} && set -- ${shQuote(job.command)} ${trailer} ${remove}${exports}; } || exit 1\n${remoteWrapper(graceTenths)}`;
 }
 
 export interface SshTransportOptions {

@@ -12,6 +12,11 @@ export interface JobLaunch {
   env: Record<string, string>;
   /** working directory relative to the login directory on the host; created if missing */
   workdir: string;
+  /**
+   * remove the working directory on the host when the job ends (before its end is reported), and
+   * its parent (the run's folder) if that is then empty: nothing downstream needs what it holds
+   */
+  removeWorkdir?: boolean;
   /** seconds; the whole remote process group is killed when it expires */
   timeout?: number;
   /** bytes of stdout and of stderr kept in memory for the event; the rest goes to the log files only */
@@ -52,4 +57,13 @@ export interface Transport {
   prepare?(host: HostRecord): void;
   /** closes connections and removes any local state (control sockets) this transport made */
   close(): Promise<void>;
+}
+
+/**
+ * A workdir a transport may remove: relative, below the login directory, at least two steps deep
+ * (never the login directory itself, never a folder others share).
+ */
+export function removableWorkdir(workdir: string): boolean {
+  const parts = workdir.split('/');
+  return !workdir.startsWith('/') && parts.length >= 2 && parts.every((p) => p !== '' && p !== '.' && p !== '..');
 }
