@@ -40,7 +40,9 @@ EOF
   for h in 1 2 3; do
     cm_ssh "th$h" 'cd .cm/runs/pf1 2>/dev/null && sha256sum */out.txt || true'
   done | awk '{ print $1, $2 }' | sort >remote.sums
-  jq -r 'select(.kind == "fetch") | .files[] | "\(.sha256) \(.path)"' <<<"$output" | sed "s|$PWD/results/pf1/||" | sort >claimed.sums
+  # (the local files are under their parameters, results/pf1/w/i=N/: compare by the remote names)
+  jq -r 'select(.kind == "fetch") | .files[] | "\(.sha256) \(.remote)"' <<<"$output" | sed "s|^\([0-9a-f]*\) .*/pf1/|\1 |" | sort >claimed.sums
+  assert_equal "$(jq -r 'select(.kind == "fetch") | .files[].path' <<<"$output" | grep -c "^$PWD/results/pf1/w/i=[0-9]*/out.txt$")" 40
   assert_equal "$(wc -l <remote.sums)" 40
   assert_equal "$(cat claimed.sums)" "$(cat remote.sums)"
   # sum of 10^15 + i for i = 1..40, plus 5: beyond 2^53, exact
