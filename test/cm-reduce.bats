@@ -139,7 +139,7 @@ with_params() { jq -c 'if .kind == "job" and .env then .params = .env else . end
   cm-plan -d 'b(size=[1,2],rep=1..5)=echo $((size*rep))' +b | with_params | cm-exec 2>/dev/null | cm-reduce --by size --op mean,p90 >out
   # size 1: 1..5, size 2: 2..10; p90 of 5 values is x[3] + 0.6 * (x[4] - x[3])
   assert_equal "$(jq -c 'select(.kind == "value") | [.id, .group, .op, .value, .have, .want]' out | sort | tr -d '\n')" \
-    '["sum-1",{"size":"1"},"mean",3,5,5]["sum-1",{"size":"1"},"p90",4.6,5,5]["sum-1",{"size":"2"},"mean",6,5,5]["sum-1",{"size":"2"},"p90",9.2,5,5]'
+    '["sum:b",{"size":"1"},"mean",3,5,5]["sum:b",{"size":"1"},"p90",4.6,5,5]["sum:b",{"size":"2"},"mean",6,5,5]["sum:b",{"size":"2"},"p90",9.2,5,5]'
   # in a pipe every other record passes through
   assert_equal "$(jq -r 'select(.event == "finished") | .params.size' out | sort | uniq -c | tr -s ' ' | tr -d '\n')" ' 5 1 5 2'
 }
@@ -192,8 +192,8 @@ SH
   assert_equal "$status" 0
   # size 10 after size 2: numbers sort as numbers
   assert_equal "$(tr -d '\r' <<<"$output")" "ID     SIZE  MEAN  P90
-sum-1  2     6     9.2
-sum-1  10    30    46"
+sum:b  2     6     9.2
+sum:b  10    30    46"
   run script -qefc "bash pipeline.sh --json" /dev/null
   assert_equal "$status" 0
   output=$(tr -d '\r' <<<"$output")
