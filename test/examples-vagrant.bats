@@ -7,6 +7,8 @@
 # test/examples.bats runs every other entry; test/examples/runner.bash runs an entry.
 
 load helpers/common
+# the entries of a session build on each other: one at a time, in table order
+export BATS_NO_PARALLELIZE_WITHIN_FILE=true
 load examples/lib
 load examples/runner
 
