@@ -220,30 +220,3 @@ t   2     -     -    0/1        c"
 t   1     2                             2.8  2/2        -
 t   2     error: job c failed (exit 2)  -    0/1        c"
 }
-
-# The examples of cm-reduce --help, as written, from the repo's root on the default inventory.
-help_examples() { cm-reduce --help | sed -n '/^Examples:/,$p' | grep '^  cm-'; }
-
-@test "cm-reduce --help: every example runs from the repo's root and gives what its text says" {
-  local_machine
-  cd "$CM_REPO"
-  mapfile -t examples < <(help_examples)
-  assert_equal "${#examples[@]}" 5
-  sum_of() { grep '"kind":"value"' | jq -c "${1:-[.op, .value, .partial]}" | tr -d '\n'; }
-  assert_equal "$(bash -c "${examples[0]}" 2>/dev/null | sum_of)" '["sum",6,false]'
-  out=$(bash -c "${examples[2]}" 2>/dev/null)
-  assert_equal "$(tail -1 <<<"$out" | sum_of)" '["sum",10520,false]'
-  [[ $(head -1 <<<"$out" | sum_of) == '["sum",'*',true]' ]]
-  assert_equal "$(bash -c "${examples[3]}" 2>/dev/null | sum_of)" '["min",2,false]["median",94,false]["max",200,false]'
-  assert_equal "$(bash -c "${examples[4]}" 2>/dev/null | sum_of '.value')" '200'
-}
-
-@test "cm-reduce --help: the --by example gives mean and p90 per size" {
-  local_machine
-  cd "$CM_REPO"
-  cm-plan -d 'b(x=[1])=true' +b | grep -q '"params"' || skip "this cm-plan writes no params on jobs yet"
-  mapfile -t examples < <(help_examples)
-  [[ ${examples[1]} == *'--by size --op mean,p90' ]]
-  assert_equal "$(bash -c "${examples[1]}" 2>/dev/null | grep '"kind":"value"' | jq -c '[.group.size, .op, .value]' | sort | tr -d '\n')" \
-    '["10","mean",30]["10","p90",46]["20","mean",60]["20","p90",92]'
-}

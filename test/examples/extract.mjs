@@ -35,7 +35,8 @@ export function helpExamples(text) {
   const out = [];
   let inside = false;
   for (const line of text.split('\n')) {
-    if (/^Examples:\s*$/.test(line)) inside = true;
+    // "Examples:" or "Examples (from the repository's root):"
+    if (/^Examples\b.*:\s*$/.test(line)) inside = true;
     else if (inside && /^\S/.test(line)) inside = false;
     // a line holding only a comment continues the example above it: it is no example of its own
     else if (inside && line.trim() !== '' && !line.trimStart().startsWith('#')) out.push(line.replace(/^ {2}/, '').trimEnd());
