@@ -16,13 +16,14 @@ export async function runInMemory<A>(
   toArgs: (a: DocoptArgs, env: NodeJS.ProcessEnv) => A,
   run: (args: A, io: CommandIO) => Promise<number>,
   argv: string[],
-  opts: { stdin?: string; env?: NodeJS.ProcessEnv; cwd: string },
+  /** terminal: stdout says it is a TTY, as a person's shell would give it */
+  opts: { stdin?: string; env?: NodeJS.ProcessEnv; cwd: string; terminal?: boolean },
 ): Promise<MemoryRun> {
   const parsed = parseUsage(usage, argv);
   if (parsed === 'help') throw new Error('runInMemory: --help is not a run');
   const stdin = new PassThrough();
   stdin.end(opts.stdin ?? '');
-  const stdout = new PassThrough();
+  const stdout = opts.terminal ? Object.assign(new PassThrough(), { isTTY: true }) : new PassThrough();
   const stderr = new PassThrough();
   const out: Buffer[] = [];
   const err: Buffer[] = [];

@@ -32,6 +32,14 @@ describe('cm-plan run()', () => {
     expect(portable).toBe(golden(`${repo}/tools/cm-plan/src/golden/bench.ndjson`, portable));
   });
 
+  it('on a terminal prints the plan for people (what --explain prints), unless --json', async () => {
+    const onTerminal = (argv: string[]) => runInMemory(USAGE, toArgs, run, argv, { cwd: repo, terminal: true });
+    const shown = await onTerminal(['-f', 'examples/assignment.cm']);
+    expect(shown.stdout).toBe((await plan(['-f', 'examples/assignment.cm', '--explain'])).stdout);
+    expect(shown.stderr).toContain('with --json, job and reduce records');
+    expect((await onTerminal(['-f', 'examples/assignment.cm', '--json'])).stdout).toBe((await plan(['-f', 'examples/assignment.cm'])).stdout);
+  });
+
   it('says "did you mean -f" for a plan file given as the expression, and exits 2', async () => {
     await expect(plan(['examples/bench.cm'])).rejects.toMatchObject({ code: 2, message: 'examples/bench.cm is a plan file, not an expression: did you mean -f examples/bench.cm?' });
     await expect(plan(['missing.yaml'])).rejects.toMatchObject({ code: 2, message: expect.stringContaining('did you mean -f missing.yaml?') });

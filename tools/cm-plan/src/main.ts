@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { CmError, ExitCode, PATTERNS, RecordWriter, shQuote } from '@cm/protocol';
-import { EXIT_CODES, flag, str, strs, type CommandIO, type DocoptArgs } from '@cm/cli';
+import { EXIT_CODES, flag, str, strs, wantsRecords, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { explain, loadPlanAsync, writePlan, type PlanInput } from '@cm/plan';
 
 export const USAGE = `
@@ -19,7 +19,9 @@ cm-plan reads stdin only for the plan: otherwise it is a source and starts a pip
 Options:
   -f FILE, --file FILE  plan file: defs and an expression, or YAML (tasks: and plan:); - = stdin
   -d DEF, --def DEF     define a task NAME=BODY or NAME(PARAMS)=BODY (repeatable)
-  --explain             print the plan for people (stages, sums) instead of records
+  --explain             print the plan for people (stages, sums) instead of records: what
+                        cm-plan prints when stdout is a terminal
+  --json                records even on a terminal
   --run ID              put run ID on every record (default: cm-exec picks one)
 
 Common options:
@@ -68,6 +70,7 @@ export interface Args {
   defs: string[];
   expression?: string;
   explain: boolean;
+  json: boolean;
   run?: string;
 }
 
@@ -77,6 +80,7 @@ export function toArgs(a: DocoptArgs): Args {
     defs: strs(a, '--def'),
     expression: str(a, '<expr>'),
     explain: flag(a, '--explain'),
+    json: flag(a, '--json'),
     run: str(a, '--run'),
   };
 }
@@ -138,8 +142,10 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
   // Everything is parsed and checked here, before the first record: a bad plan prints no job.
   const { plan, expression } = await loadPlanAsync(input);
   for (const d of plan.unused) io.stderr.write(`cm-plan: warning: def ${d.name} is never used (${d.at.source}:${d.at.line})\n`);
-  if (args.explain) {
+  // records are for the next command of a pipe; a person at a terminal reads the plan instead
+  if (args.explain || !wantsRecords(io, { json: args.json })) {
     io.stdout.write(explain(plan, expression));
+    if (!args.explain) io.stderr.write('cm-plan: (the plan for people; in a pipe, or with --json, job and reduce records)\n');
     return ExitCode.OK;
   }
   const writer = new RecordWriter(io.stdout);

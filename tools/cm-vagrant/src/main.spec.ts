@@ -10,10 +10,11 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 // test/stand-ins/vagrant replays what vagrant 2.3.4 printed (test/helpers/vagrant-captures)
 const standIns = fileURLToPath(new URL('../../../test/stand-ins', import.meta.url));
 
-function vagrant(argv: string[], path: string, cwd = mkdtempSync(join(tmpdir(), 'cm-vagrant-spec-'))) {
+function vagrant(argv: string[], path: string, cwd = mkdtempSync(join(tmpdir(), 'cm-vagrant-spec-')), terminal = false) {
   return runInMemory(USAGE, toArgs, run, [...argv, '--dir', cwd, '--inventory', join(cwd, 'hosts.yaml')], {
     cwd,
     env: { PATH: path, HOME: cwd, CM_VAGRANT_SCENARIO: 'libvirt' },
+    terminal,
   });
 }
 
@@ -35,5 +36,9 @@ describe('cm-vagrant run()', () => {
     expect(status.code).toBe(0);
     const both = (up.stdout + status.stdout).split(cwd).join('<dir>');
     expect(both).toBe(golden(`${here}/golden/up-status.ndjson`, both));
+    // a person at a terminal reads the same as tables; --json gives the records there
+    const shown = await vagrant(['status'], path, cwd, true);
+    expect(shown.stdout.split(cwd).join('<dir>')).toBe(golden(`${here}/golden/status-table.txt`, shown.stdout.split(cwd).join('<dir>')));
+    expect((await vagrant(['status', '--json'], path, cwd, true)).stdout).toBe(status.stdout);
   });
 });

@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { CmError, ExitCode, PATTERNS, RecordWriter } from '@cm/protocol';
-import { EXIT_CODES, flag, intOpt, str, strs, type CommandIO, type DocoptArgs } from '@cm/cli';
-import { createdInventoryNote, InventoryFile, newInventoryPath, resolveInventoryPath } from '@cm/inventory';
+import { PassThrough } from 'node:stream';
+import { CmError, ExitCode, formatTable, PATTERNS, RecordWriter, type HostRecord, type MachineRecord } from '@cm/protocol';
+import { EXIT_CODES, flag, intOpt, str, strs, wantsRecords, type CommandIO, type DocoptArgs } from '@cm/cli';
+import { createdInventoryNote, hostsTable, InventoryFile, newInventoryPath, resolveInventoryPath } from '@cm/inventory';
 import {
   destroy,
   hosts,
@@ -50,6 +51,8 @@ Options:
   --tag TAG          tag of the machines in the inventory [default: vagrant].
   --slots S          slots of each machine in the inventory (default: its CPUs).
   -q --quiet         do not copy Vagrant's progress to stderr.
+  --json             records even on a terminal (there, by default: a table of the machines or
+                     hosts the records describe).
 
 Common options:
   -i FILE, --inventory FILE
@@ -85,6 +88,7 @@ export interface Args extends UpOptions {
   tag: string;
   slots?: number;
   quiet: boolean;
+  json: boolean;
   inventory?: string;
 }
 
@@ -109,6 +113,7 @@ export function toArgs(a: DocoptArgs): Args {
     tag,
     slots: intOpt(a, '--slots', { min: 1 }),
     quiet: flag(a, '--quiet'),
+    json: flag(a, '--json'),
     inventory: str(a, '--inventory'),
   };
 }
@@ -123,7 +128,11 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
   // Checked first: every command needs it, and a missing binary deserves a message of its own.
   if (!onPath('vagrant', io.env)) throw new CmError(VAGRANT_MISSING, ExitCode.ENVIRONMENT);
   const dir = path.resolve(io.cwd, args.dir);
-  const writer = new RecordWriter(io.stdout);
+  // a person at a terminal gets the records as a table, printed once the command is done
+  const shown = wantsRecords(io, { json: args.json }) ? undefined : new PassThrough();
+  const lines: string[] = [];
+  shown?.on('data', (chunk: Buffer) => lines.push(chunk.toString('utf8')));
+  const writer = new RecordWriter(shown ?? io.stdout);
   const inventoryPath = resolveInventoryPath({ path: args.inventory, env: io.env, cwd: io.cwd }) ?? newInventoryPath(io.cwd);
   let created: string | undefined;
   const ctx: VagrantContext = {
@@ -175,5 +184,17 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
   // said once the file exists: a new inventory changes what later cm commands here use
   if (created !== undefined && existsSync(created)) io.stderr.write(`cm-vagrant: ${createdInventoryNote(created, io.cwd)}\n`);
   await writer.end();
+  if (shown) io.stdout.write(recordsTable(lines.join('')));
   return code;
+}
+
+/** Machine and host records as the tables a person reads: machines by state, hosts as cm-hosts lists them. */
+function recordsTable(ndjson: string): string {
+  const records = ndjson.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as MachineRecord | HostRecord);
+  const machines = records.filter((r): r is MachineRecord => r.kind === 'machine');
+  const hosts = records.filter((r): r is HostRecord => r.kind === 'host');
+  let out = '';
+  if (machines.length > 0) out += formatTable(['NAME', 'STATE', 'PROVIDER', 'DIR'], machines.map((m) => [m.name, m.state, m.provider ?? '-', m.dir]));
+  if (hosts.length > 0) out += hostsTable(hosts);
+  return out;
 }
