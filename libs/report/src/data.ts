@@ -25,18 +25,11 @@ export interface Bars {
   exit: (number | null)[];
 }
 
-/** One row per job, its last attempt. */
+/** One row per job; where and how its last attempt ran is in bars (lastBars). */
 export interface Jobs {
   id: string[];
   task: number[];
-  host: number[];
   status: string[];
-  attempt: number[];
-  exit: (number | null)[];
-  /** ms from t0, -1 when it never started */
-  start: number[];
-  /** ms, -1 when it never ran */
-  dur: number[];
   /** index into paramSets, -1 without params */
   params: number[];
   reason: (string | null)[];
@@ -138,4 +131,40 @@ export interface ReportData {
   sweeps: SweepSeries[];
   plan: PlanData;
   values: ValueRow[];
+}
+
+/**
+ * The data as the page carries it: bar starts and job indexes as differences from the bar before (they
+ * grow with the stream), which gzip packs to a byte or two each.
+ */
+export function pack(d: ReportData): ReportData {
+  const delta = (xs: number[]) => xs.map((x, i) => (i === 0 ? x : x - xs[i - 1]!));
+  return { ...d, bars: { ...d.bars, start: delta(d.bars.start), job: delta(d.bars.job) } };
+}
+
+export function unpack(d: ReportData): ReportData {
+  const sum = (xs: number[]) => {
+    const out = new Array<number>(xs.length);
+    let acc = 0;
+    for (let i = 0; i < xs.length; i++) out[i] = acc += xs[i]!;
+    return out;
+  };
+  return { ...d, bars: { ...d.bars, start: sum(d.bars.start), job: sum(d.bars.job) } };
+}
+
+/** Each job's last attempt: its bar, -1 for a job that never ran. */
+export function lastBars(d: ReportData): Int32Array {
+  const last = new Int32Array(d.jobs.id.length).fill(-1);
+  for (let k = 0; k < d.bars.job.length; k++) {
+    const j = d.bars.job[k]!;
+    if (last[j]! < 0 || d.bars.attempt[k]! >= d.bars.attempt[last[j]!]!) last[j] = k;
+  }
+  return last;
+}
+
+/** The host a lane belongs to (index into hosts). */
+export function hostOfLane(d: ReportData): Int32Array {
+  const out = new Int32Array(d.lanes);
+  d.hosts.forEach((h, i) => out.fill(i, h.firstLane, h.firstLane + h.lanes));
+  return out;
 }

@@ -44,6 +44,9 @@ export interface RunLogOptions {
 
 const TIMEOUT = /timed? ?out/i;
 
+/** A parameter with more distinct values than this is not plotted against. */
+export const MAX_SWEEP_POINTS = 200;
+
 export class RunLog {
   private readonly hostSlots = new Map<string, number>();
   private readonly hostOrder: string[] = [];
@@ -244,7 +247,7 @@ export class RunLog {
     }
     const paramKey = new Map<string, number>();
     const paramSets: Record<string, string>[] = [];
-    const jobs: Jobs = { id: [], task: [], host: [], status: [], attempt: [], exit: [], start: [], dur: [], params: [], reason: [] };
+    const jobs: Jobs = { id: [], task: [], status: [], params: [], reason: [] };
     const counts = { jobs: jobList.length, ok: 0, failed: 0, timeout: 0, gaveUp: 0, skipped: 0, retries: 0, running: 0, waiting: 0, hostDown: this.marks.filter((m) => m.kind === 'host-down').length };
     for (const a of atts) {
       if (a.status === 'retry') counts.retries += 1;
@@ -270,12 +273,7 @@ export class RunLog {
       }
       jobs.id.push(j.id);
       jobs.task.push(taskIndex.get(j.task)!);
-      jobs.host.push(a ? hostIndex.get(a.host)! : -1);
       jobs.status.push(status);
-      jobs.attempt.push(a?.attempt ?? 0);
-      jobs.exit.push(a?.exit ?? null);
-      jobs.start.push(a ? a.start - base : -1);
-      jobs.dur.push(a ? a.end - a.start : -1);
       jobs.params.push(p);
       jobs.reason.push(j.reason ?? a?.reason ?? null);
     }
@@ -377,7 +375,8 @@ export class RunLog {
           if (!groups.has(x)) groups.set(x, []);
           if (y !== undefined) groups.get(x)!.push(y);
         }
-        if (groups.size < 2) continue;
+        // a repetition counter or an id is no axis to plot against
+        if (groups.size < 2 || groups.size > MAX_SWEEP_POINTS) continue;
         const xs = [...groups.keys()];
         sortValues(xs);
         const stats = xs.map((x) => meanSd(groups.get(x)!));

@@ -2,14 +2,14 @@
 // from a file:// URL, as a mail attachment or on a cluster with no internet.
 import { gzipSync } from 'node:zlib';
 import page from './page/client.ts?browser';
-import type { ReportData } from './data';
+import { pack, type ReportData } from './data';
 import { escapeXml } from './timeline';
 
 /** `</script` inside an inlined script would end it early. */
 const inScript = (s: string) => s.replace(/<\/(script)/gi, '<\\/$1');
 
 export function encodeData(d: ReportData): string {
-  return gzipSync(JSON.stringify(d), { level: 6 }).toString('base64');
+  return gzipSync(JSON.stringify(pack(d)), { level: 9 }).toString('base64');
 }
 
 export function reportHtml(d: ReportData): string {

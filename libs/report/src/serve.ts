@@ -3,7 +3,7 @@
 // Read-only: nothing else is served and no other method is accepted.
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ReportData } from './data';
+import { pack, type ReportData } from './data';
 import { reportHtml } from './page';
 
 export interface LiveServer {
@@ -34,7 +34,7 @@ export async function serveLive(snapshot: () => ReportData, opts: { host: string
     if (path === '/' || path === '/index.html') {
       res.writeHead(200, { ...headers, 'content-type': 'text/html; charset=utf-8' }).end(reportHtml(snapshot()));
     } else if (path === '/data') {
-      res.writeHead(200, { ...headers, 'content-type': 'application/json' }).end(JSON.stringify(snapshot()));
+      res.writeHead(200, { ...headers, 'content-type': 'application/json' }).end(JSON.stringify(pack(snapshot())));
     } else if (path === '/events') {
       res.writeHead(200, { ...headers, 'content-type': 'text/event-stream', connection: 'keep-alive' });
       res.write(over ? 'event: end\ndata: end\n\n' : 'retry: 2000\n\n');

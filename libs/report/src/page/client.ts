@@ -5,7 +5,7 @@
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
-import { STATUSES, type ReportData } from '../data';
+import { hostOfLane, lastBars, STATUSES, unpack, type ReportData } from '../data';
 import { barLabel, escapeXml, FAILED, formatMs, PALETTE, SVG_MAX_BARS, taskColour, ticks, timelineLayout, timelineSvg } from '../timeline';
 
 const $ = <T extends HTMLElement = HTMLElement>(sel: string): T => document.querySelector(sel) as T;
@@ -15,7 +15,7 @@ async function embedded(): Promise<ReportData> {
   const text = $('#cm-data').textContent!.trim();
   const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
   const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
-  return JSON.parse(await new Response(stream).text()) as ReportData;
+  return unpack(JSON.parse(await new Response(stream).text()) as ReportData);
 }
 
 function header(d: ReportData): void {
@@ -343,17 +343,21 @@ type Col = { key: string; label: string; num?: boolean; get: (i: number) => stri
 function jobsTable(d: ReportData, state: { sort: string; desc: boolean; filter: string; limit: number }): void {
   const box = $('#jobs');
   const J = d.jobs;
+  const B = d.bars;
+  const last = lastBars(d);
+  const laneHost = hostOfLane(d);
+  const bar = (i: number, f: (k: number) => string | number) => (last[i]! >= 0 ? f(last[i]!) : '');
   const params = (i: number) => (J.params[i]! >= 0 ? Object.entries(d.paramSets[J.params[i]!]!).map(([k, v]) => `${k}=${v}`).join(' ') : '');
   const cols: Col[] = [
     { key: 'id', label: 'job', get: (i) => J.id[i]! },
     { key: 'task', label: 'task', get: (i) => d.tasks[J.task[i]!]! },
     { key: 'params', label: 'params', get: params },
-    { key: 'host', label: 'host', get: (i) => (J.host[i]! >= 0 ? d.hosts[J.host[i]!]!.name : '') },
+    { key: 'host', label: 'host', get: (i) => bar(i, (k) => d.hosts[laneHost[B.lane[k]!]!]!.name) },
     { key: 'status', label: 'status', get: (i) => J.status[i]! },
-    { key: 'exit', label: 'exit', num: true, get: (i) => J.exit[i] ?? '' },
-    { key: 'attempt', label: 'attempts', num: true, get: (i) => J.attempt[i]! },
-    { key: 'start', label: 'start (s)', num: true, get: (i) => (J.start[i]! >= 0 ? J.start[i]! / 1000 : '') },
-    { key: 'dur', label: 'duration (s)', num: true, get: (i) => (J.dur[i]! >= 0 ? J.dur[i]! / 1000 : '') },
+    { key: 'exit', label: 'exit', num: true, get: (i) => bar(i, (k) => B.exit[k] ?? '') },
+    { key: 'attempt', label: 'attempts', num: true, get: (i) => bar(i, (k) => B.attempt[k]!) },
+    { key: 'start', label: 'start (s)', num: true, get: (i) => bar(i, (k) => B.start[k]! / 1000) },
+    { key: 'dur', label: 'duration (s)', num: true, get: (i) => bar(i, (k) => B.dur[k]! / 1000) },
     { key: 'reason', label: 'reason', get: (i) => J.reason[i] ?? '' },
   ];
   const col = cols.find((c) => c.key === state.sort) ?? cols[0]!;
@@ -449,7 +453,7 @@ async function main(): Promise<void> {
     try {
       const r = await fetch('data', { cache: 'no-store' });
       if (r.ok) {
-        d = (await r.json()) as ReportData;
+        d = unpack((await r.json()) as ReportData);
         render(d);
       }
     } finally {
