@@ -84,7 +84,7 @@ export class RunLog {
     return j;
   }
 
-  add(rec: { kind: string }): void {
+  add(rec: { kind: string; [key: string]: unknown }): void {
     switch (rec.kind) {
       case 'host': {
         const h = rec as HostRecord;
