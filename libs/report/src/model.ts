@@ -351,7 +351,7 @@ export class RunLog {
       sortValues(xs);
       const at = (op: string, x: string) => {
         const r = rows.find((v) => (v.op ?? 'value') === op && v.group![param] === x);
-        const n = r ? Number(r.value) : NaN;
+        const n = r && r.value !== null && r.value !== '' ? Number(r.value) : NaN;
         return Number.isFinite(n) ? n : null;
       };
       const sdOp = ops.includes('stddev') ? 'stddev' : undefined;

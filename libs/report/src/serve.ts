@@ -10,8 +10,11 @@ export interface LiveServer {
   url: string;
   /** tell the pages the run changed */
   changed(): void;
-  /** tell the pages the run ended (they fetch the final data once more) */
-  ended(): void;
+  /**
+   * Tell the pages the run ended; resolves once each page that was open has fetched the final data
+   * (or after `graceMs`), so closing the server then loses no page its last picture.
+   */
+  ended(graceMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -21,6 +24,8 @@ export async function serveLive(snapshot: () => ReportData, opts: { host: string
   let timer: NodeJS.Timeout | undefined;
   let last = 0;
   let over = false;
+  let finalFetches = 0;
+  let onFinalFetch = () => {};
   const send = (text: string) => {
     for (const c of clients) c.write(text);
   };
@@ -35,11 +40,17 @@ export async function serveLive(snapshot: () => ReportData, opts: { host: string
       res.writeHead(200, { ...headers, 'content-type': 'text/html; charset=utf-8' }).end(reportHtml(snapshot()));
     } else if (path === '/data') {
       res.writeHead(200, { ...headers, 'content-type': 'application/json' }).end(JSON.stringify(pack(snapshot())));
+      if (over) {
+        finalFetches += 1;
+        onFinalFetch();
+      }
     } else if (path === '/events') {
       res.writeHead(200, { ...headers, 'content-type': 'text/event-stream', connection: 'keep-alive' });
       res.write(over ? 'event: end\ndata: end\n\n' : 'retry: 2000\n\n');
       clients.add(res);
       req.on('close', () => clients.delete(res));
+    } else if (path === '/favicon.ico') {
+      res.writeHead(204, headers).end();
     } else {
       res.writeHead(404, headers).end('not found\n');
     }
@@ -61,11 +72,21 @@ export async function serveLive(snapshot: () => ReportData, opts: { host: string
         send(`data: ${last}\n\n`);
       }, wait);
     },
-    ended() {
+    ended(graceMs = 5000) {
       over = true;
       if (timer) clearTimeout(timer);
       timer = undefined;
+      const pages = clients.size;
       send('event: end\ndata: end\n\n');
+      return new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, graceMs);
+        onFinalFetch = () => {
+          if (finalFetches < pages) return;
+          clearTimeout(t);
+          resolve();
+        };
+        onFinalFetch();
+      });
     },
     close() {
       if (timer) clearTimeout(timer);

@@ -33,7 +33,8 @@ Options:
   -o FILE --output FILE   Write the HTML report to FILE.
   --svg FILE              Write the timeline alone to FILE (SVG, for papers).
   --parallel-joblog FILE  Write a joblog in GNU parallel's format (Seq, Host, Starttime, JobRuntime,
-                          Send, Receive, Exitval, Signal, Command): a line per attempt that ran.
+                          Send, Receive, Exitval, Signal, Command): a line per attempt that ran;
+                          Command is the job's command when job records came through, else its id.
   --serve                 Serve the report live while the records pass through, on
                           http://127.0.0.1:PORT/ (the URL is printed on stderr); the page updates as
                           events arrive (server-sent events). Read-only: GET only. PORT is the first
@@ -41,7 +42,8 @@ Options:
   --listen ADDR           The address --serve listens on [default: 127.0.0.1].
   --linger SECS           After the input ended, go on serving the final page for SECS seconds, or
                           until Ctrl-C (stdout is closed at once, so the rest of the pipe ends)
-                          [default: 0].
+                          [default: 0]. With 0, it ends once each open page fetched the final
+                          data (at most 5 s).
   --title TEXT            The report's title (default: "cm run <run ids>").
   --command TEXT          The command line to show in the header (no record carries it).
   --json                  Pass the records through even on a terminal.
@@ -162,7 +164,7 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
       io.stderr.write(`cm-report: wrote ${wrote.join(', ')}: ${c.jobs} jobs, ${c.ok} ok, ${c.failed + c.timeout + c.gaveUp} failed, ${c.skipped} skipped\n`);
     }
     if (server) {
-      server.ended();
+      await server.ended();
       if (args.serve!.lingerSecs > 0) {
         io.stderr.write(`cm-report: the run ended; serving the final page for ${args.serve!.lingerSecs} s (Ctrl-C ends)\n`);
         await new Promise<void>((resolve) => {
