@@ -5,6 +5,7 @@ import { build } from 'esbuild';
 import { readdirSync, existsSync, copyFileSync, rmSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { esbuildBrowserPlugin } from './browser-bundle.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const HOST_PROGRAMS = { '.sh': 'text', '.pl': 'text' };
@@ -30,6 +31,8 @@ await Promise.all(
       minifyWhitespace: true,
       // programs that run on hosts live in real files (sh -n / perl -c checked) and ship as text
       loader: HOST_PROGRAMS,
+      // a page's script (`import page from './client.ts?browser'`) is bundled for the browser, as text
+      plugins: [esbuildBrowserPlugin],
     });
     // the bin script starts the bundle through start.cjs, from V8's code cache once a run made one;
     // a new bundle must not meet the cache of the old one (V8 would refuse it, at a cost)

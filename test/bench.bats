@@ -87,3 +87,12 @@ no_complaints() {
   assert_line --regexp '^cm jobs\+arrays +[0-9.]+ +[0-9.]+ [0-9.]+x the time of raw array'
   assert_line --regexp '^chain cm jobs +[0-9.]+ s'
 }
+
+@test "bench/report.sh at 2,000 jobs on 5 hosts x 4 slots: the page's size and paint time in headless chromium" {
+  bench report HOSTS=5 SLOTS=4 RUNS=1 -- 2000
+  assert_equal "$status" 0
+  no_complaints
+  assert_line --regexp '^page size \(MB\) +[0-9.]+ +3 '
+  assert_line --regexp '^timeline painted \(ms\) +[0-9]+ +2000 '
+  assert_line --regexp '^bars drawn +[0-9]+ +2000'
+}

@@ -18,6 +18,8 @@ packages=(
   bc             # bench/: seconds and ratios
   time           # /usr/bin/time -v: peak RSS in bench/plan.sh
   perl           # the persistent transport's job loop on the test hosts (perl -c in the suite)
+  chromium       # test/cm-report.bats and bench/report.sh open cm-report's page headless (playwright-core)
+  curl           # test/cm-report.bats: the live page refuses a POST
 )
 
 # Every program a suite, helper or benchmark calls, with the package that brings it. Checked after the
@@ -29,7 +31,7 @@ programs=(
   pstree:psmisc fuser:psmisc unshare:util-linux nsenter:util-linux setsid:util-linux flock:util-linux
   mount:mount jq:jq nft:nftables bc:bc perl:perl timeout:coreutils
   sha256sum:coreutils script:bsdutils tar:tar awk:mawk xargs:findutils find:findutils
-  /usr/bin/time:time
+  /usr/bin/time:time chromium:chromium curl:curl
 )
 
 missing=()

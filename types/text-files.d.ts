@@ -8,3 +8,8 @@ declare module '*.pl' {
   const text: string;
   export default text;
 }
+// A page's script, bundled for the browser with its dependencies (scripts/browser-bundle.mjs).
+declare module '*?browser' {
+  const bundle: { js: string; css: string };
+  export default bundle;
+}

@@ -11,6 +11,9 @@ import type { JobOutcome } from './transport/types';
 export function jobEvent(event: EventRecord['event'], job: JobRecord, run: string): EventRecord {
   const ev: EventRecord = { kind: 'event', v: 1, event, job: job.id, task: job.task, run };
   if (job.params !== undefined && (event === 'finished' || event === 'gave-up' || event === 'skipped')) ev.params = job.params;
+  // what the job waits for, once, so a report downstream of cm-exec (which consumes the jobs) can draw the plan
+  if (event === 'queued' && job.deps.length > 0) ev.deps = job.deps;
+  if (event === 'queued' && job.after?.length) ev.after = job.after;
   return ev;
 }
 

@@ -167,6 +167,8 @@ export const EventRecord = Type.Object(
     replayed: Type.Optional(Type.Boolean({ description: 'a final event read back from the joblog by --resume' })),
     params: Type.Optional(Params),
     kept: Type.Optional(Type.Boolean({ description: "the job's workdir stays on its host (--keep-workdirs): nothing downstream removes it" })),
+    deps: Type.Optional(Type.Array(SafeId, { description: "queued: the job's deps, when it has any" })),
+    after: Type.Optional(Type.Array(SafeId, { description: "queued: the job's after, when it has any" })),
   },
   { additionalProperties: false, $id: 'event', description: 'what cm-exec did with a job or host' },
 );
