@@ -27,10 +27,11 @@ for h in 1 2; do
   cm_ssh "th$h" "for i in \$(seq 0 $((small - 1))); do [ \$((i % 2 + 1)) = $h ] || continue; d=.cm/runs/small/s\$i; mkdir -p \$d; head -c 4096 /dev/urandom > \$d/f.bin; done"
 done
 cm_ssh th1 "mkdir -p .cm/runs/big/b0 && head -c $((big_mb * 1000000)) /dev/urandom > .cm/runs/big/b0/big.bin"
+# "kept": the same folders are fetched again by each repetition (else cm-fetch removes each one once verified)
 for ((i = 0; i < small; i++)); do
-  printf '{"kind":"event","v":1,"event":"finished","job":"s%d","run":"small","host":"th%d","exit":0,"workdir":".cm/runs/small/s%d","outputs":["f.bin"]}\n' "$i" $((i % 2 + 1)) "$i"
+  printf '{"kind":"event","v":1,"event":"finished","job":"s%d","run":"small","host":"th%d","exit":0,"workdir":".cm/runs/small/s%d","outputs":["f.bin"],"kept":true}\n' "$i" $((i % 2 + 1)) "$i"
 done >"$work/small.ndjson"
-echo '{"kind":"event","v":1,"event":"finished","job":"b0","run":"big","host":"th1","exit":0,"workdir":".cm/runs/big/b0","outputs":["big.bin"]}' >"$work/big.ndjson"
+echo '{"kind":"event","v":1,"event":"finished","job":"b0","run":"big","host":"th1","exit":0,"workdir":".cm/runs/big/b0","outputs":["big.bin"],"kept":true}' >"$work/big.ndjson"
 
 now() { date +%s.%N; }
 # time_it LABEL BYTES CMD...: runs CMD, prints seconds and MB/s
