@@ -9,41 +9,30 @@
 load helpers/common
 # the entries of a session build on each other: one at a time, in table order
 export BATS_NO_PARALLELIZE_WITHIN_FILE=true
+load helpers/vagrant
 load examples/lib
 load examples/runner
 
 register_examples vagrant
 
-LAB="$CM_REPO/test/helpers/vagrant-lab.sh"
 # README's `cm-vagrant up 3 --provider lxc` names no box: the Vagrantfile's default. The lab has no
 # network to download it: its own box stands in under that name for this file's run.
 DEFAULT_BOX=debian/bookworm64
 
 setup_file() {
-  local why
-  why=$("$LAB" unusable-reason)
-  if [ -n "$why" ]; then
-    skip "lxc cannot work here: $why"
-  fi
-  local t0=$SECONDS
-  "$LAB" start >&3 2>&1 || "$LAB" start
-  echo "# vagrant lab ready in $((SECONDS - t0)) s" >&3
-  export PATH="$CM_REPO/test/helpers/vagrant-lab-bin:$PATH"
+  vagrant_lab_up
   if ! vagrant box list | grep -q "^$DEFAULT_BOX "; then
     vagrant box add -f --name "$DEFAULT_BOX" "${CM_LAB_DIR:-/var/cache/cm-lab}/box/debian12-lxc.box" >/dev/null
     export EXAMPLES_ADDED_BOX=1
   fi
-  export CM_SUITE_T0=$SECONDS
 }
 
 teardown_file() {
-  [ -z "$("$LAB" unusable-reason)" ] || return 0
-  if [ -n "${EXAMPLES_ADDED_BOX-}" ]; then
+  if vagrant_lab_usable && [ -n "${EXAMPLES_ADDED_BOX-}" ]; then
     vagrant box remove -f --provider lxc "$DEFAULT_BOX" >/dev/null 2>&1 || true
   fi
   # Whatever a failed entry left: the lab destroys every container it holds.
-  "$LAB" stop
-  echo "# vagrant examples: $((SECONDS - ${CM_SUITE_T0:-$SECONDS})) s after the lab was ready" >&3
+  vagrant_lab_down
 }
 
 teardown() {

@@ -8,29 +8,17 @@
 # Run alone:  npx bats test/vagrant-lxc.bats      (root; about 3 minutes, plus ~70 s the first time)
 
 load helpers/common
-
-LAB="$CM_REPO/test/helpers/vagrant-lab.sh"
+load helpers/vagrant
 
 setup_file() {
-  local why
-  why=$("$LAB" unusable-reason)
-  if [ -n "$why" ]; then
-    skip "lxc cannot work here: $why"
-  fi
-  local t0=$SECONDS
-  "$LAB" start >&3 2>&1 || "$LAB" start
-  echo "# vagrant lab ready in $((SECONDS - t0)) s" >&3
-  export PATH="$CM_REPO/test/helpers/vagrant-lab-bin:$PATH"
+  vagrant_lab_up
   export CM_INVENTORY="$BATS_FILE_TMPDIR/inventory.yaml"
   export VM_DIR="$BATS_FILE_TMPDIR/vm"
-  export CM_SUITE_T0=$SECONDS
 }
 
+# Whatever a failed test left: the lab destroys every container it holds.
 teardown_file() {
-  [ -z "$("$LAB" unusable-reason)" ] || return 0
-  # Whatever a failed test left: the lab destroys every container it holds.
-  "$LAB" stop
-  echo "# vagrant suite: $((SECONDS - ${CM_SUITE_T0:-$SECONDS})) s after the lab was ready" >&3
+  vagrant_lab_down
 }
 
 # Host names of the NDJSON host records in $output, sorted, space-separated.
@@ -96,13 +84,13 @@ EOF
 
 @test "cm-vagrant up 3 after up 2 adds exactly one machine" {
   local before
-  before=$("$LAB" exec lxc-ls -1 | sort)
+  before=$("$VAGRANT_LAB" exec lxc-ls -1 | sort)
   [ "$(wc -l <<<"$before")" -eq 2 ]
   run --separate-stderr cm-vagrant up 3 -q --dir "$VM_DIR"
   [ "$status" -eq 0 ] || { echo "$stderr"; false; }
   [ "$(host_names)" = "node1 node2 node3 " ]
   # the two existing containers are the same ones; one new container
-  run "$LAB" exec lxc-ls -1
+  run "$VAGRANT_LAB" exec lxc-ls -1
   [ "${#lines[@]}" -eq 3 ]
   for c in $before; do assert_line "$c"; done
   run --separate-stderr cm-hosts list --json @vagrant
@@ -116,7 +104,7 @@ EOF
   assert_output $'node1 not_created\nnode2 not_created\nnode3 not_created'
   run grep -c 'node[0-9]' "$CM_INVENTORY"
   assert_output 0
-  run "$LAB" exec lxc-ls -1
+  run "$VAGRANT_LAB" exec lxc-ls -1
   assert_output ''
   run pgrep -f "lxc monitor.*vm_node"
   [ "$status" -eq 1 ]
