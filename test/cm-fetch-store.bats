@@ -6,6 +6,8 @@
 load helpers/common
 load helpers/hosts
 load helpers/stores
+load faults/scenarios
+load faults/rows/store
 
 setup_file() {
   cm_hosts_start 3 2
@@ -97,4 +99,14 @@ check_stored() {
   run --separate-stderr cm-fetch ls ssh://th3/~/store --run bs1
   assert_equal "$status" 0
   assert_equal "$output" ""
+}
+
+@test "Azurite SIGKILLed mid-upload of a 256 MB result: ok:false, no blob under the final name, nothing listed" {
+  FT=$BATS_TEST_TMPDIR
+  faults_run fault_store_gone
+}
+
+@test "the gathering host's disk fills up: failed stores say so, no temp file, everything listed is there and whole" {
+  FT=$BATS_TEST_TMPDIR
+  faults_run fault_gather_disk_full
 }

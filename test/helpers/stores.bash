@@ -55,3 +55,20 @@ cm_s3_stop() {
   wait "$CM_S3_PID" 2>/dev/null
   CM_S3_PID=
 }
+
+# cm_blobs CONTAINER: every blob name in the container, straight from the SDK (not through cm-fetch)
+cm_blobs() {
+  node -e '
+    const { BlobServiceClient } = require(process.argv[1]);
+    (async () => {
+      const c = BlobServiceClient.fromConnectionString(process.env.AZURE_STORAGE_CONNECTION_STRING).getContainerClient(process.argv[2]);
+      if (!(await c.exists())) return;
+      for await (const b of c.listBlobsFlat()) console.log(b.name);
+    })().catch((e) => { console.error(e.message); process.exit(1); });
+  ' "$CM_REPO/node_modules/@azure/storage-blob" "$1"
+}
+
+# cm_azurite_bytes_over DIR N: Azurite in DIR holds more than N bytes of blob data (for wait_for)
+cm_azurite_bytes_over() {
+  (($(du -sb "$1/__blobstorage__" 2>/dev/null | cut -f1) > $2))
+}
