@@ -110,3 +110,57 @@ check_stored() {
   FT=$BATS_TEST_TMPDIR
   faults_run fault_gather_disk_full
 }
+
+@test "S3 (s3rver): --to s3://, ls with checksums, get byte for byte, rm; no credential in the output" {
+  cm_s3_start "$BATS_TEST_TMPDIR/s3" res
+  printf '@outputs(out.bin)\n@result(n.txt)\ndef w(i=1..6):\n    head -c $((i * 100000)) /dev/urandom > out.bin; echo $i > n.txt\n+w\n' >plan.cm
+  run --separate-stderr bash -o pipefail -c 'cm-plan -f plan.cm --run s31 | cm-exec -q -H th1,th2 | cm-fetch --dir results --to s3://res/keep | cm-reduce --json'
+  assert_equal "$status" 0
+  assert_equal "$(jq -c 'select(.kind == "fetch") | [.ok, .files[].provider]' <<<"$output" | sort -u)" '[true,"s3","s3"]'
+  assert_equal "$(jq -c 'select(.kind == "value" and .partial == false) | .value' <<<"$output")" 21
+  run --separate-stderr cm-fetch ls s3://res/keep
+  assert_equal "$status" 0
+  jq -r '.files[] | "\(.sha256)  \(.location)"' <<<"$output" | sed 's|s3://res/keep/||' | sort -k2 >listed.sums
+  assert_equal "$(cat listed.sums)" "$(cd results && find s31 -type f -exec sha256sum {} + | sort -k2)"
+  run --separate-stderr cm-fetch get --dir back s3://res/keep
+  assert_equal "$status" 0
+  diff -r results/s31 back/s31
+  ! grep -q S3RVER <<<"$output$stderr"
+  run --separate-stderr cm-fetch rm s3://res/keep
+  assert_equal "$status" 0
+  assert_equal "$(jq -s length <<<"$output")" 6
+  run --separate-stderr cm-fetch ls s3://res/keep
+  assert_equal "$output" ""
+  cm_s3_stop
+}
+
+@test "--stage-in --from ssh://th3/~/inputs and from az://: the input comes from the location, is staged, runs" {
+  cm_ssh th3 'mkdir -p inputs && echo "echo \$((\$1 * 10))" > inputs/run.sh'
+  printf '@inputs(run.sh)\ndef w(i=1..3):\n    sh run.sh $i\n+w\n' >plan.cm
+  run --separate-stderr bash -o pipefail -c 'cm-plan -f plan.cm | cm-fetch --stage-in --from ssh://th3/~/inputs | cm-exec -q -H th1,th2 | cm-reduce --json'
+  assert_equal "$status" 0
+  assert_equal "$(jq -c 'select(.kind == "fetch" and .direction == "in") | .files[] | [.provider, .location]' <<<"$output" | sort -u)" '["ssh","ssh://th3/~/inputs/run.sh"]'
+  assert_equal "$(jq -c 'select(.kind == "value" and .partial == false) | .value' <<<"$output")" 60
+  # an input named by its URL (a plan written by hand or by jq) from Azurite
+  mkdir -p in && cm_ssh th3 'cat inputs/run.sh' >in/run.sh
+  run --separate-stderr node -e '
+    const { BlobServiceClient } = require(process.argv[1]);
+    const c = BlobServiceClient.fromConnectionString(process.env.AZURE_STORAGE_CONNECTION_STRING).getContainerClient("inputs");
+    c.createIfNotExists().then(() => c.getBlockBlobClient("v1/run.sh").uploadFile(process.argv[2])).catch((e) => { console.error(e.message); process.exit(1); });
+  ' "$CM_REPO/node_modules/@azure/storage-blob" in/run.sh
+  assert_equal "$status" 0
+  run --separate-stderr bash -o pipefail -c "cm-plan -f plan.cm | jq -c 'if .kind == \"job\" then .inputs = [\"az://inputs/v1/run.sh\"] else . end' | cm-fetch --stage-in | cm-exec -q -H th1,th2 | cm-reduce --json"
+  assert_equal "$status" 0
+  assert_equal "$(jq -c 'select(.kind == "value" and .partial == false) | .value' <<<"$output")" 60
+}
+
+@test "bad locations are usage errors (exit 2) before anything runs; no credential in a URL" {
+  run --separate-stderr cm-fetch --to 'az://res/x?sig=abc' </dev/null
+  assert_equal "$status" 2
+  [[ $stderr == *'a query or fragment is not allowed'* ]]
+  run --separate-stderr cm-fetch ls 'ssh://user@th1/x'
+  assert_equal "$status" 2
+  run --separate-stderr cm-fetch ls 'ftp://x/y'
+  assert_equal "$status" 2
+  [[ $stderr == *'unknown location scheme "ftp"'* ]]
+}

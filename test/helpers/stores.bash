@@ -28,7 +28,7 @@ cm_azurite_start() {
 cm_azurite_stop() {
   [[ -n ${CM_AZURITE_PID:-} ]] || return 0
   kill "-${1:-TERM}" "$CM_AZURITE_PID" 2>/dev/null
-  wait "$CM_AZURITE_PID" 2>/dev/null
+  wait "$CM_AZURITE_PID" 2>/dev/null || true
   CM_AZURITE_PID=
 }
 
@@ -52,7 +52,7 @@ cm_s3_start() {
 cm_s3_stop() {
   [[ -n ${CM_S3_PID:-} ]] || return 0
   kill "$CM_S3_PID" 2>/dev/null
-  wait "$CM_S3_PID" 2>/dev/null
+  wait "$CM_S3_PID" 2>/dev/null || true
   CM_S3_PID=
 }
 
