@@ -100,7 +100,7 @@ Examples:
   cm-plan -f examples/sweep.cm | cm-fetch --stage-in | cm-exec | cm-fetch | cm-reduce --partial
   cm-plan -f examples/bench.cm | cm-fetch --stage-in | cm-exec | cm-fetch --to az://results/bench | cm-reduce
   cm-fetch ls az://results/bench
-  cm-fetch get --dir copy --run bench1 ssh://fs1/~/results
+  cm-fetch get --dir copy --run bench1 ssh://th3/~/results
   printf '@outputs(a.txt)\\ndef w(i=1..4):\\n    echo $i > a.txt\\nw\\n' | cm-plan - | cm-exec --keep-workdirs | cm-fetch --transfers 8 | grep '"kind":"fetch"'
 `;
 
