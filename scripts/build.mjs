@@ -33,6 +33,9 @@ await Promise.all(
       loader: HOST_PROGRAMS,
       // a page's script (`import page from './client.ts?browser'`) is bundled for the browser, as text
       plugins: [esbuildBrowserPlugin],
+      // cloud SDKs load from node_modules only when an az:// or s3:// location is used: bundled,
+      // they would grow every cm-fetch start by megabytes of code most runs never touch
+      external: ['@azure/storage-blob', '@aws-sdk/client-s3'],
     });
     // the bin script starts the bundle through start.cjs, from V8's code cache once a run made one;
     // a new bundle must not meet the cache of the old one (V8 would refuse it, at a cost)

@@ -6,6 +6,11 @@
 load helpers/common
 load helpers/hosts
 
+# a test that started Azurite (the --help examples) stops it by its pid, passed or failed
+teardown() {
+  if [[ -n ${CM_AZURITE_PID:-} ]]; then cm_azurite_stop; fi
+}
+
 setup_file() {
   cm_hosts_start 3 4
   # 40 "jobs" that ran on th1..th3 and left a result file (and a second output) in their workdir
@@ -238,6 +243,9 @@ _events_on_th1() {
 
 @test "every example of cm-fetch --help runs as written on the test hosts" {
   local ex n=0
+  # the --to az:// and ls az:// examples: Azurite on loopback, stopped by pid below
+  source "$CM_REPO/test/helpers/stores.bash"
+  cm_azurite_start "$BATS_TEST_TMPDIR/azurite"
   while IFS= read -r ex; do
     [[ -n $ex ]] || continue
     run --separate-stderr bash -o pipefail -c "cd '$BATS_TEST_TMPDIR/work' && ln -sfn '$CM_REPO/examples' examples && $ex"

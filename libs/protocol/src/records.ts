@@ -180,6 +180,10 @@ export const FetchedFile = Type.Object(
     path: Type.String({ description: 'local path inside the results tree' }),
     size: Type.Integer({ minimum: 0 }),
     sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    provider: Type.Optional(
+      Type.Union([Type.Literal('file'), Type.Literal('ssh'), Type.Literal('az'), Type.Literal('s3')], { description: 'where the stored copy is kept (cm-fetch --to)' }),
+    ),
+    location: Type.Optional(Type.String({ description: 'URL of the stored copy, checked against sha256 (cm-fetch --to); never holds a credential' })),
   },
   { additionalProperties: false },
 );
@@ -202,6 +206,7 @@ export const FetchRecord = Type.Object(
     sweep: Type.Optional(SafeId),
     index: Type.Optional(Type.Integer({ minimum: 0 })),
     params: Type.Optional(Params),
+    to: Type.Optional(Type.String({ description: 'cm-fetch --to: the location the files were stored at (each file names its own copy); path stays the local copy' })),
   },
   { additionalProperties: false, $id: 'fetch', description: 'files moved to or from a job' },
 );

@@ -8,3 +8,7 @@ export * from './queue';
 export * from './stream';
 export * from './remove';
 export * from './fetched';
+export * from './location';
+export * from './catalogue';
+export * from './store-command';
+export { openLocation } from './stores';

@@ -13,6 +13,9 @@ import { Limiter } from './limit';
 import { FetchQueue } from './queue';
 import { resultFolder } from './paths';
 import { Stager } from './stage';
+import { storeError, storeFetched, withRetries } from './catalogue';
+import { LocationError, objectUrl, parseLocation, type Location } from './location';
+import { openLocation } from './stores';
 
 const PER_HOST = 8;
 const MAX_BATCH = 64;
@@ -30,6 +33,10 @@ export interface TransferOptions {
   keepWorkdirs?: boolean;
   /** inventory file (else the usual search) */
   inventory?: string;
+  /** a location URL: each job's fetched files are stored there too, with their record */
+  to?: string;
+  /** --stage-in: a location URL the jobs' inputs are taken from (by file name) */
+  from?: string;
   env: NodeJS.ProcessEnv;
   cwd: string;
 }
@@ -90,6 +97,19 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
   };
 
   const dirOf = path.resolve(opts.cwd, opts.dir);
+  // a bad URL is a usage error before anything runs; the location itself opens on first use
+  if (opts.to !== undefined) parseLocation(opts.to, opts.cwd);
+  if (opts.from !== undefined) parseLocation(opts.from, opts.cwd);
+  const locations = new Map<string, Promise<Location>>();
+  const location = (url: string): Promise<Location> => {
+    let l = locations.get(url);
+    if (!l) {
+      l = openLocation(url, { cwd: opts.cwd, env: opts.env, conns, host: findHost });
+      locations.set(url, l);
+    }
+    return l;
+  };
+  const retry = { retries: opts.retries, signal: io.signal };
   // two jobs of a run with the same task and parameters: the second keeps to its id's folder
   const folders = new Map<string, string>();
   const folderOf = (ev: EventRecord & { job: string }, run: string): string => {
@@ -117,7 +137,7 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
       out = { ok: false, files: [], attempt: 1, error: (err as Error).message };
     }
     // Built field by field so the record reads in the order of docs/protocol.md.
-    const rec = { kind: 'fetch', v: 1, job: ev.job } as FetchRecord;
+    let rec = { kind: 'fetch', v: 1, job: ev.job } as FetchRecord;
     if (ev.task !== undefined) rec.task = ev.task;
     rec.run = run;
     if (ev.host !== undefined) rec.host = ev.host;
@@ -130,6 +150,18 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
     if (ev.sweep !== undefined) rec.sweep = ev.sweep;
     if (ev.index !== undefined) rec.index = ev.index;
     if (ev.params !== undefined) rec.params = ev.params;
+    if (opts.to !== undefined && rec.ok && rec.files.length > 0) {
+      const to = opts.to;
+      try {
+        const loc = await location(to);
+        rec = await limiter.run(`store ${to}`, () => storeFetched(loc, dirOf, rec, retry));
+      } catch (err) {
+        // nothing of this job is listed at the location; its files stay in the local tree
+        rec.ok = false;
+        rec.error = err instanceof LocationError ? err.message : storeError(err);
+        rec.to = parseLocation(to, opts.cwd).url;
+      }
+    }
     if (!rec.ok) {
       failed += 1;
       io.stderr.write(`cm-fetch: job ${ev.job}: ${rec.error ?? 'failed'}\n`);
@@ -141,12 +173,43 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
   let chain: Promise<void> = Promise.resolve();
   let queued = 0;
   const stager = new Stager(conns, { cwd: opts.cwd, retries: opts.retries, limit: (key, fn) => limiter.run(key, fn) });
+  // inputs taken from a location: brought into <dir>/.cm/inputs/ once per run, checked, then staged
+  const pulled = new Map<string, Promise<{ local: string; url: string; provider: string }>>();
+  const pull = (input: string): Promise<{ local: string; url: string; provider: string }> | undefined => {
+    const isUrl = /^(file|ssh|az|s3):/.test(input);
+    if (!isUrl && opts.from === undefined) return undefined;
+    const base = isUrl ? input.replace(/\/+[^/]*$/, '') : (opts.from as string);
+    const key = path.posix.basename(input);
+    const id = `${base}\0${key}`;
+    let p = pulled.get(id);
+    if (!p) {
+      const n = pulled.size;
+      p = (async () => {
+        const loc = await location(base);
+        const local = path.join(dirOf, '.cm', 'inputs', loc.spec.provider, String(n), key);
+        try {
+          await withRetries(() => loc.getToFile(key, local), retry);
+        } catch (err) {
+          throw new Error(`input ${objectUrl(loc.spec, key)}: ${storeError(err)}`);
+        }
+        return { local, url: objectUrl(loc.spec, key), provider: loc.spec.provider };
+      })();
+      pulled.set(id, p);
+    }
+    return p;
+  };
   const stageFor = async (job: JobRecord, raw: string): Promise<string[]> => {
     if (!job.inputs || job.inputs.length === 0) return [raw];
     const inv = await inventoryOrStop();
     try {
       const targets = inv.select(job.host);
-      const staged = await stager.stageJob(job, targets);
+      const sources = await Promise.all(job.inputs.map((i) => pull(i)));
+      const localJob = sources.some((x) => x) ? { ...job, inputs: job.inputs.map((i, k) => sources[k]?.local ?? i) } : job;
+      const staged = await stager.stageJob(localJob, targets);
+      sources.forEach((x, k) => {
+        const f = staged.files[k];
+        if (x && f) Object.assign(f, { provider: x.provider, location: x.url });
+      });
       const rec: FetchRecord = { kind: 'fetch', v: 1, job: job.id, task: job.task, direction: 'in', ok: true, files: staged.files };
       if (job.params !== undefined) rec.params = job.params;
       if (job.run !== undefined) rec.run = job.run;

@@ -1,7 +1,8 @@
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { EXIT_CODES, flag, intOpt, str, type CommandIO, type DocoptArgs } from '@cm/cli';
-import { transferStream, type TransferOptions } from '@cm/transfer';
+import { EXIT_CODES, flag, intOpt, str, wantsRecords, type CommandIO, type DocoptArgs } from '@cm/cli';
+import { formatTable, RecordWriter } from '@cm/protocol';
+import { storeCommand, transferStream, type TransferOptions } from '@cm/transfer';
 
 export const USAGE = `
 cm-fetch: copy job outputs back from the hosts as jobs finish (and stage inputs in).
@@ -49,9 +50,28 @@ an input share one copy per host; inputs are shared, so treat them as read-only.
 their order: a job waits for its inputs, later records wait for it. Stage-in lives here, not in
 cm-exec, so the transfer code stays in one library (@cm/transfer) and cm-exec stays a scheduler.
 
+Results kept elsewhere: with --to URL each job's files, once fetched and verified here, are
+also stored at URL, each checked against its sha256 there, then the job's fetch record is stored
+beside them (URL/.cm/fetch/<run>/<job>.json): the records are the location's catalogue. Each
+file in the record gets "provider" and "location" (its URL); "path" stays the local copy, which
+cm-reduce reads. A file goes in under a temporary name (Azure: uncommitted blocks; S3: one PUT)
+and takes its name only once whole and checked; a failed store is retried (--retries), then the
+record is ok: false and nothing of that job is listed at URL.
+  file:DIR               a folder (file:///abs/path or file:rel/path)
+  ssh://HOST/PATH        a host of the inventory (/~/PATH: below its login directory)
+  az://CONTAINER/PREFIX  Azure Blob Storage; the account from AZURE_STORAGE_CONNECTION_STRING
+  s3://BUCKET/PREFIX     S3; credentials, region from the AWS SDK's usual chain (AWS_*,
+                         ~/.aws); AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL for another server
+A URL holds no user, password, port or query: credentials come from the environment only.
+ls lists a location's records, get brings its files back below --dir (checked against their
+sha256), rm removes them and their records.
+
 Usage:
   cm-fetch [options] [<file>]
   cm-fetch --stage-in [options] [<file>]
+  cm-fetch ls [options] <url>
+  cm-fetch get [options] <url>
+  cm-fetch rm [options] <url>
   cm-fetch -h | --help
 
 Options:
@@ -62,6 +82,10 @@ Options:
                      job folders there: nothing was verified).
   --keep-workdirs    Leave each job's folder on its host after its files are fetched.
   --stage-in         Stage job inputs to the hosts (in front of cm-exec).
+  --to URL           Also store each job's fetched files, and its record, at URL.
+  --from URL         With --stage-in: take each input (by its file name) from URL.
+  --run RUN          ls, get, rm: only the records of that run.
+  --json             ls: NDJSON records even on a terminal (else a table there).
   -i --inventory FILE  Inventory file (else $CM_INVENTORY, ./cm.yaml, ...; see cm-hosts).
 
 Common options:
@@ -74,17 +98,26 @@ Examples:
   cm-plan -f examples/sweep.cm | cm-exec | cm-fetch --dir results | cm-reduce
   printf '@result(n.txt)\\ndef w(i=1..4):\\n    echo $i > n.txt\\n+w\\n' | cm-plan - | cm-exec | cm-fetch | cm-reduce
   cm-plan -f examples/sweep.cm | cm-fetch --stage-in | cm-exec | cm-fetch | cm-reduce --partial
+  cm-plan -f examples/bench.cm | cm-fetch --stage-in | cm-exec | cm-fetch --to az://results/bench | cm-reduce
+  cm-fetch ls az://results/bench
+  cm-fetch get --dir copy --run bench1 ssh://th3/~/results
   printf '@outputs(a.txt)\\ndef w(i=1..4):\\n    echo $i > a.txt\\nw\\n' | cm-plan - | cm-exec --keep-workdirs | cm-fetch --transfers 8 | grep '"kind":"fetch"'
 `;
 
 export interface Args extends Omit<TransferOptions, 'env' | 'cwd'> {
   /** the input (default stdin) */
   file?: string;
+  /** ls, get, rm on a location */
+  op?: { name: 'ls' | 'get' | 'rm'; url: string; run?: string; json: boolean };
 }
 
 export function toArgs(a: DocoptArgs): Args {
   const file = str(a, '<file>');
+  const name = (['ls', 'get', 'rm'] as const).find((n) => flag(a, n));
   return {
+    op: name ? { name, url: str(a, '<url>') as string, run: str(a, '--run'), json: flag(a, '--json') } : undefined,
+    to: str(a, '--to'),
+    from: str(a, '--from'),
     file: file === '-' ? undefined : file,
     dir: str(a, '--dir') ?? 'results',
     transfers: intOpt(a, '--transfers', { min: 1 }) ?? 4,
@@ -97,6 +130,27 @@ export function toArgs(a: DocoptArgs): Args {
 }
 
 export async function run(args: Args, io: CommandIO): Promise<number> {
+  if (args.op) return storeOp(args, args.op, io);
   const input = args.file ? createReadStream(path.resolve(io.cwd, args.file)) : io.stdin;
   return transferStream({ ...args, env: io.env, cwd: io.cwd }, { ...io, input, source: args.file ?? 'stdin' });
+}
+
+async function storeOp(args: Args, op: NonNullable<Args['op']>, io: CommandIO): Promise<number> {
+  const records = op.name !== 'ls' || wantsRecords(io, { json: op.json });
+  const writer = new RecordWriter(io.stdout);
+  const rows: string[][] = [];
+  const code = await storeCommand(
+    { op: op.name, url: op.url, run: op.run, dir: args.dir, retries: args.retries, inventory: args.inventory, env: io.env, cwd: io.cwd },
+    {
+      emit: async (rec) => {
+        if (records) await writer.write(rec);
+        else for (const f of rec.files) rows.push([rec.run ?? '', rec.job, String(f.size), f.sha256, f.location ?? f.path]);
+      },
+      warn: (m) => io.stderr.write(`cm-fetch: ${m}\n`),
+      signal: io.signal,
+    },
+  );
+  if (!records) io.stdout.write(formatTable(['RUN', 'JOB', 'SIZE', 'SHA256', 'LOCATION'], rows));
+  await writer.end();
+  return code;
 }
