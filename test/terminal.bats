@@ -125,3 +125,20 @@ interrupted() {
   grep -qxF 'cm-exec: nothing was logged: --joblog FILE makes a run resumable (then --resume finishes what is left)' <<<"$output"
   assert_none_left "cmint$$"
 }
+
+@test "cm-fetch on a terminal: a line per job as its files land, under their parameters, and the totals; --json gives records" {
+  cd "$BATS_TEST_TMPDIR"
+  printf '@outputs(n.txt)\ndef w(size=[1, 2], rep=1..3):\n    echo $((size * rep)) > n.txt\nw\n' | cm-plan - --run tf1 >jobs
+  tty "cm-exec -q <jobs | cm-fetch"
+  assert_equal "$status" 0
+  local shown
+  shown=$(screen <<<"$output")
+  refute_output --partial '"kind":'
+  assert_equal "$(grep -cE '^fetched  w\.[0-5]  th[123]  1 file, 2 B  results/tf1/w/size=[12]/rep=[123]/n\.txt$' <<<"$shown")" 6
+  grep -qxF 'cm-fetch: 6 jobs fetched (6 files, 12 B)' <<<"$shown"
+  assert_equal "$(cat results/tf1/w/size=2/rep=3/n.txt)" 6
+  printf '@outputs(n.txt)\ndef w(size=[1, 2], rep=1..3):\n    echo $((size * rep)) > n.txt\nw\n' | cm-plan - --run tf2 >jobs
+  tty "cm-exec -q <jobs | cm-fetch --json"
+  assert_equal "$status" 0
+  assert_equal "$(screen <<<"$output" | grep -c '^{"kind":"fetch".*"ok":true')" 6
+}

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, utimesSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cleanRecord, cleanScript, formatBytes, parseAge } from './clean';
+import { cleanRecord, cleanScript, parseAge } from './clean';
 
 describe('parseAge', () => {
   it('reads minutes, hours and days as minutes', () => {
@@ -23,12 +23,6 @@ describe('cleanRecord', () => {
   it('names an unreachable host as such', () => {
     const r = cleanRecord('th2', 255, '', 'ssh: connect to host 127.0.10.2 port 22: Connection refused\r\n', true);
     expect(r).toMatchObject({ ok: false, runs: [], error: 'cannot connect: ssh: connect to host 127.0.10.2 port 22: Connection refused' });
-  });
-});
-
-describe('formatBytes', () => {
-  it('gives people binary units', () => {
-    expect([formatBytes(0), formatBytes(1023), formatBytes(1536), formatBytes(107 * 1024 * 1024)]).toEqual(['0 B', '1023 B', '1.5 KiB', '107.0 MiB']);
   });
 });
 

@@ -3,7 +3,7 @@
 // a run left behind: jobs whose outputs were never fetched, --keep-workdirs, runs that were killed.
 import { spawn } from 'node:child_process';
 import type { Writable } from 'node:stream';
-import { CmError, ExitCode, formatTable, RecordWriter, shQuote, type CleanRecord, type HostRecord } from '@cm/protocol';
+import { CmError, ExitCode, formatBytes, formatTable, plural, RecordWriter, shQuote, type CleanRecord, type HostRecord } from '@cm/protocol';
 import { sshArgs } from '@cm/ssh';
 import CLEAN_SH from './clean.sh';
 
@@ -39,21 +39,6 @@ export function cleanRecord(host: string, code: number | null, stdout: string, s
   return rec;
 }
 
-/** 107374182 -> "102.4 MiB": for the table people read. */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u += 1;
-  }
-  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
-}
-
-function plural(n: number, what: string): string {
-  return `${n} ${what}${n === 1 ? '' : 's'}`;
-}
 
 export interface CleanOptions {
   hosts: HostRecord[];

@@ -13,4 +13,4 @@ export { JobStops } from './transport/stops';
 export { outcomeOf, type JobEnd } from './transport/capture';
 export { notRun } from './transport/local';
 export { describeEvent, describeFailure, lastLines, progressText, resumeCommand, RunReport, StatusLine, summaryLine, taggedLines, type RunReportOptions } from './report';
-export { cleanRuns, parseAge, cleanScript, cleanRecord, formatBytes, type CleanOptions, type CleanIO } from './clean';
+export { cleanRuns, parseAge, cleanScript, cleanRecord, type CleanOptions, type CleanIO } from './clean';

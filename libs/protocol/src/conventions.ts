@@ -58,3 +58,20 @@ export function formatTable(header: string[], rows: string[][]): string {
       .trimEnd();
   return `${[line(header), ...rows.map(line)].join('\n')}\n`;
 }
+
+/** 107374182 -> "102.4 MiB": for the table people read. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u += 1;
+  }
+  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+/** "1 file", "3 files": counts in lines for people. */
+export function plural(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? '' : 's'}`;
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PassThrough } from 'node:stream';
-import { readRecords, parseRecords, RecordWriter, recordProblem, InputError } from './index';
+import { readRecords, parseRecords, RecordWriter, recordProblem, InputError, formatBytes, plural } from './index';
 
 async function readAll(text: string | Buffer, maxLineBytes?: number): Promise<unknown[]> {
   const input = new PassThrough();
@@ -86,5 +86,12 @@ describe('RecordWriter', () => {
     await new Promise((r) => setImmediate(r));
     expect(closed).toBe(true);
     expect(w.write(job)).toBeUndefined();
+  });
+});
+
+describe('formatBytes and plural', () => {
+  it('give people binary units and counted words', () => {
+    expect([formatBytes(0), formatBytes(1023), formatBytes(1536), formatBytes(107 * 1024 * 1024)]).toEqual(['0 B', '1023 B', '1.5 KiB', '107.0 MiB']);
+    expect([plural(1, 'file'), plural(0, 'file'), plural(3, 'host')]).toEqual(['1 file', '0 files', '3 hosts']);
   });
 });

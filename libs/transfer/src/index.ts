@@ -12,3 +12,4 @@ export * from './location';
 export * from './catalogue';
 export * from './store-command';
 export { openLocation } from './stores';
+export * from './people';

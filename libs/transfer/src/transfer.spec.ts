@@ -8,6 +8,7 @@ import { ensureDirs, safeJoin, safeRelative, UnsafePathError } from './paths';
 import { readTar, TarFormatError } from './tar';
 import { SafeExtractor, parseSums, fetchScript, LocalWriteError } from './fetch';
 import { Limiter } from './limit';
+import { describeFetch } from './people';
 
 /** A tar header built by hand, so tests can say things GNU tar would refuse to write. */
 function header(name: string, opts: { size?: number; type?: string; link?: string } = {}): Buffer {
@@ -380,5 +381,19 @@ describe('a local disk that fills up during a fetch', () => {
     expect(listTree(root).filter((n) => n.includes('.cm-part-')).length).toBe(2);
     await ex.discard();
     expect(listTree(root)).toEqual([]);
+  });
+});
+
+describe('describeFetch: a fetch record for people', () => {
+  const base = { kind: 'fetch' as const, v: 1 as const, job: 'bench.3', host: 'th1', direction: 'out' as const, ok: true };
+  const file = (p: string, size: number) => ({ remote: `.cm/runs/r/bench.3/${p}`, path: `/w/results/r/bench/size=4/${p}`, size, sha256: 'a'.repeat(64) });
+  it('names the job, its host, the count and size of its files, and where they landed (relative to the cwd)', () => {
+    expect(describeFetch({ ...base, files: [file('out/t.txt', 5)] }, '/w')).toBe('fetched  bench.3  th1  1 file, 5 B  results/r/bench/size=4/out/t.txt');
+    expect(describeFetch({ ...base, files: [file('out/t.txt', 1024), file('log/x', 512)] }, '/w')).toBe('fetched  bench.3  th1  2 files, 1.5 KiB  results/r/bench/size=4/');
+    expect(describeFetch({ ...base, files: [file('a', 1)] }, '/elsewhere')).toBe('fetched  bench.3  th1  1 file, 1 B  /w/results/r/bench/size=4/a');
+  });
+  it('says why a fetch failed, and what a stage-in moved', () => {
+    expect(describeFetch({ ...base, ok: false, files: [], error: 'missing "f.bin"' }, '/w')).toBe('FAILED   bench.3  th1  missing "f.bin"');
+    expect(describeFetch({ ...base, direction: 'in', files: [file('bench.sh', 380)] }, '/w')).toBe('staged   bench.3  1 input (380 B)');
   });
 });

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { EXIT_CODES, flag, intOpt, str, wantsRecords, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { formatTable, RecordWriter } from '@cm/protocol';
-import { storeCommand, transferStream, type TransferOptions } from '@cm/transfer';
+import { FetchLines, storeCommand, transferStream, type TransferOptions } from '@cm/transfer';
 
 export const USAGE = `
 cm-fetch: copy job outputs back from the hosts as jobs finish (and stage inputs in).
@@ -85,7 +85,8 @@ Options:
   --to URL           Also store each job's fetched files, and its record, at URL.
   --from URL         With --stage-in: take each input (by its file name) from URL.
   --run RUN          ls, get, rm: only the records of that run.
-  --json             ls: NDJSON records even on a terminal (else a table there).
+  --json             NDJSON records even on a terminal (there, else: a line per job as its
+                     files land, and the totals on stderr; ls: a table).
   -i --inventory FILE  Inventory file (else $CM_INVENTORY, ./cm.yaml, ...; see cm-hosts).
 
 Common options:
@@ -109,6 +110,7 @@ export interface Args extends Omit<TransferOptions, 'env' | 'cwd'> {
   file?: string;
   /** ls, get, rm on a location */
   op?: { name: 'ls' | 'get' | 'rm'; url: string; run?: string; json: boolean };
+  json: boolean;
 }
 
 export function toArgs(a: DocoptArgs): Args {
@@ -126,13 +128,22 @@ export function toArgs(a: DocoptArgs): Args {
     stageIn: flag(a, '--stage-in'),
     keepWorkdirs: flag(a, '--keep-workdirs'),
     inventory: str(a, '--inventory'),
+    json: flag(a, '--json'),
   };
 }
 
 export async function run(args: Args, io: CommandIO): Promise<number> {
   if (args.op) return storeOp(args, args.op, io);
   const input = args.file ? createReadStream(path.resolve(io.cwd, args.file)) : io.stdin;
-  return transferStream({ ...args, env: io.env, cwd: io.cwd }, { ...io, input, source: args.file ?? 'stdin' });
+  // a person at a terminal reads a line per job; records are for the next command of a pipe
+  const lines = wantsRecords(io, { json: args.json }) ? undefined : new FetchLines(io.stdout, io.cwd);
+  const code = await transferStream({ ...args, env: io.env, cwd: io.cwd }, { ...io, stdout: lines ?? io.stdout, input, source: args.file ?? 'stdin' });
+  if (lines) {
+    await new Promise<void>((resolve) => lines.end(resolve));
+    const totals = lines.summary();
+    if (totals !== undefined) io.stderr.write(`cm-fetch: ${totals}\n`);
+  }
+  return code;
 }
 
 async function storeOp(args: Args, op: NonNullable<Args['op']>, io: CommandIO): Promise<number> {
