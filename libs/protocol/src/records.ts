@@ -167,6 +167,8 @@ export const EventRecord = Type.Object(
     replayed: Type.Optional(Type.Boolean({ description: 'a final event read back from the joblog by --resume' })),
     params: Type.Optional(Params),
     kept: Type.Optional(Type.Boolean({ description: "the job's workdir stays on its host (--keep-workdirs): nothing downstream removes it" })),
+    spool: Type.Optional(Type.String({ description: "joblog started lines: the folder on the host keeping the job's results for a --resume to collect" })),
+    reattached: Type.Optional(Type.Boolean({ description: 'a job a cm-exec that died started, collected from its host by --resume' })),
   },
   { additionalProperties: false, $id: 'event', description: 'what cm-exec did with a job or host' },
 );

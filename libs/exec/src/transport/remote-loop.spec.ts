@@ -184,7 +184,7 @@ describe.each([
   it('says hello with its runner and cleans its temp dir on EOF', async () => {
     const out = await runLoop([], 0);
     const hello = out.toString().split('\n')[0] ?? '';
-    expect(hello).toMatch(new RegExp(`^${MARKER} hello 3 ${runner.source}$`));
+    expect(hello).toMatch(new RegExp(`^${MARKER} hello 4 ${runner.source}$`));
     expect(readdirSync(dir).filter((n) => n.startsWith('cm-persist.'))).toEqual([]);
   });
 
