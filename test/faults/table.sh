@@ -13,6 +13,12 @@ source "$CM_REPO/test/helpers/hosts.bash"
 source "$CM_REPO/test/faults/netns.bash"
 # shellcheck source=scenarios.bash
 source "$CM_REPO/test/faults/scenarios.bash"
+# more rows, one file per subject: each adds its scenario names to FAULT_ROWS
+FAULT_ROWS=()
+for f in "$CM_REPO"/test/faults/rows/*.bash; do
+  # shellcheck disable=SC1090
+  source "$f"
+done
 
 FT=$(mktemp -d "${TMPDIR:-/tmp}/cm-faults.XXXXXX")
 export CM_TEST_HOSTS_DIR=$FT/hosts
@@ -28,7 +34,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 all=(host_down_before sshd_dies drop_before drop_mid_run slow_host hang_timeout big_output forks_children
-  ignores_term sigkill_resume sigint head fetch_disk_full fetch_vanished load)
+  ignores_term sigkill_resume sigint head fetch_disk_full fetch_vanished "${FAULT_ROWS[@]}" load)
 (($#)) && all=("$@")
 faults_hosts_start >/dev/null || exit 1
 failed=0

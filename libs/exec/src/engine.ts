@@ -191,6 +191,9 @@ export function runReport(opts: Pick<ExecOptions, 'progress' | 'records' | 'quie
 /** --reattach-within's default: a day, for a run started in the evening and looked at the next morning. */
 export const REATTACH_WITHIN = 86400;
 
+/** Seconds past --reattach-within after which --resume runs a job whose host it cannot reach elsewhere. */
+export const REATTACH_MARGIN = 5;
+
 /** Where a host keeps a detached job's results: beside the run's working directories, never in them. */
 export function spoolOf(run: string, job: string, attempt: number): string {
   return `.cm/spool/${run}/${job}.${attempt}`;
@@ -237,7 +240,9 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   const run = chooseRun(opts, prior);
   const resumed = replayedJobs(opts, prior);
   const linger = lingerOf(opts);
-  const collectDeadline = Date.now() + linger * 1000;
+  // a detached loop ends its jobs within 2 s past the bound (it looks once a second, in whole
+  // seconds), counted from when cm-exec was last seen there: before this run began
+  const collectDeadline = Date.now() + (linger + REATTACH_MARGIN) * 1000;
   const logs = resolve(opts.cwd, opts.logs ?? join('.cm', 'logs', run));
   const writer = new RecordWriter(io.stdout);
   if (opts.dryRun) return dryRun(opts, io, writer, run);

@@ -65,11 +65,11 @@ Options:
   --retry-failed             with --joblog: run again the jobs that failed, gave up or were skipped
                              there, and those that never ran; jobs that succeeded are replayed
   --reattach-within SECS     with --joblog (persistent transport, perl on the host): a job keeps
-                             running when cm-exec dies (SIGKILL, a lost machine), and its first
-                             --max-output bytes of stdout and stderr, its times and exit status
-                             wait on its host (.cm/spool/<run>/) SECS after cm-exec was last seen;
-                             --resume collects them (events with "reattached": true, their real
-                             times) and waits for those still running. Past SECS, the loop on the
+                             running when cm-exec dies (SIGKILL, a lost machine), and its times,
+                             exit status and first --max-output bytes of stdout and stderr wait
+                             on its host (.cm/spool/<run>/) SECS after cm-exec was last seen; a
+                             later --resume collects them (events with "reattached": true, their
+                             real times) and waits for those still running. Past SECS, the loop on the
                              host kills what still runs and removes what it kept, and --resume
                              runs those jobs again elsewhere. 0: jobs end with cm-exec
                              (default: 86400)
