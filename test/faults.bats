@@ -96,3 +96,7 @@ setup() {
 @test "the same with the host cut off past --reattach-within: its loop ends its jobs and removes its spool; they run once elsewhere" {
   faults_run fault_reattach_bound
 }
+
+@test "the same on the Slurm lab in jobs mode: --resume follows the Slurm ids in the joblog, submits nothing twice" {
+  faults_run fault_reattach_slurm
+}

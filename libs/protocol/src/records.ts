@@ -169,6 +169,7 @@ export const EventRecord = Type.Object(
     kept: Type.Optional(Type.Boolean({ description: "the job's workdir stays on its host (--keep-workdirs): nothing downstream removes it" })),
     spool: Type.Optional(Type.String({ description: "joblog started lines: the folder on the host keeping the job's results for a --resume to collect" })),
     reattached: Type.Optional(Type.Boolean({ description: 'a job a cm-exec that died started, collected from its host by --resume' })),
+    slurm_job: Type.Optional(Type.String({ description: 'joblog queued lines in Slurm jobs mode: the Slurm job id ("123" or "123_4", an array task)' })),
   },
   { additionalProperties: false, $id: 'event', description: 'what cm-exec did with a job or host' },
 );

@@ -163,3 +163,61 @@ fault_reattach_bound() {
   row "cm-exec SIGKILLed, a host cut off past --reattach-within" 16 "$(lost_of "$account_line")" "$(dup_of "$account_line")" "$left" "$rc" 0 "$check" \
     "markers=$(_markers reatb) wall=$((t_end - t_start)) ms"
 }
+
+# The Slurm lab in jobs mode (3 nodes x 2 CPUs): every job is a task of one sbatch array, which Slurm
+# runs whatever becomes of cm-exec; --resume follows the ids the joblog kept (squeue) instead of
+# submitting again. Starts the lab when none runs (and stops only a lab it started).
+FAULT_ROWS+=(reattach_slurm)
+
+fault_reattach_slurm() {
+  local tok=cmf-reats$$ check=ok t_start t_ref t0 t_resume t_end pid started_here=0 out a m ratio
+  export CM_SLURM_LAB_DIR=${CM_SLURM_LAB_DIR:-/tmp/cm-slurm-lab}
+  if ! "$FAULTS_DIR/../helpers/slurm-lab.sh" status >/dev/null 2>&1; then
+    out=$("$FAULTS_DIR/../helpers/slurm-lab.sh" start 3 2>"$FT/slurm-lab.err") || {
+      row "cm-exec SIGKILLed, Slurm jobs mode, --resume" 16 - - 0 - 0 "no Slurm lab: $(tail -1 "$FT/slurm-lab.err")" ""
+      return 1
+    }
+    started_here=1
+  fi
+  out=$("$FAULTS_DIR/../helpers/slurm-lab.sh" env)
+  (
+    eval "$out"
+    export SLURM_CONF HOME=$FT/slurm-home
+    mkdir -p "$HOME"
+    slurm_exec() { cm-exec --engine slurm --slurm-mode jobs "$@"; }
+    plan "$FT/reats.ref.jobs" 16 ": $tok; sleep 8; echo \$i"
+    plan "$FT/reats.jobs" 16 ": $tok; sleep 8; echo \$i >> $FT/reats.marker; echo \$i"
+    t0=$(_now_ms)
+    slurm_exec --run "$tok-ref" <"$FT/reats.ref.jobs" >/dev/null 2>&1
+    t_ref=$(($(_now_ms) - t0))
+    t_start=$(_now_ms)
+    # cm-exec itself in the background, so that $! is the process SIGKILLed
+    cm-exec --engine slurm --slurm-mode jobs --run "$tok" --joblog "$FT/reats.log" <"$FT/reats.jobs" >"$FT/reats.first" 2>"$FT/reats.first.err" 3>&- &
+    pid=$!
+    for _ in $(seq 1 3000); do (($(grep -c '"event":"started"' "$FT/reats.first" 2>/dev/null) >= 6)) && break; sleep 0.02; done
+    t0=$(_now_ms)
+    while (($(_now_ms) - t0 < 5000)); do sleep 0.05; done
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null
+    t_resume=$(_now_ms)
+    slurm_exec --joblog "$FT/reats.log" --resume <"$FT/reats.jobs" 2>"$FT/reats.err" | tee "$FT/reats.out" | cm-reduce >"$FT/reats.val"
+    echo "${PIPESTATUS[0]}" >"$FT/reats.rc"
+    t_end=$(_now_ms)
+    echo "$t_ref $((t_end - t_start))" >"$FT/reats.times"
+    echo "$(squeue -h -o %j | grep -c "$tok")" >"$FT/reats.queued"
+  )
+  ((started_here)) && "$FAULTS_DIR/../helpers/slurm-lab.sh" stop >/dev/null 2>&1
+  rc=$(cat "$FT/reats.rc" 2>/dev/null || echo none)
+  read -r t_ref t_all <"$FT/reats.times"
+  a=$(account "$FT/reats.jobs" "$FT/reats.out" "$FT/reats.log")
+  m=$(_markers reats)
+  [[ $m == "16 16 136" ]] || check="markers (lines distinct sum) $m, want 16 16 136"
+  [[ $(value_of "$FT/reats.val") == 136 ]] || check="value $(value_of "$FT/reats.val") != 136"
+  [[ $(kv replayed "$a") == 0 ]] || check="$(kv replayed "$a") replayed"
+  [[ $(kv reattached "$a") == 16 ]] || check="reattached $(kv reattached "$a") != 16 (none submitted twice)"
+  [[ $(<"$FT/reats.queued") == 0 ]] || check="$(<"$FT/reats.queued") jobs of the run still in Slurm's queue"
+  ratio=$(awk -v a="$t_all" -v b="$t_ref" 'BEGIN { printf "%.2f", a / b }')
+  awk -v r="$ratio" 'BEGIN { exit !(r < 1.5) }' || check="wall $t_all ms = ${ratio} x uninterrupted ($t_ref ms)"
+  row "cm-exec SIGKILLed, Slurm jobs mode, --resume follows the ids" 16 "$(lost_of "$a")" "$(dup_of "$a")" "$(leftovers "$tok")" "$rc" 0 "$check" \
+    "markers=$m ratio=$ratio (${t_ref} ms uninterrupted, $t_all ms killed+resumed) reattached=$(kv reattached "$a")"
+}
