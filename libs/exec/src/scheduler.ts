@@ -218,7 +218,8 @@ export class Scheduler {
     h.free += 1;
     h.running -= 1;
     this.running -= 1;
-    if (!h.down) this.freeUp += 1;
+    // (collected jobs may hold more than a host's slots: free counts up from below zero)
+    if (!h.down && h.free > 0) this.freeUp += 1;
 
     const collected = s.collecting === true;
     s.collecting = false;
@@ -453,7 +454,7 @@ export class Scheduler {
   private markDown(hi: number, reason: string, why = `${this.hosts[hi]!.consecutive} consecutive connection failures (last: ${reason})`): void {
     const h = this.hosts[hi]!;
     h.down = true;
-    this.freeUp -= h.free;
+    this.freeUp -= Math.max(0, h.free);
     this.emit({ kind: 'event', v: 1, event: 'host-down', host: h.rec.name, reason: why }, false);
     const keep: JobState[] = [];
     for (let i = this.head; i < this.ready.length; i++) {
@@ -512,9 +513,9 @@ export class Scheduler {
 
   private launch(s: JobState, hi: number, collect?: string): void {
     const h = this.hosts[hi]!;
+    if (h.free > 0) this.freeUp -= 1;
     h.free -= 1;
     h.running += 1;
-    this.freeUp -= 1;
     this.running += 1;
     s.attempt += 1;
     s.phase = 'running';
