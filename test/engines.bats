@@ -59,9 +59,7 @@ final_value() {
     local tok=cmengkill$$$RANDOM log=$BATS_TEST_TMPDIR/$e.log
     for i in $(seq 1 20); do job "r$i" ": $tok; sleep 0.5; echo $i"; done >jobs.ndjson
     # cm-exec itself in the background (not a subshell), so that $! is the process SIGKILLed
-    # --reattach-within 0: jobs end with cm-exec on every engine here (test/reattach.bats has the ssh
-    # engine's default, jobs that outlive it)
-    on_bg() { if [[ $1 == ssh ]]; then exec cm-exec --reattach-within 0 "${@:2}"; else exec cm-exec --engine slurm --slurm-mode "${1#slurm-}" "${@:2}"; fi; }
+    on_bg() { if [[ $1 == ssh ]]; then exec cm-exec "${@:2}"; else exec cm-exec --engine slurm --slurm-mode "${1#slurm-}" "${@:2}"; fi; }
     (on_bg "$e" --run "kill-$e" --joblog "$log" <jobs.ndjson >first.out 2>/dev/null) 3>&- &
     local pid=$!
     wait_for 120 joblog_has "$log" 4
@@ -72,8 +70,7 @@ final_value() {
     ((before >= 4 && before < 20))
     # the killed run's jobs end with it: ssh wrappers and Slurm's allocation see it gone
     assert_none_left "$tok"
-    if [[ $e == ssh ]]; then run --separate-stderr on "$e" --reattach-within 0 --joblog "$log" --resume <jobs.ndjson
-    else run --separate-stderr on "$e" --joblog "$log" --resume <jobs.ndjson; fi
+    run --separate-stderr on "$e" --joblog "$log" --resume <jobs.ndjson
     assert_equal "$e: $status" "$e: 0"
     assert_equal "$e: $(jq -r .job "$log" | sort | uniq -d)" "$e: "
     assert_equal "$e: $(wc -l <"$log")" "$e: 20"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Runs that outlive cm-exec (--reattach-within, on by default with --joblog): jobs keep running on
+# Runs that outlive cm-exec (--joblog with --reattach-within SECS): jobs keep running on
 # their hosts when cm-exec is SIGKILLed, their results wait in .cm/spool/<run>/ there, and
 # `--resume` collects them (real times, outputs and exit codes, "reattached": true, not replayed),
 # waits for those still running and runs again only what never started or was lost. Real sshd test
@@ -39,7 +39,7 @@ spool_gone() {
 
 # first ARGS...: cm-exec in the background on the jobs in $T/jobs; sets pid
 first() {
-  cm-exec -H th1,th2 --run "$tok" --joblog "$T/log" "$@" <"$T/jobs" >"$T/first" 2>"$T/first.err" 3>&- &
+  cm-exec -H th1,th2 --run "$tok" --joblog "$T/log" --reattach-within "${WITHIN:-600}" "$@" <"$T/jobs" >"$T/first" 2>"$T/first.err" 3>&- &
   pid=$!
 }
 
@@ -111,7 +111,7 @@ killed() {
 
 @test "with no --resume, the loops end after --reattach-within: jobs killed, spools removed, nothing left" {
   for i in 1 2 3; do job "w$i" ": $tok; sleep 600"; done >"$T/jobs"
-  first --reattach-within 1
+  WITHIN=1 first
   wait_for 30 spooled 3
   killed
   # still running right after the kill
@@ -120,9 +120,9 @@ killed() {
   assert_none_left "$tok"
 }
 
-@test "--reattach-within 0: jobs end with cm-exec, as without --joblog, and the joblog has no started lines" {
+@test "without --reattach-within (or with 0): jobs end with cm-exec, and the joblog has no started lines" {
   for i in 1 2; do job "w$i" ": $tok; sleep 600"; done >"$T/jobs"
-  first --reattach-within 0
+  WITHIN=0 first
   wait_for 30 eval '[[ $(left_behind "$tok" | grep -c "sleep 600") -ge 2 ]]'
   killed
   assert_none_left "$tok"
@@ -132,7 +132,7 @@ killed() {
 
 @test "a run with --joblog that ends normally leaves no spool and no loop on its hosts" {
   for i in 1 2 3 4; do job "w$i" ": $tok; echo $i"; done >"$T/jobs"
-  run --separate-stderr cm-exec -H th1,th2 --joblog "$T/log" <"$T/jobs"
+  run --separate-stderr cm-exec -H th1,th2 --joblog "$T/log" --reattach-within 600 <"$T/jobs"
   assert_equal "$status" 0
   assert_equal "$(jq -r 'select(.event == "started") | .spool' "$T/log" | wc -l)" 4
   assert spool_gone
@@ -174,3 +174,21 @@ killed() {
   assert_equal "$status" 3
   assert_equal "$stderr" "cm-exec: --status: no joblog $T/nothing.log"
 }
+
+@test "SIGHUP (the terminal is gone): cm-exec exits 129, its running jobs go on, --resume collects them" {
+  for i in 1 2 3; do job "w$i" ": $tok; sleep 2; echo $i >> $T/marker; echo $i"; done >"$T/jobs"
+  first
+  wait_for 30 spooled 3
+  kill -HUP "$pid"
+  local rc=0
+  wait "$pid" || rc=$?
+  assert_equal "$rc" 129
+  assert_equal "$(grep -c 'keep running on their hosts' "$T/first.err")" 1
+  run --separate-stderr cm-exec -H th1,th2 --joblog "$T/log" --resume <"$T/jobs"
+  assert_equal "$status" 0
+  assert_equal "$(sort "$T/marker" | tr '\n' ' ')" "1 2 3 "
+  assert_equal "$(jq -r 'select(.event == "finished") | .reattached' <<<"$output" | sort | uniq -c | tr -s ' ')" " 3 true"
+  wait_for 15 spool_gone
+  assert_none_left "$tok"
+}
+

@@ -8,7 +8,7 @@ import type { HaltPolicy } from './halt';
 import { isFinal } from './events';
 import { JobLog, readJoblog, replayable } from './joblog';
 import { Scheduler, type Action, type SchedulerStats } from './scheduler';
-import { RunReport } from './report';
+import { resumeCommand, RunReport } from './report';
 import { LocalTransport, notRun } from './transport/local';
 import { PersistentTransport } from './transport/persistent';
 import type { RemoteLoop } from './transport/remote-loop';
@@ -45,7 +45,7 @@ export interface ExecOptions {
   /**
    * with joblog: jobs keep running on their hosts if cm-exec dies, and their results wait there this
    * many seconds for a --resume to collect them (then the loop kills what still runs and removes what
-   * it kept); 0 (the default here; cm-exec's is REATTACH_WITHIN): jobs end with cm-exec
+   * it kept); 0 (the default): jobs end with cm-exec
    */
   reattachWithin?: number;
   /** NDJSON on stdout (default); false: each job's output tagged with job and host, for people */
@@ -188,9 +188,6 @@ export function runReport(opts: Pick<ExecOptions, 'progress' | 'records' | 'quie
   });
 }
 
-/** --reattach-within's default: a day, for a run started in the evening and looked at the next morning. */
-export const REATTACH_WITHIN = 86400;
-
 /** Seconds past --reattach-within after which --resume runs a job whose host it cannot reach elsewhere. */
 export const REATTACH_MARGIN = 5;
 
@@ -215,11 +212,11 @@ export function leftRunning(opts: Pick<ExecOptions, 'resume' | 'retryFailed'>, l
  * (ms): by then the loop that ran it has ended it (its results wait that long after cm-exec was
  * last seen, counted from before this run started), so running it elsewhere cannot run it twice.
  */
-async function collectUntil(t: Transport, host: HostRecord, job: JobLaunch, signal: AbortSignal, deadline: number): Promise<JobOutcome> {
+async function collectUntil(t: Transport, host: HostRecord, job: JobLaunch, signal: AbortSignal, deadline: number, closing: () => boolean): Promise<JobOutcome> {
   if (!t.collect) return { ...notRun(new Date(), `the transport to ${host.name} keeps no results`), lost: true };
   for (;;) {
     const o = await t.collect(host, job, signal);
-    if (o.ran || o.lost || signal.aborted) return o;
+    if (o.ran || o.lost || signal.aborted || closing()) return o;
     const wait = Math.min(2000, deadline - Date.now());
     if (wait <= 0) return { ...o, lost: true, reason: `lost: ${host.name} not reached within --reattach-within (${o.reason ?? 'unreachable'})` };
     await new Promise<void>((r) => {
@@ -240,9 +237,8 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   const run = chooseRun(opts, prior);
   const resumed = replayedJobs(opts, prior);
   const linger = lingerOf(opts);
-  // a detached loop ends its jobs within 2 s past the bound (it looks once a second, in whole
-  // seconds), counted from when cm-exec was last seen there: before this run began
-  const collectDeadline = Date.now() + (linger + REATTACH_MARGIN) * 1000;
+  const left = leftRunning(opts, prior);
+  const began = Date.now();
   const logs = resolve(opts.cwd, opts.logs ?? join('.cm', 'logs', run));
   const writer = new RecordWriter(io.stdout);
   if (opts.dryRun) return dryRun(opts, io, writer, run);
@@ -266,7 +262,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
     select: opts.select,
     transportOf: (h) => transportOf(h).name,
     resumed,
-    running: leftRunning(opts, prior),
+    running: left,
   });
 
   const report = runReport(opts, io, writer, () => sched.stats());
@@ -311,15 +307,28 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
       logBase: join(logs, `${job.id}.${attempt}`),
     };
     const transport = transportOf(host);
-    if (collect !== undefined) spec.spool = { dir: collect, linger };
+    // a detached loop ends its jobs within 2 s past their bound (it looks once a second, in whole
+    // seconds), counted from when a cm-exec was last seen there: before this run began
+    const within = left?.get(job.id)?.reattach_within ?? linger;
+    const collectDeadline = began + (within + REATTACH_MARGIN) * 1000;
+    if (collect !== undefined) spec.spool = { dir: collect, linger: within };
     else if (linger > 0 && transport.collect) {
       spec.spool = { dir: spoolOf(runId, job.id, attempt), linger };
       // before the job can start: a cm-exec that dies from here on leaves a line to find it by
-      joblog?.append({ kind: 'event', v: 1, event: 'started', job: job.id, task: job.task, run: runId, host: host.name, attempt, transport: transport.name, start: new Date().toISOString(), workdir, spool: spec.spool.dir });
+      joblog?.append({ kind: 'event', v: 1, event: 'started', job: job.id, task: job.task, run: runId, host: host.name, attempt, transport: transport.name, start: new Date().toISOString(), workdir, spool: spec.spool.dir, reattach_within: linger });
     }
     let result: Promise<JobOutcome>;
     try {
-      result = collect !== undefined ? collectUntil(transport, host, spec, ac.signal, collectDeadline) : transport.run(host, spec, ac.signal);
+      result =
+        collect !== undefined
+          ? collectUntil(transport, host, spec, ac.signal, collectDeadline, () => closing)
+          : transport.run(host, spec, ac.signal).then((o) =>
+              // its session was lost while the job ran: the host keeps it, so wait for it there
+              // rather than run it twice; elsewhere only once its loop has ended it
+              o.orphaned && !ac.signal.aborted && !closing
+                ? collectUntil(transport, host, spec, ac.signal, Date.now() + (linger + REATTACH_MARGIN) * 1000, () => closing)
+                : o,
+            );
     } catch (err) {
       result = Promise.resolve(notRun(new Date(), (err as Error).message));
     }
@@ -349,10 +358,16 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
     io.stdin.destroy();
     poke();
   };
+  // SIGHUP: the terminal is gone, not the person's will to stop. With results kept on the hosts, the
+  // jobs keep running (their sessions' loops detach when the sessions close) for a --resume to collect
+  let detached = false;
+  // the transports are being closed: a session that ends now is not a host lost
+  let closing = false;
   const onAbort = (): void => {
     const reason = io.signal.reason as CmError | undefined;
     const code = reason instanceof CmError ? reason.code : 130;
-    stopAll(reason instanceof Error ? reason.message : 'interrupted', code, true);
+    detached = code === 129 && linger > 0;
+    stopAll(reason instanceof Error ? reason.message : 'interrupted', code, !detached);
   };
   if (io.signal.aborted) onAbort();
   else io.signal.addEventListener('abort', onAbort, { once: true });
@@ -390,7 +405,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
       }
     }
     apply(sched.endInput());
-    while (!(sched.idle && inflight === 0) && fatal === undefined) {
+    while (!(sched.idle && inflight === 0) && fatal === undefined && !detached) {
       await new Promise<void>((r) => {
         wake = r;
       });
@@ -405,13 +420,19 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
     io.signal.removeEventListener('abort', onAbort);
     report.endProgress();
     // cancel anything still running (only after an internal error) before closing connections
-    for (const c of controllers.values()) c.abort();
+    const running = controllers.size;
+    closing = true;
+    if (!detached) for (const c of controllers.values()) c.abort();
     await Promise.all([local.close(), remote?.close()]);
+    if (detached && !opts.quiet) {
+      say(`${String((io.signal.reason as Error).message)}: ${running} running job${running === 1 ? '' : 's'} keep running on their hosts`);
+      say(`to collect them and run what is left, give the same job records to: ${resumeCommand(opts.commandLine ?? ['--joblog', opts.joblog!])}`);
+    }
     joblog?.close();
     await writer.end();
   }
   // a stop by EPIPE or an input error says no more than that; a signal, what it stopped
-  if (!inputError && !(stopCode !== undefined && stopCode < 128)) report.finish({ signalled: stopCode !== undefined });
+  if (!inputError && !(stopCode !== undefined && stopCode < 128) && !detached) report.finish({ signalled: stopCode !== undefined });
   if (inputError) throw inputError;
   if (stopCode !== undefined) return stopCode;
   if (sched.wasHalted) say('stopped by --halt');

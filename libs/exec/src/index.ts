@@ -15,4 +15,4 @@ export { notRun } from './transport/local';
 export { describeEvent, describeFailure, lastLines, progressText, resumeCommand, RunReport, StatusLine, summaryLine, taggedLines, type RunReportOptions } from './report';
 export { cleanRuns, parseAge, cleanScript, cleanRecord, formatBytes, type CleanOptions, type CleanIO } from './clean';
 export { runStatus, statusText, type RunStatus } from './status';
-export { REATTACH_WITHIN, spoolOf } from './engine';
+export { spoolOf } from './engine';

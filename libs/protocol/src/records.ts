@@ -168,6 +168,7 @@ export const EventRecord = Type.Object(
     params: Type.Optional(Params),
     kept: Type.Optional(Type.Boolean({ description: "the job's workdir stays on its host (--keep-workdirs): nothing downstream removes it" })),
     spool: Type.Optional(Type.String({ description: "joblog started lines: the folder on the host keeping the job's results for a --resume to collect" })),
+    reattach_within: Type.Optional(Type.Integer({ minimum: 0, description: 'joblog started lines: seconds the host keeps the job after cm-exec was last seen (--reattach-within)' })),
     reattached: Type.Optional(Type.Boolean({ description: 'a job a cm-exec that died started, collected from its host by --resume' })),
     slurm_job: Type.Optional(Type.String({ description: 'joblog queued lines in Slurm jobs mode: the Slurm job id ("123" or "123_4", an array task)' })),
   },

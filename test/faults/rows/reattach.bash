@@ -47,13 +47,13 @@ _markers() {
 
 _now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-# _reattach_first NAME [EXTRA...]: the first cm-exec in the background, SIGKILLed 5 s after all 16
-# jobs run on their hosts (as in the measurement); sets t_start (ms)
+# _reattach_first NAME: the first cm-exec (--reattach-within $WITHIN, default a day) in the background,
+# SIGKILLed $KILL_AFTER_MS (5 s) after all 16 jobs run on their hosts, as in the measurement;
+# sets t_start (ms)
 _reattach_first() {
   local name=$1 pid t_all
-  shift
   t_start=$(_now_ms)
-  cm-exec -i "$FT/$name.inv" -H "$_reattach_hosts" --connect-timeout 3 --run "$tok" --joblog "$FT/$name.log" "$@" \
+  cm-exec -i "$FT/$name.inv" -H "$_reattach_hosts" --connect-timeout 3 --run "$tok" --joblog "$FT/$name.log" --reattach-within "${WITHIN:-86400}" \
     <"$FT/$name.jobs" >"$FT/$name.first" 2>"$FT/$name.first.err" 3>&- &
   pid=$!
   for _ in $(seq 1 1500); do _spooled 16 && break; sleep 0.02; done
@@ -146,7 +146,7 @@ fault_reattach_cut_off() {
 fault_reattach_bound() {
   local tok=cmf-reatb$$ check=ok t_start t_resume t_end left spool account_line
   _reattach_setup reatb 10
-  KILL_AFTER_MS=500 _reattach_first reatb --reattach-within 3
+  KILL_AFTER_MS=500 WITHIN=3 _reattach_first reatb
   cm_ns_host_drop nsh1
   t_resume=$(_now_ms)
   cm-exec -i "$FT/reatb.inv" -H "$_reattach_hosts" --connect-timeout 3 --reattach-within 3 --joblog "$FT/reatb.log" --resume <"$FT/reatb.jobs" 2>"$FT/reatb.err" |

@@ -4,7 +4,7 @@ import { envDefault, EXIT_CODES, flag, given, intOpt, numOpt, str, wantsRecords,
 import { loadInventory } from '@cm/inventory';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { cleanRuns, DEFAULT_TRANSPORT, parseAge, parseHalt, REATTACH_WITHIN, runStatus, statusText, type HaltPolicy, type RemoteLoop, type TransportName } from '@cm/exec';
+import { cleanRuns, DEFAULT_TRANSPORT, parseAge, parseHalt, runStatus, statusText, type HaltPolicy, type RemoteLoop, type TransportName } from '@cm/exec';
 import { execJobs, execOnAllocation, execWithClusters, type SlurmMode } from '@cm/slurm';
 
 export const USAGE = `
@@ -65,18 +65,21 @@ Options:
   --retry-failed             with --joblog: run again the jobs that failed, gave up or were skipped
                              there, and those that never ran; jobs that succeeded are replayed
   --reattach-within SECS     with --joblog (persistent transport, perl on the host): a job keeps
-                             running when cm-exec dies (SIGKILL, a lost machine), and its times,
-                             exit status and first --max-output bytes of stdout and stderr wait
-                             on its host (.cm/spool/<run>/) SECS after cm-exec was last seen; a
-                             later --resume collects them (events with "reattached": true, their
-                             real times) and waits for those still running. Past SECS, the loop on the
-                             host kills what still runs and removes what it kept, and --resume
-                             runs those jobs again elsewhere. 0: jobs end with cm-exec
-                             (default: 86400)
+                             running when cm-exec dies (SIGKILL, SIGHUP, a lost machine), and its
+                             times, exit status and first --max-output bytes of stdout and stderr
+                             wait on its host (.cm/spool/<run>/) SECS after cm-exec was last seen;
+                             a later --resume collects them (events with "reattached": true, their
+                             real times) and waits for those still running. A host cut off while
+                             its jobs run is waited for the same way, while cm-exec lives too.
+                             Past SECS, the loop on the host kills what still runs and removes
+                             what it kept, and cm-exec runs those jobs again elsewhere. Without
+                             it, jobs end with cm-exec (default: 0). Slurm's jobs mode always
+                             keeps the Slurm ids in the joblog, and --resume follows them
   --status                   with --joblog: print the run's state from its joblog alone and exit
                              (it disturbs nothing): each job started and not ended there (host,
-                             attempt, for how long), then the counts of those that ended; in a
-                             pipe, the last joblog line of each job
+                             attempt, for how long: runs with --reattach-within log their starts),
+                             then the counts of those that ended; in a pipe, the last joblog line
+                             of each job
   --keep-workdirs            leave every job's .cm/runs/<run>/<job> on its host (final events say
                              "kept": true). Otherwise a job with no outputs and no result file has
                              it removed when it ends (and the run's folder once empty); cm-fetch
@@ -134,13 +137,15 @@ Examples:
   cm-plan -d 'sq(i=1..100)=echo $((i*i))' +sq | cm-exec -H @rack1 --joblog sq.log | cm-reduce
   cm-plan -d 'sq(i=1..100)=echo $((i*i))' +sq | cm-exec -H @rack1 --joblog sq.log --resume | cm-reduce
                                               # after a crash or Ctrl-C: runs what never ended
+  cm-plan -f examples/sweep.cm | cm-exec --joblog sweep.log --reattach-within 86400 | cm-reduce
+                                              # if this cm-exec dies, the jobs go on: --resume collects them
   cm-plan -f examples/sweep.cm | cm-exec --joblog sweep.log --retry-failed
                                               # again: only the jobs that did not succeed run
   cm-plan -f examples/sweep.cm | cm-exec --dry-run
   cm-plan -f examples/sweep.cm | cm-exec --json | jq -c 'select(.event=="finished") | [.job, .host, .exit]'
   cm-plan -f examples/sweep.cm | cm-exec --timeout 60 --halt now,fail=1 | jq -c 'select(.event=="finished")'
   cm-exec --clean --older-than 7d             # remove what runs older than a week left on the hosts
-  cm-exec --status --joblog sq.log            # from another terminal: what runs where, what ended
+  cm-exec --status --joblog sweep.log         # from another terminal: what runs where, what ended
 `;
 
 export interface Args {
@@ -253,7 +258,7 @@ export function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv, commandLine?: s
     joblog: str(a, '--joblog'),
     resume: flag(a, '--resume'),
     retryFailed: flag(a, '--retry-failed'),
-    reattachWithin: intOpt(a, '--reattach-within') ?? REATTACH_WITHIN,
+    reattachWithin: intOpt(a, '--reattach-within') ?? 0,
     status: flag(a, '--status'),
     json: flag(a, '--json'),
     commandLine,

@@ -59,6 +59,8 @@ interface Running {
   reason?: string;
   /** its results are kept on the host until a `c` request says the controller has them */
   spooled: boolean;
+  /** a job of this session's own (not one it collects) */
+  own: boolean;
   /** collected from another loop's spool: its real times and stream sizes */
   times?: { start: number; end: number; stdoutBytes: number; stderrBytes: number };
   timers: NodeJS.Timeout[];
@@ -232,7 +234,7 @@ class Session {
     }
   }
 
-  private finish(r: Running, how: { ran: boolean; exit: number | null; signal: string | null; reason?: string }, lost = false): void {
+  private finish(r: Running, how: { ran: boolean; exit: number | null; signal: string | null; reason?: string }, lost = false, orphaned = false): void {
     if (!this.running.delete(r.serial)) return;
     for (const t of r.timers) clearTimeout(t);
     const o = outcomeOf(r.out, r.err, r.start, { ...how, reason: how.reason ?? r.reason, timedOut: r.timedOut });
@@ -245,6 +247,7 @@ class Session {
       o.truncated = o.stdoutBytes > o.stdout.length || o.stderrBytes > o.stderr.length;
     }
     if (lost) o.lost = true;
+    if (orphaned) o.orphaned = true;
     r.done(o);
     // after the engine has logged the outcome (it does so in the promise's reactions; send waits a turn)
     if (r.spooled && this.state === 'ready') this.send(`c ${r.serial}\n`);
@@ -295,6 +298,7 @@ class Session {
         start,
         timedOut: false,
         spooled: how !== 'run',
+        own: how !== 'collect',
         timers: [],
         done: (o) => {
           signal.removeEventListener('abort', onAbort);
@@ -357,7 +361,7 @@ class Session {
     this.state = 'dead';
     this.deathReason = reason;
     for (const r of [...this.running.values()]) {
-      this.finish(r, { ran: false, exit: null, signal: null, reason: `session to ${this.host.name} lost: ${reason}` });
+      this.finish(r, { ran: false, exit: null, signal: null, reason: `session to ${this.host.name} lost: ${reason}` }, false, r.spooled && r.own);
     }
     clearTimeout(this.helloTimer);
     if (this.state === 'dead' && this.child && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');

@@ -46,6 +46,8 @@ export interface JobOutcome {
   refused?: boolean;
   /** with ran false, from collect(): nothing on the host ran the job to its end, or it cannot be reached in time */
   lost?: boolean;
+  /** with ran false: the session was lost after the job reached its host, which keeps its results (spool) */
+  orphaned?: boolean;
   stdout: Buffer;
   stderr: Buffer;
   stdoutBytes: number;
