@@ -18,7 +18,7 @@ teardown_file() {
 }
 
 setup() {
-  [[ ${CM_REMOTE_LOOP:-auto} == sh ]] && skip "the POSIX sh loop keeps no results: its jobs end with cm-exec"
+  [[ ${CM_REMOTE_LOOP:-auto} == sh ]] && skip "the POSIX sh loop keeps no results (cm-exec refuses --reattach-within with it)"
   T=$BATS_TEST_TMPDIR
   tok=cmreat$$x$BATS_TEST_NUMBER
 }
@@ -170,6 +170,9 @@ killed() {
   assert_equal "$stderr" "cm-exec: --status needs --joblog FILE"
   run --separate-stderr cm-exec --reattach-within 10 </dev/null
   assert_equal "$status" 2
+  run --separate-stderr cm-exec --joblog "$T/log" --reattach-within 10 --transport ssh </dev/null
+  assert_equal "$status" 2
+  assert_equal "$stderr" "cm-exec: --reattach-within needs the persistent transport's perl loop (not --transport ssh)"
   run --separate-stderr cm-exec --status --joblog "$T/nothing.log"
   assert_equal "$status" 3
   assert_equal "$stderr" "cm-exec: --status: no joblog $T/nothing.log"

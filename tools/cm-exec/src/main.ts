@@ -277,6 +277,10 @@ export function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv, commandLine?: s
   if (args.resume && !args.joblog) throw new CmError('--resume needs --joblog FILE', ExitCode.USAGE);
   if (args.status && !args.joblog) throw new CmError('--status needs --joblog FILE', ExitCode.USAGE);
   if (given(argv, '--reattach-within') && !args.joblog) throw new CmError('--reattach-within needs --joblog FILE (the joblog is where --resume finds the jobs again)', ExitCode.USAGE);
+  if (args.reattachWithin > 0 && (transport === 'ssh' || remoteLoop === 'sh')) {
+    // their jobs end with their session: nothing would be kept for a --resume to collect
+    throw new CmError(`--reattach-within needs the persistent transport's perl loop (not ${transport === 'ssh' ? '--transport ssh' : '--remote-loop sh'})`, ExitCode.USAGE);
+  }
   if (args.retryFailed && !args.joblog) throw new CmError('--retry-failed needs --joblog FILE', ExitCode.USAGE);
   if (args.retryFailed && args.resume) throw new CmError('--retry-failed already resumes: give one of --resume and --retry-failed', ExitCode.USAGE);
   if (args.timeout === 0) throw new CmError('--timeout must be > 0', ExitCode.USAGE);
