@@ -100,3 +100,7 @@ setup() {
 @test "the same on the Slurm lab in jobs mode: --resume follows the Slurm ids in the joblog, submits nothing twice" {
   faults_run fault_reattach_slurm
 }
+
+@test "a host stops answering mid-run with --reattach-within: its jobs are waited for and collected there, not run twice" {
+  faults_run fault_reattach_live_drop
+}

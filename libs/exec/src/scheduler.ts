@@ -265,7 +265,7 @@ export class Scheduler {
         this.giveUp(s, outcome.reason ?? 'timeout', true, outcome);
       } else {
         const ev = this.outcomeEvent(s, 'finished', outcome);
-        if (collected) ev.reattached = true;
+        if (collected || outcome.collected) ev.reattached = true;
         this.emit(ev, true);
         this.finalize(s, outcome.exit === 0 ? 'ok' : 'failed');
       }

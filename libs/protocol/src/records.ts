@@ -169,7 +169,7 @@ export const EventRecord = Type.Object(
     kept: Type.Optional(Type.Boolean({ description: "the job's workdir stays on its host (--keep-workdirs): nothing downstream removes it" })),
     spool: Type.Optional(Type.String({ description: "joblog started lines: the folder on the host keeping the job's results for a --resume to collect" })),
     reattach_within: Type.Optional(Type.Integer({ minimum: 0, description: 'joblog started lines: seconds the host keeps the job after cm-exec was last seen (--reattach-within)' })),
-    reattached: Type.Optional(Type.Boolean({ description: 'a job a cm-exec that died started, collected from its host by --resume' })),
+    reattached: Type.Optional(Type.Boolean({ description: 'a job collected from its host (a cm-exec that died started it, or its session was lost), not followed live' })),
     slurm_job: Type.Optional(Type.String({ description: 'joblog queued lines in Slurm jobs mode: the Slurm job id ("123" or "123_4", an array task)' })),
   },
   { additionalProperties: false, $id: 'event', description: 'what cm-exec did with a job or host' },

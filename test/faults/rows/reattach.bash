@@ -221,3 +221,35 @@ fault_reattach_slurm() {
   row "cm-exec SIGKILLed, Slurm jobs mode, --resume follows the ids" 16 "$(lost_of "$a")" "$(dup_of "$a")" "$(leftovers "$tok")" "$rc" 0 "$check" \
     "markers=$m ratio=$ratio (${t_ref} ms uninterrupted, $t_all ms killed+resumed) reattached=$(kv reattached "$a")"
 }
+
+# While cm-exec runs: nsh1 stops answering with 2 jobs on it, long enough for ssh to give up on its
+# session (ServerAlive 1 s x 3). With --reattach-within, those jobs are not moved (they may still run
+# there): cm-exec waits for nsh1 and collects them when it answers again; each job runs once.
+FAULT_ROWS+=(reattach_live_drop)
+
+fault_reattach_live_drop() {
+  local tok=cmf-reatl$$ check=ok pid dropper a m
+  plan "$FT/reatl.jobs" 4 ": $tok; sleep 3; echo \$i >> $FT/reatl.marker; echo \$i"
+  (
+    for _ in $(seq 1 1500); do (($(find "$(cm_host_home nsh1)/.cm/spool" -name pid 2>/dev/null | wc -l) >= 2)) && break; sleep 0.02; done
+    cm_ns_host_drop nsh1
+    # the fault lasts until ssh has given up on the session (3 to 4 s) and a reconnection failed
+    sleep 8
+    cm_ns_host_clear nsh1
+  ) 3>&- &
+  dropper=$!
+  run_exec reatl -H th2,nsh1 --reattach-within 60
+  wait "$dropper"
+  cm_ns_host_clear nsh1
+  a=$(account "$FT/reatl.jobs" "$FT/reatl.out" "$FT/reatl.log")
+  m=$(_markers reatl)
+  [[ $m == "4 4 10" ]] || check="markers (lines distinct sum) $m, want 4 4 10"
+  [[ $(value_of "$FT/reatl.val") == 10 ]] || check="value $(value_of "$FT/reatl.val") != 10"
+  [[ $(jq -r 'select(.event == "finished" and .host == "nsh1" and .reattached == true) | .job' "$FT/reatl.out" | wc -l) == 2 ]] ||
+    check="nsh1's 2 jobs not collected there: $(jq -c 'select(.event == "finished" or .event == "retry") | [.event, .job, .host, .reattached, .reason]' "$FT/reatl.out" | tr '\n' ' ')"
+  local spool
+  spool=$(_reattach_hosts=th2,nsh1 _spool_left)
+  ((spool == 0)) || check="$spool spool entries left on the hosts"
+  row "a host stops answering mid-run, --reattach-within: waited for, collected" 4 "$(lost_of "$a")" "$(dup_of "$a")" "$(leftovers "$tok")" "$rc" 0 "$check" \
+    "markers=$m retries=$(grep -c '"event":"retry"' "$FT/reatl.out") spool-left=$spool"
+}

@@ -245,6 +245,7 @@ class Session {
       o.stdoutBytes = r.times.stdoutBytes;
       o.stderrBytes = r.times.stderrBytes;
       o.truncated = o.stdoutBytes > o.stdout.length || o.stderrBytes > o.stderr.length;
+      o.collected = true;
     }
     if (lost) o.lost = true;
     if (orphaned) o.orphaned = true;

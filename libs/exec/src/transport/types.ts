@@ -48,6 +48,8 @@ export interface JobOutcome {
   lost?: boolean;
   /** with ran false: the session was lost after the job reached its host, which keeps its results (spool) */
   orphaned?: boolean;
+  /** read back from the host's spool after the job ended (collect), not followed live */
+  collected?: boolean;
   stdout: Buffer;
   stderr: Buffer;
   stdoutBytes: number;
