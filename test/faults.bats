@@ -9,6 +9,8 @@ load helpers/common
 load helpers/hosts
 load faults/netns
 load faults/scenarios
+FAULT_ROWS=()
+for f in "$BATS_TEST_DIRNAME"/faults/rows/*.bash; do source "$f"; done
 
 setup_file() {
   faults_hosts_start
@@ -81,4 +83,24 @@ setup() {
 
 @test "load: 1,000 jobs over 50 hosts x 4 slots under ulimit -n 1024 (table.sh runs 10,000 over 200)" {
   faults_run fault_load 1000 50
+}
+
+@test "cm-exec SIGKILLed while 16 x 8 s jobs run on 4 hosts, then --resume: each ran once, collected, sum right, wall < 1.5 x uninterrupted, nothing left on the hosts" {
+  faults_run fault_reattach_resume
+}
+
+@test "the same with a host cut off during the gap: its jobs are collected when it answers again, never run twice" {
+  faults_run fault_reattach_cut_off
+}
+
+@test "the same with the host cut off past --reattach-within: its loop ends its jobs and removes its spool; they run once elsewhere" {
+  faults_run fault_reattach_bound
+}
+
+@test "the same on the Slurm lab in jobs mode: --resume follows the Slurm ids in the joblog, submits nothing twice" {
+  faults_run fault_reattach_slurm
+}
+
+@test "a host stops answering mid-run with --reattach-within: its jobs are waited for and collected there, not run twice" {
+  faults_run fault_reattach_live_drop
 }

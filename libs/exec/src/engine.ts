@@ -8,7 +8,7 @@ import type { HaltPolicy } from './halt';
 import { isFinal } from './events';
 import { JobLog, readJoblog, replayable } from './joblog';
 import { Scheduler, type Action, type SchedulerStats } from './scheduler';
-import { RunReport } from './report';
+import { resumeCommand, RunReport } from './report';
 import { LocalTransport, notRun } from './transport/local';
 import { PersistentTransport } from './transport/persistent';
 import type { RemoteLoop } from './transport/remote-loop';
@@ -42,6 +42,12 @@ export interface ExecOptions {
   resume?: boolean;
   /** with joblog: run again every job that did not succeed there (resume runs only what never ended) */
   retryFailed?: boolean;
+  /**
+   * with joblog: jobs keep running on their hosts if cm-exec dies, and their results wait there this
+   * many seconds for a --resume to collect them (then the loop kills what still runs and removes what
+   * it kept); 0 (the default): jobs end with cm-exec
+   */
+  reattachWithin?: number;
   /** NDJSON on stdout (default); false: each job's output tagged with job and host, for people */
   records?: boolean;
   /** the command's words after `cm-exec`, for the resume hint after an interruption */
@@ -95,6 +101,9 @@ class PersistentWithFallback implements Transport {
       if (o.ran || this.persistent.unavailable(host.name) === undefined) return o;
     }
     return this.ssh.run(host, job, signal);
+  }
+  collect(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
+    return this.persistent.collect(host, job, signal);
   }
   prepare(host: HostRecord): void {
     this.persistent.prepare(host);
@@ -179,6 +188,44 @@ export function runReport(opts: Pick<ExecOptions, 'progress' | 'records' | 'quie
   });
 }
 
+/** Seconds past --reattach-within after which --resume runs a job whose host it cannot reach elsewhere. */
+export const REATTACH_MARGIN = 5;
+
+/** Where a host keeps a detached job's results: beside the run's working directories, never in them. */
+export function spoolOf(run: string, job: string, attempt: number): string {
+  return `.cm/spool/${run}/${job}.${attempt}`;
+}
+
+/** The seconds a detached job's results wait on its host; 0 when jobs end with cm-exec. */
+export function lingerOf(opts: Pick<ExecOptions, 'joblog' | 'reattachWithin'>): number {
+  return opts.joblog ? (opts.reattachWithin ?? 0) : 0;
+}
+
+/** The joblog's jobs a cm-exec that died left running on hosts with a spool: collected, not run again. */
+export function leftRunning(opts: Pick<ExecOptions, 'resume' | 'retryFailed'>, log: Map<string, EventRecord> | undefined): Map<string, EventRecord> | undefined {
+  if (!log || !(opts.resume || opts.retryFailed)) return undefined;
+  return new Map([...log].filter(([, ev]) => ev.event === 'started' && ev.spool !== undefined));
+}
+
+/**
+ * Collects a job from its host, trying again while the host cannot be reached, until `deadline`
+ * (ms): by then the loop that ran it has ended it (its results wait that long after cm-exec was
+ * last seen, counted from before this run started), so running it elsewhere cannot run it twice.
+ */
+async function collectUntil(t: Transport, host: HostRecord, job: JobLaunch, signal: AbortSignal, deadline: number, closing: () => boolean): Promise<JobOutcome> {
+  if (!t.collect) return { ...notRun(new Date(), `the transport to ${host.name} keeps no results`), lost: true };
+  for (;;) {
+    const o = await t.collect(host, job, signal);
+    if (o.ran || o.lost || signal.aborted || closing()) return o;
+    const wait = Math.min(2000, deadline - Date.now());
+    if (wait <= 0) return { ...o, lost: true, reason: `lost: ${host.name} not reached within --reattach-within (${o.reason ?? 'unreachable'})` };
+    await new Promise<void>((r) => {
+      const t = setTimeout(r, wait);
+      signal.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
+    });
+  }
+}
+
 export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   // every host that reaches ssh is checked before anything is spawned (an engine's own transport,
   // Slurm's, names its hosts itself)
@@ -189,6 +236,9 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   const prior = priorRun(opts);
   const run = chooseRun(opts, prior);
   const resumed = replayedJobs(opts, prior);
+  const linger = lingerOf(opts);
+  const left = leftRunning(opts, prior);
+  const began = Date.now();
   const logs = resolve(opts.cwd, opts.logs ?? join('.cm', 'logs', run));
   const writer = new RecordWriter(io.stdout);
   if (opts.dryRun) return dryRun(opts, io, writer, run);
@@ -212,6 +262,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
     select: opts.select,
     transportOf: (h) => transportOf(h).name,
     resumed,
+    running: left,
   });
 
   const report = runReport(opts, io, writer, () => sched.stats());
@@ -236,12 +287,12 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
       } else if (a.type === 'cancel') {
         controllers.get(a.job)?.abort();
       } else {
-        launch(a.job, a.host, a.attempt, a.run, a.workdir);
+        launch(a.job, a.host, a.attempt, a.run, a.workdir, a.collect);
       }
     }
   };
 
-  const launch = (job: JobRecord, host: HostRecord, attempt: number, runId: string, workdir: string): void => {
+  const launch = (job: JobRecord, host: HostRecord, attempt: number, runId: string, workdir: string, collect?: string): void => {
     const ac = new AbortController();
     controllers.set(job.id, ac);
     inflight += 1;
@@ -255,9 +306,29 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
       maxOutput: opts.maxOutput ?? 1024 * 1024,
       logBase: join(logs, `${job.id}.${attempt}`),
     };
+    const transport = transportOf(host);
+    // a detached loop ends its jobs within 2 s past their bound (it looks once a second, in whole
+    // seconds), counted from when a cm-exec was last seen there: before this run began
+    const within = left?.get(job.id)?.reattach_within ?? linger;
+    const collectDeadline = began + (within + REATTACH_MARGIN) * 1000;
+    if (collect !== undefined) spec.spool = { dir: collect, linger: within };
+    else if (linger > 0 && transport.collect) {
+      spec.spool = { dir: spoolOf(runId, job.id, attempt), linger };
+      // before the job can start: a cm-exec that dies from here on leaves a line to find it by
+      joblog?.append({ kind: 'event', v: 1, event: 'started', job: job.id, task: job.task, run: runId, host: host.name, attempt, transport: transport.name, start: new Date().toISOString(), workdir, spool: spec.spool.dir, reattach_within: linger });
+    }
     let result: Promise<JobOutcome>;
     try {
-      result = transportOf(host).run(host, spec, ac.signal);
+      result =
+        collect !== undefined
+          ? collectUntil(transport, host, spec, ac.signal, collectDeadline, () => closing)
+          : transport.run(host, spec, ac.signal).then((o) =>
+              // its session was lost while the job ran: the host keeps it, so wait for it there
+              // rather than run it twice; elsewhere only once its loop has ended it
+              o.orphaned && !ac.signal.aborted && !closing
+                ? collectUntil(transport, host, spec, ac.signal, Date.now() + (linger + REATTACH_MARGIN) * 1000, () => closing)
+                : o,
+            );
     } catch (err) {
       result = Promise.resolve(notRun(new Date(), (err as Error).message));
     }
@@ -287,10 +358,16 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
     io.stdin.destroy();
     poke();
   };
+  // SIGHUP: the terminal is gone, not the person's will to stop. With results kept on the hosts, the
+  // jobs keep running (their sessions' loops detach when the sessions close) for a --resume to collect
+  let detached = false;
+  // the transports are being closed: a session that ends now is not a host lost
+  let closing = false;
   const onAbort = (): void => {
     const reason = io.signal.reason as CmError | undefined;
     const code = reason instanceof CmError ? reason.code : 130;
-    stopAll(reason instanceof Error ? reason.message : 'interrupted', code, true);
+    detached = code === 129 && linger > 0;
+    stopAll(reason instanceof Error ? reason.message : 'interrupted', code, !detached);
   };
   if (io.signal.aborted) onAbort();
   else io.signal.addEventListener('abort', onAbort, { once: true });
@@ -328,7 +405,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
       }
     }
     apply(sched.endInput());
-    while (!(sched.idle && inflight === 0) && fatal === undefined) {
+    while (!(sched.idle && inflight === 0) && fatal === undefined && !detached) {
       await new Promise<void>((r) => {
         wake = r;
       });
@@ -343,13 +420,19 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
     io.signal.removeEventListener('abort', onAbort);
     report.endProgress();
     // cancel anything still running (only after an internal error) before closing connections
-    for (const c of controllers.values()) c.abort();
+    const running = controllers.size;
+    closing = true;
+    if (!detached) for (const c of controllers.values()) c.abort();
     await Promise.all([local.close(), remote?.close()]);
+    if (detached && !opts.quiet) {
+      say(`${String((io.signal.reason as Error).message)}: ${running} running job${running === 1 ? '' : 's'} keep running on their hosts`);
+      say(`to collect them and run what is left, give the same job records to: ${resumeCommand(opts.commandLine ?? ['--joblog', opts.joblog!])}`);
+    }
     joblog?.close();
     await writer.end();
   }
   // a stop by EPIPE or an input error says no more than that; a signal, what it stopped
-  if (!inputError && !(stopCode !== undefined && stopCode < 128)) report.finish({ signalled: stopCode !== undefined });
+  if (!inputError && !(stopCode !== undefined && stopCode < 128) && !detached) report.finish({ signalled: stopCode !== undefined });
   if (inputError) throw inputError;
   if (stopCode !== undefined) return stopCode;
   if (sched.wasHalted) say('stopped by --halt');

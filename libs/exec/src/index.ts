@@ -14,3 +14,5 @@ export { outcomeOf, type JobEnd } from './transport/capture';
 export { notRun } from './transport/local';
 export { describeEvent, describeFailure, lastLines, progressText, resumeCommand, RunReport, StatusLine, summaryLine, taggedLines, type RunReportOptions } from './report';
 export { cleanRuns, parseAge, cleanScript, cleanRecord, type CleanOptions, type CleanIO } from './clean';
+export { runStatus, statusText, type RunStatus } from './status';
+export { spoolOf } from './engine';

@@ -195,6 +195,30 @@ describe('Scheduler', () => {
     expect(launches(s.add(job('b', { deps: ['a'] })))).toHaveLength(1);
   });
 
+  it('collects a job a dead cm-exec left running, on its host and attempt, in its slot; a lost one runs again', () => {
+    const started = (j: string, h: string, attempt: number) =>
+      ({ kind: 'event', v: 1, event: 'started', job: j, task: j, run: 'r', host: h, attempt, spool: `.cm/spool/r/${j}.${attempt}` }) as const;
+    const s = new Scheduler({ hosts: [host('a', 1), host('b', 1)], run: 'r', running: new Map([['x', started('x', 'b', 2)], ['y', started('y', 'b', 1)]]) });
+    // x gets b's only slot back, pins or deps notwithstanding; so does y (more than the slots: they already run)
+    const first = [...s.add(job('x', { deps: ['gone'] })), ...s.add(job('y'))];
+    expect(launches(first).map((l) => [l.job.id, l.host.name, l.attempt, l.collect])).toEqual([
+      ['x', 'b', 2, '.cm/spool/r/x.2'],
+      ['y', 'b', 1, '.cm/spool/r/y.1'],
+    ]);
+    expect(events(first, 'started').map((e) => e.reattached)).toEqual([true, true]);
+    // a new job waits for a: b is over-full until its collected jobs end
+    expect(launches(s.add(job('z'))).map((l) => l.host.name)).toEqual(['a']);
+    const fin = events(s.done('x', ok()), 'finished');
+    expect(fin.map((e) => [e.job, e.host, e.attempt, e.reattached])).toEqual([['x', 'b', 2, true]]);
+    // y was lost: a retry (no host failure), then a fresh attempt that is no collection
+    const lost = s.done('y', { ...ok(), ran: false, exit: null, lost: true, reason: 'lost on b: its loop on the host is gone' });
+    expect(events(lost, 'retry').map((e) => e.reason)).toEqual(['lost on b: its loop on the host is gone']);
+    expect(events(lost, 'host-down')).toEqual([]);
+    const again = launches(lost);
+    expect(again.map((l) => [l.job.id, l.attempt, l.collect])).toEqual([['y', 2, undefined]]);
+    expect(events(s.done('y', ok()), 'finished')[0]!.reattached).toBeUndefined();
+  });
+
   it('pins: a job runs only on hosts its pin selects; an unknown pin gives up', () => {
     const s = new Scheduler({ hosts: [host('a', 4), host('b', 4, ['gpu'])], run: 'r' });
     expect(launches(s.add(job('g', { host: '@gpu' })))[0]!.host.name).toBe('b');

@@ -8,7 +8,7 @@ import type { JobOutcome } from './transport/types';
 
 export type Action =
   | { type: 'emit'; event: EventRecord; /** a final state to append to the joblog */ joblog: boolean }
-  | { type: 'launch'; job: JobRecord; host: HostRecord; attempt: number; run: string; workdir: string }
+  | { type: 'launch'; job: JobRecord; host: HostRecord; attempt: number; run: string; workdir: string; /** the host's spool of a job a dead cm-exec started: collect it instead of running it */ collect?: string }
   | { type: 'cancel'; job: string; reason: string };
 
 export interface SchedulerOptions {
@@ -28,6 +28,8 @@ export interface SchedulerOptions {
   transportOf?: (host: HostRecord) => string;
   /** final events from the joblog (--resume), by job id */
   resumed?: Map<string, EventRecord>;
+  /** jobs a cm-exec that died left running with a spool (--resume), by job id: their `started` lines */
+  running?: Map<string, EventRecord>;
 }
 
 type Final = 'ok' | 'failed' | 'gave-up' | 'skipped';
@@ -46,6 +48,8 @@ interface JobState {
   eligible: number[];
   host: number;
   cancelReason?: string;
+  /** the attempt running now was started by a cm-exec that died; this one collects it */
+  collecting?: boolean;
 }
 
 interface HostState {
@@ -152,6 +156,15 @@ export class Scheduler {
       return this.flush();
     }
     this.emit(this.base(s, 'queued'), false);
+    const left = this.opts.running?.get(job.id);
+    const hi = left?.host === undefined ? undefined : this.byName.get(left.host);
+    if (left?.spool !== undefined && hi !== undefined && !this.stopping) {
+      // its dependencies were met when it started: it only needs its slot back while it is collected
+      s.attempt = (left.attempt ?? 1) - 1;
+      s.collecting = true;
+      this.launch(s, hi, left.spool);
+      return this.flush();
+    }
     if (this.stopping) {
       this.giveUp(s, this.stopReason ?? 'halted', false);
       return this.flush();
@@ -205,9 +218,16 @@ export class Scheduler {
     h.free += 1;
     h.running -= 1;
     this.running -= 1;
-    if (!h.down) this.freeUp += 1;
+    // (collected jobs may hold more than a host's slots: free counts up from below zero)
+    if (!h.down && h.free > 0) this.freeUp += 1;
 
-    if (!outcome.ran && s.cancelReason !== undefined) {
+    const collected = s.collecting === true;
+    s.collecting = false;
+    if (!outcome.ran && outcome.lost && s.cancelReason === undefined) {
+      // nothing ran it to its end: it runs again, as a job that never started would
+      this.emit({ ...this.base(s, 'retry'), host: h.rec.name, attempt: s.attempt, reason: outcome.reason ?? 'lost' }, false);
+      this.requeue(s);
+    } else if (!outcome.ran && s.cancelReason !== undefined) {
       // stopped before it reached the host (a session still connecting): not the host's failure
       this.giveUp(s, s.cancelReason, false, outcome);
     } else if (!outcome.ran && outcome.refused) {
@@ -244,7 +264,9 @@ export class Scheduler {
       } else if (outcome.timedOut) {
         this.giveUp(s, outcome.reason ?? 'timeout', true, outcome);
       } else {
-        this.emit(this.outcomeEvent(s, 'finished', outcome), true);
+        const ev = this.outcomeEvent(s, 'finished', outcome);
+        if (collected || outcome.collected) ev.reattached = true;
+        this.emit(ev, true);
         this.finalize(s, outcome.exit === 0 ? 'ok' : 'failed');
       }
     }
@@ -432,7 +454,7 @@ export class Scheduler {
   private markDown(hi: number, reason: string, why = `${this.hosts[hi]!.consecutive} consecutive connection failures (last: ${reason})`): void {
     const h = this.hosts[hi]!;
     h.down = true;
-    this.freeUp -= h.free;
+    this.freeUp -= Math.max(0, h.free);
     this.emit({ kind: 'event', v: 1, event: 'host-down', host: h.rec.name, reason: why }, false);
     const keep: JobState[] = [];
     for (let i = this.head; i < this.ready.length; i++) {
@@ -489,20 +511,21 @@ export class Scheduler {
     }
   }
 
-  private launch(s: JobState, hi: number): void {
+  private launch(s: JobState, hi: number, collect?: string): void {
     const h = this.hosts[hi]!;
+    if (h.free > 0) this.freeUp -= 1;
     h.free -= 1;
     h.running += 1;
-    this.freeUp -= 1;
     this.running += 1;
     s.attempt += 1;
     s.phase = 'running';
     s.host = hi;
-    this.emit(
-      { ...this.base(s, 'started'), host: h.rec.name, attempt: s.attempt, transport: this.opts.transportOf?.(h.rec), running: h.running },
-      false,
-    );
-    this.out.push({ type: 'launch', job: s.job, host: h.rec, attempt: s.attempt, run: s.run, workdir: workdirOf(s.run, s.job.id) });
+    const started: EventRecord = { ...this.base(s, 'started'), host: h.rec.name, attempt: s.attempt, transport: this.opts.transportOf?.(h.rec), running: h.running };
+    if (collect !== undefined) started.reattached = true;
+    this.emit(started, false);
+    const launch: Action = { type: 'launch', job: s.job, host: h.rec, attempt: s.attempt, run: s.run, workdir: workdirOf(s.run, s.job.id) };
+    if (collect !== undefined) launch.collect = collect;
+    this.out.push(launch);
   }
 
   /** After EOF with nothing running or ready, jobs still waiting wait on each other: a cycle. */

@@ -169,6 +169,10 @@ export const EventRecord = Type.Object(
     kept: Type.Optional(Type.Boolean({ description: "the job's workdir stays on its host (--keep-workdirs): nothing downstream removes it" })),
     deps: Type.Optional(Type.Array(SafeId, { description: "queued: the job's deps, when it has any" })),
     after: Type.Optional(Type.Array(SafeId, { description: "queued: the job's after, when it has any" })),
+    spool: Type.Optional(Type.String({ description: "joblog started lines: the folder on the host keeping the job's results for a --resume to collect" })),
+    reattach_within: Type.Optional(Type.Integer({ minimum: 0, description: 'joblog started lines: seconds the host keeps the job after cm-exec was last seen (--reattach-within)' })),
+    reattached: Type.Optional(Type.Boolean({ description: 'a job collected from its host (a cm-exec that died started it, or its session was lost), not followed live' })),
+    slurm_job: Type.Optional(Type.String({ description: 'joblog queued lines in Slurm jobs mode: the Slurm job id ("123" or "123_4", an array task)' })),
   },
   { additionalProperties: false, $id: 'event', description: 'what cm-exec did with a job or host' },
 );

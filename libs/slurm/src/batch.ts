@@ -55,6 +55,8 @@ interface Tracked {
   ok?: boolean;
   /** polls in a row that did not list the job */
   unseen: number;
+  /** submitted by a cm-exec that died (its Slurm id from the joblog): followed, not submitted again */
+  reattached?: boolean;
 }
 
 export interface SqueueRow {
@@ -63,16 +65,22 @@ export interface SqueueRow {
   nodes: string;
   reason: string;
   exit: number;
+  /** Slurm's StartTime and EndTime (local time, no zone), when asked for */
+  start?: string;
+  end?: string;
 }
 
-/** Parses `squeue -O JobArrayID,State,NodeList,Reason,exit_code` lines separated by '|'. */
+/** Parses `squeue -O JobArrayID,State,NodeList,Reason,exit_code[,StartTime,EndTime]` lines separated by '|'. */
 export function parseSqueue(text: string): SqueueRow[] {
   const rows: SqueueRow[] = [];
   for (const line of text.split('\n')) {
     const f = line.split('|').map((s) => s.trim());
     if (f.length < 5 || f[0] === '') continue;
     // REQUEUED, CANCELLED by 0: squeue prints "CANCELLED" plain, but tolerate suffixes.
-    rows.push({ key: f[0], state: f[1].split(/\s/)[0], nodes: f[2], reason: f[3], exit: Number(f[4]) || 0 });
+    const row: SqueueRow = { key: f[0], state: f[1].split(/\s/)[0], nodes: f[2], reason: f[3], exit: Number(f[4]) || 0 };
+    if (/^\d{4}-\d\d-\d\dT/.test(f[5] ?? '')) row.start = f[5];
+    if (/^\d{4}-\d\d-\d\dT/.test(f[6] ?? '')) row.end = f[6];
+    rows.push(row);
   }
   return rows;
 }
@@ -101,6 +109,8 @@ export class BatchEngine {
     private readonly logs: string,
     private readonly emit: Emit,
     private readonly signal: AbortSignal,
+    /** a job got its Slurm id: the joblog keeps it, so a --resume after cm-exec died follows it again */
+    private readonly submitted?: (job: JobRecord, key: string, attempt: number) => void,
   ) {}
 
   get failed(): number {
@@ -123,6 +133,22 @@ export class BatchEngine {
     await this.emit({ ...ev, replayed: true });
     await this.unblock();
     for (const f of this.waiters.splice(0)) f();
+  }
+
+  /**
+   * A job a cm-exec that died submitted (--resume, its Slurm id from the joblog): followed again
+   * through squeue, never submitted again; its events carry "reattached": true and Slurm's times.
+   */
+  async adopt(job: JobRecord, key: string, attempt: number): Promise<void> {
+    const base = key.split('_')[0];
+    const t: Tracked = { job, attempt, final: false, unseen: 0, key, base, reattached: true };
+    t.out = join(this.spool, `${key}.out`);
+    t.err = join(this.spool, `${key}.err`);
+    this.jobs.set(job.id, t);
+    await this.emit(jobEvent('queued', job, this.run));
+    this.inFlight.add(t);
+    await this.unblock();
+    this.schedulePoll();
   }
 
   async drain(): Promise<void> {
@@ -254,6 +280,7 @@ export class BatchEngine {
       t.out = join(this.spool, array ? `${id}_${i}.out` : `${id}.out`);
       t.err = join(this.spool, array ? `${id}_${i}.err` : `${id}.err`);
       this.inFlight.add(t);
+      this.submitted?.(t.job, t.key, t.attempt);
     });
     await this.unblock();
     this.schedulePoll();
@@ -289,7 +316,7 @@ export class BatchEngine {
     if (bases.length === 0) return;
     const res = await runCmd(
       'squeue',
-      ['--states=all', '-r', '-h', '-j', bases.join(','), '-O', 'JobArrayID:40|,State:24|,NodeList:400|,Reason:200|,exit_code:12|'],
+      ['--states=all', '-r', '-h', '-j', bases.join(','), '-O', 'JobArrayID:40|,State:24|,NodeList:400|,Reason:200|,exit_code:12|,StartTime:24|,EndTime:24|'],
       this.env,
     ).catch(() => undefined);
     // A failed poll (controller busy or restarting) is retried at the next tick; jobs are not lost.
@@ -309,7 +336,7 @@ export class BatchEngine {
 
   private async observe(t: Tracked, row: SqueueRow): Promise<void> {
     const running = row.state === 'RUNNING' || row.state === 'COMPLETING';
-    if (running && !t.started) await this.started(t, row.nodes);
+    if (running && !t.started) await this.started(t, row.nodes, row.start);
     if ((row.state === 'PENDING' || row.state === 'REQUEUED') && t.started) {
       // Slurm requeued it (node failure, preemption): say so, and count the attempt.
       const ev = jobEvent('retry', t.job, this.run);
@@ -328,10 +355,12 @@ export class BatchEngine {
     if (FINAL_STATES.has(row.state)) await this.end(t, row);
   }
 
-  private async started(t: Tracked, nodes: string): Promise<void> {
-    t.started = new Date();
+  private async started(t: Tracked, nodes: string, slurmStart?: string): Promise<void> {
+    // a job submitted before this cm-exec may have run long ago: Slurm's own start time
+    t.started = t.reattached && slurmStart ? new Date(slurmStart) : new Date();
     t.host = nodes || undefined;
     const ev = jobEvent('started', t.job, this.run);
+    if (t.reattached) ev.reattached = true;
     await this.emit(Object.assign(ev, { host: t.host, attempt: t.attempt, transport: TRANSPORT, start: t.started.toISOString() }));
   }
 
@@ -340,8 +369,8 @@ export class BatchEngine {
     if (row.state === 'CANCELLED' && t.job.deps.some((d) => this.isFailed(d))) {
       return this.final(t, 'skipped', { reason: `dependency ${t.job.deps.find((d) => this.isFailed(d))} failed` });
     }
-    if (!t.started && row.state !== 'CANCELLED' && row.state !== 'LOST') await this.started(t, row.nodes);
-    const end = new Date();
+    if (!t.started && row.state !== 'CANCELLED' && row.state !== 'LOST') await this.started(t, row.nodes, row.start);
+    const end = t.reattached && row.end ? new Date(row.end) : new Date();
     const common = { host: t.host, attempt: t.attempt };
     switch (row.state) {
       case 'COMPLETED':
@@ -354,7 +383,10 @@ export class BatchEngine {
           signal: sig ? (signalName(sig) ?? `SIG${sig}`) : null,
         });
         t.ok = outcome.exit === 0 && row.state === 'COMPLETED';
-        return this.final(t, outcomeEvent('finished', t.job, this.run, { host: t.host ?? row.nodes, attempt: t.attempt, transport: TRANSPORT }, outcome));
+        if (t.reattached) outcome.end = end;
+        const ev = outcomeEvent('finished', t.job, this.run, { host: t.host ?? row.nodes, attempt: t.attempt, transport: TRANSPORT }, outcome);
+        if (t.reattached) ev.reattached = true;
+        return this.final(t, ev);
       }
       case 'TIMEOUT':
         return this.final(t, 'gave-up', { ...common, reason: `timeout after ${t.job.timeout ?? '?'}s` });

@@ -76,7 +76,14 @@ export async function execJobs(slurm: SlurmOptions, exec: CoreOptions, io: ExecI
     await report.event(ev);
   };
 
-  const engine = new BatchEngine(slurm, env, run, spool, logs, emit, stop.signal);
+  // Slurm holds the submitted jobs whatever becomes of cm-exec: their ids in the joblog let a --resume
+  // follow them again instead of submitting them twice
+  const submitted = joblog
+    ? (job: JobRecord, key: string, attempt: number) =>
+        joblog.append({ ...jobEvent('queued', job, job.run ?? run), attempt, transport: 'slurm', slurm_job: key })
+    : undefined;
+  const inSlurm = new Map([...(exec.resume || exec.retryFailed ? (prior ?? []) : [])].filter(([, ev]) => !isFinal(ev) && ev.slurm_job !== undefined));
+  const engine = new BatchEngine(slurm, env, run, spool, logs, emit, stop.signal, submitted);
   report.startProgress();
   const stopped = new Promise<void>((done) => stop.signal.addEventListener('abort', () => done(), { once: true }));
   let inputError: InputError | undefined;
@@ -96,6 +103,11 @@ export async function execJobs(slurm: SlurmOptions, exec: CoreOptions, io: ExecI
         const done = resumed?.get(job.id);
         if (done) {
           await engine.replay(job, done);
+          continue;
+        }
+        const left = inSlurm.get(job.id);
+        if (left) {
+          await engine.adopt(job, left.slurm_job!, left.attempt ?? 1);
           continue;
         }
         // as in every engine: a job whose inputs were never staged ends before Slurm sees it

@@ -71,6 +71,13 @@ describe('parsing Slurm output', () => {
       { key: '4_1', state: 'FAILED', nodes: 'sl2', reason: 'NonZeroExitCode', exit: 512 },
     ]);
   });
+  it('reads the start and end times a reattached job takes from Slurm, when squeue gives them', () => {
+    const rows = parseSqueue('7_2 |COMPLETED |sl3 |None |0 |2026-12-04T21:45:52 |2026-12-04T21:45:58 |\n7_3|RUNNING|sl1|None|0|2026-12-04T21:45:53|N/A|\n');
+    expect(rows).toEqual([
+      { key: '7_2', state: 'COMPLETED', nodes: 'sl3', reason: 'None', exit: 0, start: '2026-12-04T21:45:52', end: '2026-12-04T21:45:58' },
+      { key: '7_3', state: 'RUNNING', nodes: 'sl1', reason: 'None', exit: 0, start: '2026-12-04T21:45:53' },
+    ]);
+  });
   it("passes a step's stderr on after the start line, keeps Slurm's lines apart and drops srun's exit line", () => {
     const got: Buffer[] = [];
     const l = new StderrLines('cm-slurm-started', (c) => got.push(c));

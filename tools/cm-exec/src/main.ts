@@ -2,7 +2,9 @@ import os from 'node:os';
 import { CmError, ExitCode, PATTERNS } from '@cm/protocol';
 import { envDefault, EXIT_CODES, flag, given, intOpt, numOpt, str, wantsRecords, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { loadInventory } from '@cm/inventory';
-import { cleanRuns, DEFAULT_TRANSPORT, parseAge, parseHalt, type HaltPolicy, type RemoteLoop, type TransportName } from '@cm/exec';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { cleanRuns, DEFAULT_TRANSPORT, parseAge, parseHalt, runStatus, statusText, type HaltPolicy, type RemoteLoop, type TransportName } from '@cm/exec';
 import { execJobs, execOnAllocation, execWithClusters, type SlurmMode } from '@cm/slurm';
 
 export const USAGE = `
@@ -11,6 +13,7 @@ cm-exec: run job records on the hosts of the inventory, over ssh, as slots and d
 Usage:
   cm-exec [options]
   cm-exec --clean [options]
+  cm-exec --status [options]
   cm-exec -h | --help
 
 Reads job records (from cm-plan, or written by hand) on stdin and writes event records on stdout:
@@ -61,6 +64,22 @@ Options:
                              jobs, run again
   --retry-failed             with --joblog: run again the jobs that failed, gave up or were skipped
                              there, and those that never ran; jobs that succeeded are replayed
+  --reattach-within SECS     with --joblog (persistent transport, perl on the host): a job keeps
+                             running when cm-exec dies (SIGKILL, SIGHUP, a lost machine), and its
+                             times, exit status and first --max-output bytes of stdout and stderr
+                             wait on its host (.cm/spool/<run>/) SECS after cm-exec was last seen;
+                             a later --resume collects them (events with "reattached": true, their
+                             real times) and waits for those still running. A host cut off while
+                             its jobs run is waited for the same way, while cm-exec lives too.
+                             Past SECS, the loop on the host kills what still runs and removes
+                             what it kept, and cm-exec runs those jobs again elsewhere. Without
+                             it, jobs end with cm-exec (default: 0). Slurm's jobs mode always
+                             keeps the Slurm ids in the joblog, and --resume follows them
+  --status                   with --joblog: print the run's state from its joblog alone and exit
+                             (it disturbs nothing): each job started and not ended there (host,
+                             attempt, for how long: runs with --reattach-within log their starts),
+                             then the counts of those that ended; in a pipe, the last joblog line
+                             of each job
   --keep-workdirs            leave every job's .cm/runs/<run>/<job> on its host (final events say
                              "kept": true). Otherwise a job with no outputs and no result file has
                              it removed when it ends (and the run's folder once empty); cm-fetch
@@ -118,12 +137,15 @@ Examples:
   cm-plan -d 'sq(i=1..100)=echo $((i*i))' +sq | cm-exec -H @rack1 --joblog sq.log | cm-reduce
   cm-plan -d 'sq(i=1..100)=echo $((i*i))' +sq | cm-exec -H @rack1 --joblog sq.log --resume | cm-reduce
                                               # after a crash or Ctrl-C: runs what never ended
+  cm-plan -f examples/sweep.cm | cm-exec --joblog sweep.log --reattach-within 86400 | cm-reduce
+                                              # if this cm-exec dies, the jobs go on: --resume collects them
   cm-plan -f examples/sweep.cm | cm-exec --joblog sweep.log --retry-failed
                                               # again: only the jobs that did not succeed run
   cm-plan -f examples/sweep.cm | cm-exec --dry-run
   cm-plan -f examples/sweep.cm | cm-exec --json | jq -c 'select(.event=="finished") | [.job, .host, .exit]'
   cm-plan -f examples/sweep.cm | cm-exec --timeout 60 --halt now,fail=1 | jq -c 'select(.event=="finished")'
   cm-exec --clean --older-than 7d             # remove what runs older than a week left on the hosts
+  cm-exec --status --joblog sweep.log         # from another terminal: what runs where, what ended
 `;
 
 export interface Args {
@@ -149,6 +171,8 @@ export interface Args {
   joblog?: string;
   resume: boolean;
   retryFailed: boolean;
+  reattachWithin: number;
+  status: boolean;
   json: boolean;
   /** the words after `cm-exec`, as typed: the resume hint repeats them */
   commandLine?: string[];
@@ -167,7 +191,7 @@ export interface Args {
 
 // Options that only mean something on one engine or mode: given elsewhere, they are refused, not
 // silently dropped.
-const SSH_ONLY = ['--hosts', '--inventory', '--transport', '--remote-loop', '--keep-connections', '--strict-host-keys', '--ssh-config', '--connect-timeout', '--clean'];
+const SSH_ONLY = ['--hosts', '--inventory', '--transport', '--remote-loop', '--keep-connections', '--strict-host-keys', '--ssh-config', '--connect-timeout', '--clean', '--reattach-within'];
 const SLURM_ONLY = ['--slurm-mode', '--partition', '--account', '--qos', '--cpus'];
 const NOT_IN_JOBS_MODE: Array<[string, string]> = [
   ['--jobs', 'Slurm decides how many of the queued jobs run at once'],
@@ -234,6 +258,8 @@ export function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv, commandLine?: s
     joblog: str(a, '--joblog'),
     resume: flag(a, '--resume'),
     retryFailed: flag(a, '--retry-failed'),
+    reattachWithin: intOpt(a, '--reattach-within') ?? 0,
+    status: flag(a, '--status'),
     json: flag(a, '--json'),
     commandLine,
     strictHostKeys: flag(a, '--strict-host-keys'),
@@ -249,6 +275,12 @@ export function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv, commandLine?: s
   };
   if (args.olderThan !== undefined && !args.clean) throw new CmError('--older-than goes with --clean', ExitCode.USAGE);
   if (args.resume && !args.joblog) throw new CmError('--resume needs --joblog FILE', ExitCode.USAGE);
+  if (args.status && !args.joblog) throw new CmError('--status needs --joblog FILE', ExitCode.USAGE);
+  if (given(argv, '--reattach-within') && !args.joblog) throw new CmError('--reattach-within needs --joblog FILE (the joblog is where --resume finds the jobs again)', ExitCode.USAGE);
+  if (args.reattachWithin > 0 && (transport === 'ssh' || remoteLoop === 'sh')) {
+    // their jobs end with their session: nothing would be kept for a --resume to collect
+    throw new CmError(`--reattach-within needs the persistent transport's perl loop (not ${transport === 'ssh' ? '--transport ssh' : '--remote-loop sh'})`, ExitCode.USAGE);
+  }
   if (args.retryFailed && !args.joblog) throw new CmError('--retry-failed needs --joblog FILE', ExitCode.USAGE);
   if (args.retryFailed && args.resume) throw new CmError('--retry-failed already resumes: give one of --resume and --retry-failed', ExitCode.USAGE);
   if (args.timeout === 0) throw new CmError('--timeout must be > 0', ExitCode.USAGE);
@@ -256,6 +288,7 @@ export function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv, commandLine?: s
 }
 
 export async function run(args: Args, io: CommandIO): Promise<number> {
+  if (args.status) return status(args.joblog as string, args, io);
   if ((io.stdin as { isTTY?: boolean }).isTTY === true && !args.quiet) {
     io.stderr.write('cm-exec: reading job records from this terminal (e.g. cm-plan -f examples/assignment.cm | cm-exec); Ctrl-D ends\n');
   }
@@ -319,6 +352,7 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
       sshConfig: args.sshConfig,
       connectTimeout: args.connectTimeout,
       keepConnections: args.keepConnections,
+      reattachWithin: args.reattachWithin,
     },
     io,
     io.env,
@@ -326,4 +360,13 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
       if (!args.quiet) io.stderr.write(`cm-exec: ${m}\n`);
     },
   );
+}
+
+async function status(joblog: string, args: Args, io: CommandIO): Promise<number> {
+  const path = resolve(io.cwd, joblog);
+  if (!existsSync(path)) throw new CmError(`--status: no joblog ${joblog}`, ExitCode.INPUT);
+  const st = runStatus(path);
+  const text = wantsRecords(io, { json: args.json }) ? [...st.running, ...st.ended].map((e) => `${JSON.stringify(e)}\n`).join('') : statusText(st, new Date());
+  await new Promise<void>((done) => io.stdout.write(text, () => done()));
+  return ExitCode.OK;
 }

@@ -57,6 +57,12 @@ interface Running {
   start: Date;
   timedOut: boolean;
   reason?: string;
+  /** its results are kept on the host until a `c` request says the controller has them */
+  spooled: boolean;
+  /** a job of this session's own (not one it collects) */
+  own: boolean;
+  /** collected from another loop's spool: its real times and stream sizes */
+  times?: { start: number; end: number; stdoutBytes: number; stderrBytes: number };
   timers: NodeJS.Timeout[];
   done: (outcome: JobOutcome) => void;
 }
@@ -86,6 +92,8 @@ class Session {
   private hello: (err?: StartError) => void = () => {};
   private helloTimer: NodeJS.Timeout | undefined;
   private readonly noise: string[] = [];
+  /** the hello's runner: perl keeps results for detached runs, the sh loop does not */
+  private runner: string | null = null;
 
   constructor(
     readonly host: HostRecord,
@@ -173,6 +181,7 @@ class Session {
     switch (f.type) {
       case 'hello':
         clearTimeout(this.helloTimer);
+        this.runner = f.runner;
         if (this.state === 'starting') {
           this.state = 'ready';
           hello();
@@ -197,6 +206,18 @@ class Session {
         if (r) (f.stream === 'stdout' ? r.out : r.err).push(f.bytes);
         return;
       }
+      case 'times': {
+        const r = this.running.get(f.serial);
+        if (r) r.times = f;
+        return;
+      }
+      case 'lost': {
+        const r = this.running.get(f.serial);
+        if (!r) return;
+        this.finish(r, { ran: false, exit: null, signal: null, reason: `lost on ${this.host.name}: ${f.reason}` }, true);
+        this.lanes[r.lane] = false;
+        return;
+      }
       case 'exit': {
         const r = this.running.get(f.serial);
         if (!r) return;
@@ -213,10 +234,33 @@ class Session {
     }
   }
 
-  private finish(r: Running, how: { ran: boolean; exit: number | null; signal: string | null; reason?: string }): void {
+  private finish(r: Running, how: { ran: boolean; exit: number | null; signal: string | null; reason?: string }, lost = false, orphaned = false): void {
     if (!this.running.delete(r.serial)) return;
     for (const t of r.timers) clearTimeout(t);
-    r.done(outcomeOf(r.out, r.err, r.start, { ...how, reason: how.reason ?? r.reason, timedOut: r.timedOut }));
+    const o = outcomeOf(r.out, r.err, r.start, { ...how, reason: how.reason ?? r.reason, timedOut: r.timedOut });
+    if (r.times) {
+      // the host kept the first maxOutput bytes of each stream: the sizes are the whole ones
+      o.start = new Date(r.times.start);
+      o.end = new Date(r.times.end);
+      o.stdoutBytes = r.times.stdoutBytes;
+      o.stderrBytes = r.times.stderrBytes;
+      o.truncated = o.stdoutBytes > o.stdout.length || o.stderrBytes > o.stderr.length;
+      o.collected = true;
+    }
+    if (lost) o.lost = true;
+    if (orphaned) o.orphaned = true;
+    r.done(o);
+    // after the engine has logged the outcome (it does so in the promise's reactions; send waits a turn)
+    if (r.spooled && this.state === 'ready') this.send(`c ${r.serial}\n`);
+  }
+
+  /** Waits for a job another loop ran with `job.spool` (a cm-exec that died started it). */
+  collect(job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
+    const start = new Date();
+    if (this.state !== 'ready') return Promise.resolve(notRun(start, `session to ${this.host.name} lost: ${this.deathReason}`));
+    if (this.runner !== 'perl' || !job.spool) return Promise.resolve({ ...notRun(start, `the loop on ${this.host.name} keeps no results (no perl)`), lost: true });
+    const dir = lineQuote(job.spool.dir);
+    return this.track(job, signal, start, 'collect', (serial) => `a ${serial} ${dir}\n`);
   }
 
   launch(job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
@@ -227,14 +271,24 @@ class Session {
     if (bad !== undefined) {
       return Promise.resolve(notRun(start, `environment variable name ${JSON.stringify(bad)} is not valid in sh or reserved (_cmq_*)`));
     }
-    let lane = this.lanes.indexOf(false);
-    if (lane < 0) lane = this.lanes.length;
-    this.lanes[lane] = true;
-    const serial = ++this.serial;
     // sh treats a leading "-" as an option and the loop's cwd is the login directory
     const wd = job.workdir === '' ? '.' : job.workdir.startsWith('/') ? job.workdir : `./${job.workdir}`;
     const words = [lineQuote(wd), lineQuote(job.command)];
     for (const n of names) words.push(lineQuote(n), lineQuote(job.env[n] as string));
+    const rm = job.removeWorkdir && removableWorkdir(job.workdir) ? 1 : 0;
+    const spool = job.spool && this.runner === 'perl' ? `${job.maxOutput} ${job.spool.linger} ${lineQuote(job.spool.dir)}` : undefined;
+    return this.track(job, signal, start, spool ? 'spooled' : 'run', (serial, lane) =>
+      `${spool ? `s ${serial} ${spool}\n` : ''}r ${serial} ${lane} ${rm} ${words.join(' ')}\n`,
+    );
+  }
+
+  /** Sends the request for the job's serial and lane, and follows the job to its end. */
+  private track(job: JobLaunch, signal: AbortSignal, start: Date, how: 'run' | 'spooled' | 'collect', request: (serial: number, lane: number) => string): Promise<JobOutcome> {
+    let lane = this.lanes.indexOf(false);
+    if (lane < 0) lane = this.lanes.length;
+    this.lanes[lane] = true;
+    const serial = ++this.serial;
+    const collecting = how === 'collect';
     return new Promise<JobOutcome>((resolve) => {
       const r: Running = {
         serial,
@@ -244,6 +298,8 @@ class Session {
         err: new OutputCapture(job.maxOutput, `${job.logBase}.stderr`),
         start,
         timedOut: false,
+        spooled: how !== 'run',
+        own: how !== 'collect',
         timers: [],
         done: (o) => {
           signal.removeEventListener('abort', onAbort);
@@ -253,8 +309,9 @@ class Session {
       const onAbort = () => this.stop(r, 'cancelled');
       this.running.set(serial, r);
       signal.addEventListener('abort', onAbort, { once: true });
-      this.send(`r ${serial} ${lane} ${job.removeWorkdir && removableWorkdir(job.workdir) ? 1 : 0} ${words.join(' ')}\n`);
-      if (job.timeout !== undefined) {
+      this.send(request(serial, lane));
+      // a collected job's timeout ran on the cm-exec that started it; this one only waits
+      if (job.timeout !== undefined && !collecting) {
         r.timers.push(
           setTimeout(() => {
             r.timedOut = true;
@@ -305,7 +362,7 @@ class Session {
     this.state = 'dead';
     this.deathReason = reason;
     for (const r of [...this.running.values()]) {
-      this.finish(r, { ran: false, exit: null, signal: null, reason: `session to ${this.host.name} lost: ${reason}` });
+      this.finish(r, { ran: false, exit: null, signal: null, reason: `session to ${this.host.name} lost: ${reason}` }, false, r.spooled && r.own);
     }
     clearTimeout(this.helloTimer);
     if (this.state === 'dead' && this.child && this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
@@ -320,6 +377,9 @@ class Session {
       return;
     }
     const child = this.child;
+    // the last jobs' `c` requests (their spools can go) leave before the loop sees the end
+    if (this.state === 'ready' && this.outbox.length > 0) child.stdin.write(this.outbox.join(''));
+    this.outbox = [];
     child.stdin.end();
     // ssh ends on TERM; a locally carried perl loop ignores it (see PERL_LOOP) and needs KILL
     const timers = [setTimeout(() => child.kill('SIGTERM'), 3000), setTimeout(() => child.kill('SIGKILL'), 6000)];
@@ -362,6 +422,26 @@ export class PersistentTransport implements Transport {
     try {
       await abortable(session.ready, signal);
       return await session.launch(job, signal);
+    } catch (err) {
+      if (signal.aborted) return notRun(start, 'cancelled');
+      const e = err as StartError;
+      if (e.unavailable) hs.unavailable = e.message;
+      return notRun(start, e.message);
+    } finally {
+      session.assigned -= 1;
+    }
+  }
+
+  async collect(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
+    const start = new Date();
+    if (this.closed) return notRun(start, 'transport closed');
+    const hs = this.stateOf(host);
+    if (hs.unavailable) return { ...notRun(start, hs.unavailable), lost: true };
+    const session = this.pick(host, hs);
+    session.assigned += 1;
+    try {
+      await abortable(session.ready, signal);
+      return await session.collect(job, signal);
     } catch (err) {
       if (signal.aborted) return notRun(start, 'cancelled');
       const e = err as StartError;

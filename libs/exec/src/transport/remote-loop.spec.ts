@@ -107,6 +107,14 @@ describe('FrameDecoder', () => {
     ]);
   });
 
+  it('reads the times of a collected job and the loss of one', () => {
+    const { other } = decodeAll([Buffer.from(`${MARKER} 7 t 1700000000000 1700000008000 12 0\n${MARKER} 8 l its loop on the host is gone\n`)]);
+    expect(other).toEqual([
+      { type: 'times', serial: 7, start: 1700000000000, end: 1700000008000, stdoutBytes: 12, stderrBytes: 0 },
+      { type: 'lost', serial: 8, reason: 'its loop on the host is gone' },
+    ]);
+  });
+
   it('counts a frame cut off by a dying session as partial', () => {
     const { partial } = decodeAll([Buffer.from(`${MARKER} 1 o\nQUJD\nRE`)]);
     expect(partial).toBeGreaterThan(0);
@@ -184,7 +192,7 @@ describe.each([
   it('says hello with its runner and cleans its temp dir on EOF', async () => {
     const out = await runLoop([], 0);
     const hello = out.toString().split('\n')[0] ?? '';
-    expect(hello).toMatch(new RegExp(`^${MARKER} hello 3 ${runner.source}$`));
+    expect(hello).toMatch(new RegExp(`^${MARKER} hello 4 ${runner.source}$`));
     expect(readdirSync(dir).filter((n) => n.startsWith('cm-persist.'))).toEqual([]);
   });
 

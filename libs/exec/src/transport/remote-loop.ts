@@ -6,6 +6,13 @@
 //   r <serial> <lane> <rm> '<workdir>' '<command>' ['<NAME>' '<value>']...   start a job; rm 1:
 //                                                                   remove its workdir when it ends
 //   k <serial> <lane> <SIGNAL>                                         signal a job's process group
+//   s <serial> <cap> <linger> '<spool>'    (perl loop) the next r of <serial> keeps its first <cap>
+//                                          bytes of stdout and stderr, start, end and status in the
+//                                          folder <spool>, and the job outlives the session for
+//                                          <linger> s after its controller is lost
+//   a <serial> '<spool>'                   (perl loop) wait for the job another loop ran with that
+//                                          spool and send its frames under <serial>
+//   c <serial>                             the controller has the job: remove its spool folder
 // Remote -> local (lines; a per-session random marker starts every header, so a stray write is
 // detected, never taken as a frame):
 //   <M> hello 3 <runner>                    once, when the loop is ready; runner: perl, the setsid
@@ -13,6 +20,9 @@
 //   <M> fail <reason>                       the loop cannot run here (missing tool, no temp dir)
 //   <M> <serial> o|e                        then base64 lines of the job's stdout|stderr, then "."
 //   <M> <serial> O|E <length>               then exactly <length> raw bytes of its stdout|stderr
+//   <M> <serial> t <start> <end> <out> <err>   a collected job (request a): its start and end (ms
+//                                           since the epoch) and the whole sizes of its streams
+//   <M> <serial> l <reason>                 a collected job was lost: nothing ran it to its end
 //   <M> <serial> x <status> <SIGNAME or ->  the job ended; always the last frame of a job
 // Output travels as base64, whose alphabet has no ".", so the "." end line cannot appear inside it:
 // no byte sequence a job writes can end or forge a frame. Under the sh loop a job writes into files
@@ -31,7 +41,7 @@ import LOOP_PL from './loop.pl';
 import LOOP_SH from './loop.sh';
 
 /** Bumped when the wire format changes; the hello line carries it. */
-export const LOOP_VERSION = 3;
+export const LOOP_VERSION = 4;
 
 // The programs are real files (checked by sh -n and perl -c in the test run), bundled as text.
 const PROGRAM = LOOP_SH;
@@ -76,6 +86,10 @@ export type Frame =
   | { type: 'fail'; reason: string }
   | { type: 'data'; serial: number; stream: 'stdout' | 'stderr'; bytes: Buffer }
   | { type: 'exit'; serial: number; status: number; signal: string | null }
+  /** a job collected from its spool: its real start and end, and the whole sizes of its streams */
+  | { type: 'times'; serial: number; start: number; end: number; stdoutBytes: number; stderrBytes: number }
+  /** a job to collect that no loop ran to its end */
+  | { type: 'lost'; serial: number; reason: string }
   /** a line that is not a frame: login-shell noise before hello, a broken session after it */
   | { type: 'noise'; line: string };
 
@@ -183,6 +197,11 @@ export class FrameDecoder {
     } else if (/^\d+$/.test(f[0] ?? '') && (f[1] === 'O' || f[1] === 'E') && f.length === 3 && /^\d+$/.test(f[2] ?? '')) {
       const left = Number(f[2]);
       if (left > 0) this.raw = { serial: Number(f[0]), stream: f[1] === 'O' ? 'stdout' : 'stderr', left };
+    } else if (/^\d+$/.test(f[0] ?? '') && f[1] === 't' && f.length === 6 && f.slice(2).every((x) => /^\d+$/.test(x))) {
+      const [start, end, stdoutBytes, stderrBytes] = f.slice(2).map(Number) as [number, number, number, number];
+      this.onFrame({ type: 'times', serial: Number(f[0]), start, end, stdoutBytes, stderrBytes });
+    } else if (/^\d+$/.test(f[0] ?? '') && f[1] === 'l') {
+      this.onFrame({ type: 'lost', serial: Number(f[0]), reason: f.slice(2).join(' ') });
     } else if (/^\d+$/.test(f[0] ?? '') && f[1] === 'x' && f.length === 4 && /^\d+$/.test(f[2] ?? '')) {
       const status = Number(f[2]);
       const signal = f[3] !== '-' && status > 128 ? `SIG${f[3]}` : null;

@@ -23,6 +23,12 @@ export interface JobLaunch {
   maxOutput: number;
   /** local files receiving the complete stdout and stderr (created only when the cap is exceeded) */
   logBase: string;
+  /**
+   * keep the job's results on its host so that a later cm-exec can collect them if this one dies:
+   * `dir` (relative to the login directory) holds them, and they wait there `linger` seconds after
+   * the controller was last seen (transports that cannot keep them ignore this)
+   */
+  spool?: { dir: string; linger: number };
 }
 
 export interface JobOutcome {
@@ -38,6 +44,12 @@ export interface JobOutcome {
    * the job's time limit exceeds it), so it is given up with `reason` instead of moved to another host
    */
   refused?: boolean;
+  /** with ran false, from collect(): nothing on the host ran the job to its end, or it cannot be reached in time */
+  lost?: boolean;
+  /** with ran false: the session was lost after the job reached its host, which keeps its results (spool) */
+  orphaned?: boolean;
+  /** read back from the host's spool after the job ended (collect), not followed live */
+  collected?: boolean;
   stdout: Buffer;
   stderr: Buffer;
   stdoutBytes: number;
@@ -53,6 +65,12 @@ export interface Transport {
   readonly name: string;
   /** runs one job; resolves (never rejects) with the outcome; `signal` cancels it (kills the remote group) */
   run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome>;
+  /**
+   * waits for a job a cm-exec that died started with `job.spool` on `host`, and gives its real
+   * outcome; `lost: true` when no loop ran it to its end (it must run again), ran false without
+   * lost when the host could not be reached this time
+   */
+  collect?(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome>;
   /** starts connecting to a host ahead of its first job (a hint: failures show in that job's run) */
   prepare?(host: HostRecord): void;
   /** closes connections and removes any local state (control sockets) this transport made */
