@@ -281,6 +281,9 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
     for (const a of actions) {
       if (a.type === 'emit') {
         if (opts.keepWorkdirs && a.event.workdir !== undefined && !a.event.replayed && isFinal(a.event)) a.event.kept = true;
+        // the pure Scheduler has no clock: when a job started or a host went down is said here
+        if (a.event.event === 'started' && a.event.start === undefined) a.event.start = new Date().toISOString();
+        else if ((a.event.event === 'host-down' || a.event.event === 'host-up') && a.event.at === undefined) a.event.at = new Date().toISOString();
         if (a.joblog && joblog) joblog.append(a.event);
         const p = report.event(a.event);
         if (p) pendingWrite = p;

@@ -259,7 +259,8 @@ export class Scheduler {
       } else if (failed && s.retriesLeft > 0 && !this.stopping) {
         s.retriesLeft -= 1;
         const reason = outcome.timedOut ? (outcome.reason ?? 'timeout') : `exit ${outcome.exit}`;
-        this.emit({ ...this.base(s, 'retry'), host: h.rec.name, attempt: s.attempt, exit: outcome.exit, reason }, false);
+        // the attempt that failed, with its own times: a report draws it as a bar of its own
+        this.emit({ ...this.base(s, 'retry'), host: h.rec.name, attempt: s.attempt, exit: outcome.exit, start: outcome.start.toISOString(), end: outcome.end.toISOString(), reason }, false);
         this.requeue(s);
       } else if (outcome.timedOut) {
         this.giveUp(s, outcome.reason ?? 'timeout', true, outcome);

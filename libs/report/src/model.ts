@@ -59,7 +59,7 @@ export class RunLog {
   private readonly values = new Map<string, ValueRow>();
   private readonly reduces = new Map<string, ReduceRecord>();
   private readonly runs = new Set<string>();
-  /** the latest time the events have told of: started and retry events carry none of their own */
+  /** the latest time the events have told of, for events without a time of their own (older cm-exec, Slurm jobs mode) */
   private streamTime = 0;
   private ended = false;
   /** bumped on every record that changes the picture */
@@ -127,7 +127,7 @@ export class RunLog {
     if (e.event === 'host-down' || e.event === 'host-up') {
       if (e.host) {
         this.host(e.host);
-        this.marks.push({ host: e.host, kind: e.event, at: this.time(), reason: e.reason });
+        this.marks.push({ host: e.host, kind: e.event, at: e.at ? Date.parse(e.at) : this.time(), reason: e.reason });
       }
       return;
     }
@@ -146,7 +146,7 @@ export class RunLog {
         if (!e.host) return;
         this.host(e.host);
         this.maxRunning.set(e.host, Math.max(this.maxRunning.get(e.host) ?? 0, e.running ?? 1));
-        const at = this.time();
+        const at = e.start ? Date.parse(e.start) : this.time();
         this.open.set(key, this.attempts.push({ job: e.job, host: e.host, attempt: e.attempt ?? 1, start: at, end: at, status: 'running', exit: null }) - 1);
         return;
       }
@@ -155,7 +155,8 @@ export class RunLog {
         this.open.delete(key);
         if (i === undefined) return;
         const a = this.attempts[i]!;
-        Object.assign(a, { end: Math.max(a.start, this.time()), status: 'retry', exit: e.exit ?? null, reason: e.reason });
+        if (e.start) a.start = Date.parse(e.start);
+        Object.assign(a, { end: Math.max(a.start, e.end ? Date.parse(e.end) : this.time()), status: 'retry', exit: e.exit ?? null, reason: e.reason });
         return;
       }
       case 'finished':

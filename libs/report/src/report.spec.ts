@@ -63,6 +63,22 @@ describe('RunLog', () => {
     expect(d.marks).toEqual([{ host: 'h2', kind: 'host-down', at: 10_000, reason: 'connection refused' }]);
   });
 
+  it("an attempt that failed and was retried, and a host going down, are placed by their events' own times", () => {
+    const log = new RunLog();
+    const ev = (e: object) => log.add({ kind: 'event', v: 1, job: 'b', task: 'b', run: 'r', host: 'h1', ...e });
+    ev({ event: 'started', attempt: 1, start: T(1) });
+    ev({ event: 'retry', attempt: 1, exit: 3, start: T(1), end: T(4), reason: 'exit 3' });
+    ev({ event: 'started', attempt: 2, start: T(5) });
+    log.add({ kind: 'event', v: 1, event: 'host-down', host: 'h2', at: T(6), reason: 'gone' });
+    ev({ ...fin('b', 'h1', 5, 9), attempt: 2 });
+    const d = log.snapshot();
+    // bars are ms from the first start: the failed attempt 0..3 s, the retry 4..8 s
+    expect(d.bars.attempt).toEqual([1, 2]);
+    expect(d.bars.dur).toEqual([3000, 4000]);
+    expect(d.bars.start).toEqual([0, 4000]);
+    expect(d.marks).toEqual([{ host: 'h2', kind: 'host-down', at: 5000, reason: 'gone' }]);
+  });
+
   it('the plan: tasks in stages by their deps, the critical path by duration', () => {
     const { plan } = run().snapshot();
     expect(plan.tasks.map((t) => [t.name, t.stage, t.critical])).toEqual([
