@@ -141,7 +141,7 @@ check_stored() {
   assert_equal "$status" 0
   assert_equal "$(jq -c 'select(.kind == "fetch" and .direction == "in") | .files[] | [.provider, .location]' <<<"$output" | sort -u)" '["ssh","ssh://th3/~/inputs/run.sh"]'
   assert_equal "$(jq -c 'select(.kind == "value" and .partial == false) | .value' <<<"$output")" 60
-  # an input named by its URL (a plan written by hand or by jq) from Azurite
+  # an input named by its URL in the plan (@inputs(az://...)), from Azurite
   mkdir -p in && cm_ssh th3 'cat inputs/run.sh' >in/run.sh
   run --separate-stderr node -e '
     const { BlobServiceClient } = require(process.argv[1]);
@@ -149,7 +149,8 @@ check_stored() {
     c.createIfNotExists().then(() => c.getBlockBlobClient("v1/run.sh").uploadFile(process.argv[2])).catch((e) => { console.error(e.message); process.exit(1); });
   ' "$CM_REPO/node_modules/@azure/storage-blob" in/run.sh
   assert_equal "$status" 0
-  run --separate-stderr bash -o pipefail -c "cm-plan -f plan.cm | jq -c 'if .kind == \"job\" then .inputs = [\"az://inputs/v1/run.sh\"] else . end' | cm-fetch --stage-in | cm-exec -q -H th1,th2 | cm-reduce --json"
+  printf '@inputs(az://inputs/v1/run.sh)\ndef w(i=1..3):\n    sh run.sh $i\n+w\n' >plan-az.cm
+  run --separate-stderr bash -o pipefail -c 'cm-plan -f plan-az.cm | cm-fetch --stage-in | cm-exec -q -H th1,th2 | cm-reduce --json'
   assert_equal "$status" 0
   assert_equal "$(jq -c 'select(.kind == "value" and .partial == false) | .value' <<<"$output")" 60
 }

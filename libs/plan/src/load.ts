@@ -65,8 +65,9 @@ export function loadPlan(input: PlanInput, yaml?: YamlParser): Loaded {
     }
     const dir = input.file.dir;
     if (dir !== undefined) {
-      // Absolute, so cm-fetch --stage-in finds them from any directory; each is still staged under its own name.
-      for (const d of defs) if (d.options.inputs) d.options.inputs = d.options.inputs.map((f) => (isAbsolute(f) ? f : resolve(dir, f)));
+      // Absolute, so cm-fetch --stage-in finds them from any directory; each is still staged under its own
+      // name. A location's URL (az://c/bench.sh, ssh://host/path) is no path: it stays as written.
+      for (const d of defs) if (d.options.inputs) d.options.inputs = d.options.inputs.map((f) => (isAbsolute(f) || /^[a-z][a-z0-9+.-]*:/i.test(f) ? f : resolve(dir, f)));
     }
   }
   (input.defs ?? []).forEach((d, k) => defs.push(parseDefOption(d, k)));

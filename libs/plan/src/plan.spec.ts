@@ -165,10 +165,10 @@ describe('def bodies and options', () => {
     expect(errorOf(file('def a():\n# c\n    echo\n  # d\n@retries(x)\ndef b():\n  echo\na\n')).message).toMatch(/^plan\.cm:5:10: retries is a whole number/);
   });
   it('resolves relative @inputs against the plan file\'s folder, and leaves absolute ones and other sources alone', () => {
-    const text = '@inputs(bench.sh, data/in.csv, /abs/x)\n@outputs(out/t.txt)\ndef a():\n  sh bench.sh\na\n';
+    const text = '@inputs(bench.sh, data/in.csv, /abs/x, az://inputs/tool.sh)\n@outputs(out/t.txt)\ndef a():\n  sh bench.sh\na\n';
     const from = (input: PlanInput) => records(input)[0];
-    expect(from({ file: { text, source: 'p/plan.cm', dir: '/home/u/p' } })).toMatchObject({ inputs: ['/home/u/p/bench.sh', '/home/u/p/data/in.csv', '/abs/x'], outputs: ['out/t.txt'] });
-    expect(from({ file: { text, source: 'stdin' } })).toMatchObject({ inputs: ['bench.sh', 'data/in.csv', '/abs/x'] });
+    expect(from({ file: { text, source: 'p/plan.cm', dir: '/home/u/p' } })).toMatchObject({ inputs: ['/home/u/p/bench.sh', '/home/u/p/data/in.csv', '/abs/x', 'az://inputs/tool.sh'], outputs: ['out/t.txt'] });
+    expect(from({ file: { text, source: 'stdin' } })).toMatchObject({ inputs: ['bench.sh', 'data/in.csv', '/abs/x', 'az://inputs/tool.sh'] });
     const yaml = 'tasks:\n  a:\n    run: sh bench.sh\n    inputs: [bench.sh]\nplan: a\n';
     expect(from({ file: { text: yaml, source: 'p.yaml', dir: '/home/u/p' } })).toMatchObject({ inputs: ['/home/u/p/bench.sh'] });
   });
