@@ -412,36 +412,27 @@ export class PersistentTransport implements Transport {
     return this.hosts.get(hostName)?.unavailable;
   }
 
-  async run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
-    const start = new Date();
-    if (this.closed) return notRun(start, 'transport closed');
-    const hs = this.stateOf(host);
-    if (hs.unavailable) return notRun(start, hs.unavailable);
-    const session = this.pick(host, hs);
-    session.assigned += 1;
-    try {
-      await abortable(session.ready, signal);
-      return await session.launch(job, signal);
-    } catch (err) {
-      if (signal.aborted) return notRun(start, 'cancelled');
-      const e = err as StartError;
-      if (e.unavailable) hs.unavailable = e.message;
-      return notRun(start, e.message);
-    } finally {
-      session.assigned -= 1;
-    }
+  run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
+    return this.onSession(host, signal, (session) => session.launch(job, signal));
   }
 
-  async collect(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
+  /** A job a cm-exec that died left on the host (--resume): its kept result, or its end when it comes. */
+  collect(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
+    // a host whose loop cannot run has nothing kept: the job is lost there
+    return this.onSession(host, signal, (session) => session.collect(job, signal), true);
+  }
+
+  /** `use` on a ready session of host; a host or session that cannot be had is an outcome that never ran. */
+  private async onSession(host: HostRecord, signal: AbortSignal, use: (s: Session) => Promise<JobOutcome>, lostIfUnavailable = false): Promise<JobOutcome> {
     const start = new Date();
     if (this.closed) return notRun(start, 'transport closed');
     const hs = this.stateOf(host);
-    if (hs.unavailable) return { ...notRun(start, hs.unavailable), lost: true };
+    if (hs.unavailable) return lostIfUnavailable ? { ...notRun(start, hs.unavailable), lost: true } : notRun(start, hs.unavailable);
     const session = this.pick(host, hs);
     session.assigned += 1;
     try {
       await abortable(session.ready, signal);
-      return await session.collect(job, signal);
+      return await use(session);
     } catch (err) {
       if (signal.aborted) return notRun(start, 'cancelled');
       const e = err as StartError;
