@@ -92,8 +92,6 @@ class Session {
   private hello: (err?: StartError) => void = () => {};
   private helloTimer: NodeJS.Timeout | undefined;
   private readonly noise: string[] = [];
-  /** the hello's runner: perl keeps results for detached runs, the sh loop does not */
-  private runner: string | null = null;
 
   constructor(
     readonly host: HostRecord,
@@ -181,7 +179,6 @@ class Session {
     switch (f.type) {
       case 'hello':
         clearTimeout(this.helloTimer);
-        this.runner = f.runner;
         if (this.state === 'starting') {
           this.state = 'ready';
           hello();
@@ -258,7 +255,7 @@ class Session {
   collect(job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
     const start = new Date();
     if (this.state !== 'ready') return Promise.resolve(notRun(start, `session to ${this.host.name} lost: ${this.deathReason}`));
-    if (this.runner !== 'perl' || !job.spool) return Promise.resolve({ ...notRun(start, `the loop on ${this.host.name} keeps no results (no perl)`), lost: true });
+    if (!job.spool) return Promise.resolve({ ...notRun(start, `no spool on ${this.host.name} to collect the job from`), lost: true });
     const dir = lineQuote(job.spool.dir);
     return this.track(job, signal, start, 'collect', (serial) => `a ${serial} ${dir}\n`);
   }
@@ -276,7 +273,7 @@ class Session {
     const words = [lineQuote(wd), lineQuote(job.command)];
     for (const n of names) words.push(lineQuote(n), lineQuote(job.env[n] as string));
     const rm = job.removeWorkdir && removableWorkdir(job.workdir) ? 1 : 0;
-    const spool = job.spool && this.runner === 'perl' ? `${job.maxOutput} ${job.spool.linger} ${lineQuote(job.spool.dir)}` : undefined;
+    const spool = job.spool ? `${job.maxOutput} ${job.spool.linger} ${lineQuote(job.spool.dir)}` : undefined;
     return this.track(job, signal, start, spool ? 'spooled' : 'run', (serial, lane) =>
       `${spool ? `s ${serial} ${spool}\n` : ''}r ${serial} ${lane} ${rm} ${words.join(' ')}\n`,
     );

@@ -6,11 +6,11 @@
 //   r <serial> <lane> <rm> '<workdir>' '<command>' ['<NAME>' '<value>']...   start a job; rm 1:
 //                                                                   remove its workdir when it ends
 //   k <serial> <lane> <SIGNAL>                                         signal a job's process group
-//   s <serial> <cap> <linger> '<spool>'    (perl loop) the next r of <serial> keeps its first <cap>
+//   s <serial> <cap> <linger> '<spool>'    the next r of <serial> keeps its first <cap>
 //                                          bytes of stdout and stderr, start, end and status in the
 //                                          folder <spool>, and the job outlives the session for
 //                                          <linger> s after its controller is lost
-//   a <serial> '<spool>'                   (perl loop) wait for the job another loop ran with that
+//   a <serial> '<spool>'                   wait for the job another loop ran with that
 //                                          spool and send its frames under <serial>
 //   c <serial>                             the controller has the job: remove its spool folder
 // Remote -> local (lines; a per-session random marker starts every header, so a stray write is
