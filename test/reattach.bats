@@ -3,7 +3,8 @@
 # their hosts when cm-exec is SIGKILLed, their results wait in .cm/spool/<run>/ there, and
 # `--resume` collects them (real times, outputs and exit codes, "reattached": true, not replayed),
 # waits for those still running and runs again only what never started or was lost. Real sshd test
-# hosts, the persistent transport's perl loop, and its POSIX sh loop (CM_REMOTE_LOOP=sh). The fault rows (test/faults/rows/reattach.bash) do
+# hosts: the persistent transport's perl loop, its POSIX sh loop (CM_REMOTE_LOOP=sh), and the per-job
+# ssh transport (CM_EXEC_TRANSPORT=ssh). The fault rows (test/faults/rows/reattach.bash) do
 # the same at the issue's size, with a host cut off.
 
 load helpers/common
@@ -18,8 +19,10 @@ teardown_file() {
 }
 
 setup() {
-  # cm-exec reads both (suites that name them run once per variant): the loop is perl or POSIX sh
+  # suites that name these run once per variant: the persistent transport's perl loop, its POSIX
+  # sh loop (cm-exec reads CM_REMOTE_LOOP), and the per-job ssh transport
   : "${CM_REMOTE_LOOP:-auto}"
+  tr=${CM_EXEC_TRANSPORT:-persistent}
   T=$BATS_TEST_TMPDIR
   tok=cmreat$$x$BATS_TEST_NUMBER
 }
@@ -40,7 +43,7 @@ spool_gone() {
 
 # first ARGS...: cm-exec in the background on the jobs in $T/jobs; sets pid
 first() {
-  cm-exec -H th1,th2 --run "$tok" --joblog "$T/log" --reattach-within "${WITHIN:-600}" "$@" <"$T/jobs" >"$T/first" 2>"$T/first.err" 3>&- &
+  cm-exec --transport "$tr" -H th1,th2 --run "$tok" --joblog "$T/log" --reattach-within "${WITHIN:-600}" "$@" <"$T/jobs" >"$T/first" 2>"$T/first.err" 3>&- &
   pid=$!
 }
 
@@ -61,7 +64,7 @@ killed() {
   wait_for 30 spooled 3 status
   local resumed_at
   resumed_at=$(date -u +%FT%T.%3NZ)
-  run --separate-stderr cm-exec -H th1,th2 --joblog "$T/log" --resume <"$T/jobs"
+  run --separate-stderr cm-exec --transport "$tr" -H th1,th2 --joblog "$T/log" --resume <"$T/jobs"
   assert_equal "$status" 1
   assert_equal "$(sort "$T/marker" | tr '\n' ' ')" "1 2 3 4 5 "
   assert_equal "$(jq -r 'select(.event == "finished") | [.job, .exit, (.stdout | rtrimstr("\n")), (.stderr | rtrimstr("\n")), .reattached, .replayed] | map(tostring) | join(" ")' <<<"$output" | sort)" \
@@ -89,7 +92,7 @@ killed() {
   cm_host_kill 1
   cm_host_restart 1
   jq -c '.command |= sub("sleep 30"; "sleep 0")' "$T/jobs" >"$T/jobs2"
-  run --separate-stderr cm-exec -H th1,th2 --joblog "$T/log" --resume <"$T/jobs2"
+  run --separate-stderr cm-exec --transport "$tr" -H th1,th2 --joblog "$T/log" --resume <"$T/jobs2"
   assert_equal "$status" 0
   assert_equal "$(sort "$T/marker" | tr '\n' ' ')" "a b "
   assert_equal "$(jq -r 'select(.event == "retry") | [.job, .reason] | @tsv' <<<"$output")" "$(printf 'a\tlost on th1: its loop on the host is gone')"
@@ -103,7 +106,7 @@ killed() {
   first --max-output 1000
   wait_for 30 spooled 1
   killed
-  run --separate-stderr cm-exec -H th1,th2 --max-output 1000 --joblog "$T/log" --resume <"$T/jobs"
+  run --separate-stderr cm-exec --transport "$tr" -H th1,th2 --max-output 1000 --joblog "$T/log" --resume <"$T/jobs"
   assert_equal "$status" 0
   assert_equal "$(jq -r 'select(.event == "finished") | [(.stdout | length), .stdout_bytes, (.stderr | length), .stderr_bytes, .truncated] | @tsv' <<<"$output")" \
     "$(printf '1000\t100000\t1000\t5000\ttrue')"
@@ -115,8 +118,8 @@ killed() {
   WITHIN=1 first
   wait_for 30 spooled 3
   killed
-  # still running right after the kill
-  assert_equal "$(left_behind "$tok" | grep -c 'sleep 600')" 3
+  # still running right after the kill (the jobs' own sh -c, not the ssh clients and shells around them)
+  assert_equal "$(left_behind "$tok" | grep -c -- "-c : $tok; sleep 600\$")" 3
   wait_for 20 spool_gone
   assert_none_left "$tok"
 }
@@ -133,7 +136,7 @@ killed() {
 
 @test "a run with --joblog that ends normally leaves no spool and no loop on its hosts" {
   for i in 1 2 3 4; do job "w$i" ": $tok; echo $i"; done >"$T/jobs"
-  run --separate-stderr cm-exec -H th1,th2 --joblog "$T/log" --reattach-within 600 <"$T/jobs"
+  run --separate-stderr cm-exec --transport "$tr" -H th1,th2 --joblog "$T/log" --reattach-within 600 <"$T/jobs"
   assert_equal "$status" 0
   assert_equal "$(jq -r 'select(.event == "started") | .spool' "$T/log" | wc -l)" 4
   assert spool_gone
@@ -171,9 +174,6 @@ killed() {
   assert_equal "$stderr" "cm-exec: --status needs --joblog FILE"
   run --separate-stderr cm-exec --reattach-within 10 </dev/null
   assert_equal "$status" 2
-  run --separate-stderr cm-exec --joblog "$T/log" --reattach-within 10 --transport ssh </dev/null
-  assert_equal "$status" 2
-  assert_equal "$stderr" "cm-exec: --reattach-within needs the persistent transport (not --transport ssh)"
   run --separate-stderr cm-exec --status --joblog "$T/nothing.log"
   assert_equal "$status" 3
   assert_equal "$stderr" "cm-exec: --status: no joblog $T/nothing.log"
@@ -188,7 +188,7 @@ killed() {
   wait "$pid" || rc=$?
   assert_equal "$rc" 129
   assert_equal "$(grep -c 'keep running on their hosts' "$T/first.err")" 1
-  run --separate-stderr cm-exec -H th1,th2 --joblog "$T/log" --resume <"$T/jobs"
+  run --separate-stderr cm-exec --transport "$tr" -H th1,th2 --joblog "$T/log" --resume <"$T/jobs"
   assert_equal "$status" 0
   assert_equal "$(sort "$T/marker" | tr '\n' ' ')" "1 2 3 "
   assert_equal "$(jq -r 'select(.event == "finished") | .reattached' <<<"$output" | sort | uniq -c | tr -s ' ')" " 3 true"

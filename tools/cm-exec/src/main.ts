@@ -64,7 +64,7 @@ Options:
                              jobs, run again
   --retry-failed             with --joblog: run again the jobs that failed, gave up or were skipped
                              there, and those that never ran; jobs that succeeded are replayed
-  --reattach-within SECS     with --joblog (persistent transport, either loop): a job keeps
+  --reattach-within SECS     with --joblog (any ssh transport): a job keeps
                              running when cm-exec dies (SIGKILL, SIGHUP, a lost machine), and its
                              times, exit status and first --max-output bytes of stdout and stderr
                              wait on its host (.cm/spool/<run>/) SECS after cm-exec was last seen;
@@ -277,10 +277,6 @@ export function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv, commandLine?: s
   if (args.resume && !args.joblog) throw new CmError('--resume needs --joblog FILE', ExitCode.USAGE);
   if (args.status && !args.joblog) throw new CmError('--status needs --joblog FILE', ExitCode.USAGE);
   if (given(argv, '--reattach-within') && !args.joblog) throw new CmError('--reattach-within needs --joblog FILE (the joblog is where --resume finds the jobs again)', ExitCode.USAGE);
-  if (args.reattachWithin > 0 && transport === 'ssh') {
-    // its jobs end with their ssh session: nothing would be kept for a --resume to collect
-    throw new CmError(`--reattach-within needs the persistent transport (not --transport ssh)`, ExitCode.USAGE);
-  }
   if (args.retryFailed && !args.joblog) throw new CmError('--retry-failed needs --joblog FILE', ExitCode.USAGE);
   if (args.retryFailed && args.resume) throw new CmError('--retry-failed already resumes: give one of --resume and --retry-failed', ExitCode.USAGE);
   if (args.timeout === 0) throw new CmError('--timeout must be > 0', ExitCode.USAGE);

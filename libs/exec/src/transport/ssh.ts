@@ -5,6 +5,7 @@
 // makes timeouts and cancellation reach the remote processes without a second connection.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { posix } from 'node:path';
 import { isEnvName, shQuote, signalName, type HostRecord } from '@cm/protocol';
 import { ControlDir, Masters, sshArgs, type SshArgOptions } from '@cm/ssh';
 import { OutputCapture, outcomeOf } from './capture';
@@ -12,9 +13,11 @@ import { JobStops } from './stops';
 import { notRun } from './local';
 import { removableWorkdir, type JobLaunch, type JobOutcome, type Transport } from './types';
 import WRAPPER_SH from './wrapper.sh';
+import COLLECT_SH from './collect.sh';
 
 // the wrapper's comment lines stay in the file: each job's command line carries only the code
 const WRAPPER = WRAPPER_SH.replace(/^#.*\n/gm, '').trimEnd();
+const COLLECT = COLLECT_SH.replace(/^#.*\n/gm, '').trimEnd();
 
 /** The remote wrapper (wrapper.sh) with the seconds between TERM and KILL, in tenths. */
 export function remoteWrapper(graceTenths: number): string {
@@ -31,8 +34,11 @@ export function remoteCommand(job: JobLaunch, trailer: string, graceTenths: numb
   // env could change PWD. mkdir -p runs twice when another job's clean-up removed the run's folder
   // between its steps.
   const remove = job.removeWorkdir && removableWorkdir(job.workdir) ? '"$PWD"' : "''";
-  // the wrapper runs in the login shell itself (one exec less per job); $1..$3 come from `set --`
-  return `{ { mkdir -p ${wd} 2>/dev/null || mkdir -p ${wd}; } && cd ${wd} && set -- ${shQuote(job.command)} ${trailer} ${remove}${exports}; } || exit 1\n${remoteWrapper(graceTenths)}`;
+  // $4..$6: the spool of a job that outlives its session (--reattach-within), the bytes of each
+  // stream it keeps, and the seconds it waits for cm-exec
+  const spool = job.spool ? ` ${shQuote(job.spool.dir)} ${job.maxOutput} ${job.spool.linger}` : '';
+  // the wrapper runs in the login shell itself (one exec less per job); $1..$6 come from `set --`
+  return `{ { mkdir -p ${wd} 2>/dev/null || mkdir -p ${wd}; } && cd ${wd} && set -- ${shQuote(job.command)} ${trailer} ${remove}${spool}${exports}; } || exit 1\n${remoteWrapper(graceTenths)}`;
 }
 
 export interface SshTransportOptions {
@@ -55,6 +61,8 @@ export class SshTransport implements Transport {
   private readonly masters: Masters;
   private readonly trailer = `cm-exec-exit-255-${randomBytes(8).toString('hex')}`;
   private readonly ssh: string;
+  /** removals of spools whose jobs cm-exec has: close() waits for them */
+  private readonly unspooling = new Set<Promise<void>>();
 
   constructor(private readonly opts: SshTransportOptions = {}) {
     this.control = opts.control ?? new ControlDir({ prefix: 'cm-exec', ssh: opts.ssh });
@@ -124,9 +132,13 @@ export class SshTransport implements Transport {
           }
         }
         if (!ran) {
-          finish(notRun(start, reason ?? 'connection lost', out, err));
+          // the host keeps a spooled job that its session lost: the engine collects it there
+          const o = notRun(start, reason ?? 'connection lost', out, err);
+          if (job.spool && stops.reason === undefined) o.orphaned = true;
+          finish(o);
           return;
         }
+        if (job.spool) this.unspool(host, args, job.spool.dir);
         // a job we stopped died of our signal: name it (the remote shell only says 128+N)
         const stoppedBy = stops.reason !== undefined && exit !== null && exit > 128 ? signalName(exit - 128) : null;
         finish(outcomeOf(out, err, start, { exit, signal: stoppedBy, reason, timedOut: stops.timedOut }));
@@ -134,8 +146,81 @@ export class SshTransport implements Transport {
     });
   }
 
+  /**
+   * Waits for a job a cm-exec that died started with `job.spool` (collect.sh on the host), and gives
+   * its kept outputs with its real times and status; the spool goes once the engine has the job.
+   */
+  async collect(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
+    const start = new Date();
+    const args = this.argsFor(host);
+    if (!job.spool) return { ...notRun(start, `no spool on ${host.name} to collect the job from`), lost: true };
+    const failed = await this.masters.ensure(host, args);
+    if (failed !== undefined) return notRun(start, failed);
+    if (signal.aborted) return notRun(start, 'cancelled');
+    const dir = job.spool.dir;
+    const remote = `set -- ${shQuote(dir)} ${this.trailer}\n${COLLECT}`;
+    const out = new OutputCapture(job.maxOutput, `${job.logBase}.stdout`);
+    const err = new OutputCapture(job.maxOutput, `${job.logBase}.stderr`);
+    return new Promise((resolve) => {
+      const child = spawn(this.ssh, [...args, remote], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const onAbort = (): void => void child.kill('SIGTERM');
+      signal.addEventListener('abort', onAbort, { once: true });
+      child.stdout!.on('data', (c: Buffer) => out.push(c));
+      child.stderr!.on('data', (c: Buffer) => err.push(c));
+      let settled = false;
+      const finish = (o: JobOutcome): void => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        resolve(o);
+      };
+      child.on('error', (e) => finish(notRun(start, `cannot run ${this.ssh}: ${e.message}`, out, err)));
+      child.on('close', () => {
+        const tail = err.tail().toString('latin1');
+        const at = tail.lastIndexOf(`${this.trailer} `);
+        const line = at >= 0 ? tail.slice(at + this.trailer.length + 1).replace(/\n$/, '') : '';
+        if (at >= 0) err.dropTail(tail.length - at);
+        const t = /^t (\d+) (\d+) (\d+) (\d+) (\d+) (\S+)$/.exec(line);
+        if (t) {
+          const status = Number(t[5]);
+          const o = outcomeOf(out, err, start, { exit: status, signal: null });
+          o.start = new Date(Number(t[1]));
+          o.end = new Date(Number(t[2]));
+          o.stdoutBytes = Number(t[3]);
+          o.stderrBytes = Number(t[4]);
+          o.truncated = o.stdoutBytes > o.stdout.length || o.stderrBytes > o.stderr.length;
+          o.collected = true;
+          finish(o);
+          this.unspool(host, args, dir);
+        } else if (line.startsWith('l ')) {
+          finish({ ...notRun(start, `lost on ${host.name}: ${line.slice(2)}`, out, err), lost: true });
+          this.unspool(host, args, dir);
+        } else {
+          const lines = err.tail().toString('utf8').trim().split('\n').filter(Boolean);
+          finish(notRun(start, signal.aborted ? 'cancelled' : (lines.at(-1)?.replace(/\r$/, '') ?? 'connection lost'), out, err));
+        }
+      });
+    });
+  }
+
+  /** Removes a spool (and its run's folder once empty) after the engine has logged its job. */
+  private unspool(host: HostRecord, args: string[], dir: string): void {
+    const done = new Promise<void>((resolve) => {
+      setImmediate(() => {
+        const run = posix.dirname(dir);
+        const command = `rm -rf ${shQuote(dir)}; rmdir ${shQuote(run)} ${shQuote(posix.dirname(run))} 2>/dev/null; exit 0`;
+        const child = spawn(this.ssh, [...args, command], { stdio: 'ignore' });
+        child.on('error', () => resolve());
+        child.on('close', () => resolve());
+      });
+    });
+    this.unspooling.add(done);
+    void done.then(() => this.unspooling.delete(done));
+  }
+
   /** Closes the control folder: every master in it exits (a private folder), or stays for the next run (shared). */
   async close(): Promise<void> {
+    await Promise.all([...this.unspooling]);
     await this.control.close();
   }
 }
