@@ -5,7 +5,8 @@
 # inventory copy), so all 16 run at once. The marker file is outside the hosts' homes: every run of
 # a job appends a line, so "exactly once" is 16 lines holding 1..16. The wall-time check compares
 # with the same 16 jobs run uninterrupted in the same row: from the first cm-exec's start to the end
-# of --resume, under 1.5 x the uninterrupted wall time (`ratio` in the notes).
+# of --resume, under 1.5 x the uninterrupted wall time (`ratio` in the notes). CM_EXEC_TRANSPORT=ssh
+# runs the rows on the per-job ssh transport, CM_REMOTE_LOOP=sh on the persistent transport's sh loop.
 
 FAULT_ROWS+=(reattach_resume reattach_cut_off reattach_bound)
 
@@ -53,7 +54,7 @@ _now_ms() { echo $(($(date +%s%N) / 1000000)); }
 _reattach_first() {
   local name=$1 pid t_all
   t_start=$(_now_ms)
-  cm-exec -i "$FT/$name.inv" -H "$_reattach_hosts" --connect-timeout 3 --run "$tok" --joblog "$FT/$name.log" --reattach-within "${WITHIN:-86400}" \
+  cm-exec --transport "${CM_EXEC_TRANSPORT:-persistent}" -i "$FT/$name.inv" -H "$_reattach_hosts" --connect-timeout 3 --run "$tok" --joblog "$FT/$name.log" --reattach-within "${WITHIN:-86400}" \
     <"$FT/$name.jobs" >"$FT/$name.first" 2>"$FT/$name.first.err" 3>&- &
   pid=$!
   for _ in $(seq 1 1500); do _spooled 16 && break; sleep 0.02; done
@@ -68,7 +69,7 @@ _reattach_reference() {
   local t0
   plan "$FT/$1.ref.jobs" 16 ": $tok; sleep 8; echo \$i"
   t0=$(_now_ms)
-  cm-exec -i "$FT/$1.inv" -H "$_reattach_hosts" --connect-timeout 3 --run "$tok-ref" <"$FT/$1.ref.jobs" >/dev/null 2>&1
+  cm-exec --transport "${CM_EXEC_TRANSPORT:-persistent}" -i "$FT/$1.inv" -H "$_reattach_hosts" --connect-timeout 3 --run "$tok-ref" <"$FT/$1.ref.jobs" >/dev/null 2>&1
   t_ref=$(($(_now_ms) - t0))
 }
 
@@ -95,7 +96,7 @@ fault_reattach_resume() {
   _reattach_reference reat
   _reattach_first reat
   t_resume=$(_now_ms)
-  cm-exec -i "$FT/reat.inv" -H "$_reattach_hosts" --connect-timeout 3 --joblog "$FT/reat.log" --resume <"$FT/reat.jobs" 2>"$FT/reat.err" |
+  cm-exec --transport "${CM_EXEC_TRANSPORT:-persistent}" -i "$FT/reat.inv" -H "$_reattach_hosts" --connect-timeout 3 --joblog "$FT/reat.log" --resume <"$FT/reat.jobs" 2>"$FT/reat.err" |
     tee "$FT/reat.out" | cm-reduce >"$FT/reat.val"
   rc=${PIPESTATUS[0]}
   t_end=$(_now_ms)
@@ -118,7 +119,7 @@ fault_reattach_cut_off() {
   cm_ns_host_drop nsh1
   t_resume=$(_now_ms)
   (
-    cm-exec -i "$FT/reatc.inv" -H "$_reattach_hosts" --connect-timeout 3 --joblog "$FT/reatc.log" --resume <"$FT/reatc.jobs" 2>"$FT/reatc.err" |
+    cm-exec --transport "${CM_EXEC_TRANSPORT:-persistent}" -i "$FT/reatc.inv" -H "$_reattach_hosts" --connect-timeout 3 --joblog "$FT/reatc.log" --resume <"$FT/reatc.jobs" 2>"$FT/reatc.err" |
       tee "$FT/reatc.out" | cm-reduce >"$FT/reatc.val"
     echo "${PIPESTATUS[0]}" >"$FT/reatc.rc"
   ) 3>&- &
@@ -149,7 +150,7 @@ fault_reattach_bound() {
   KILL_AFTER_MS=500 WITHIN=3 _reattach_first reatb
   cm_ns_host_drop nsh1
   t_resume=$(_now_ms)
-  cm-exec -i "$FT/reatb.inv" -H "$_reattach_hosts" --connect-timeout 3 --reattach-within 3 --joblog "$FT/reatb.log" --resume <"$FT/reatb.jobs" 2>"$FT/reatb.err" |
+  cm-exec --transport "${CM_EXEC_TRANSPORT:-persistent}" -i "$FT/reatb.inv" -H "$_reattach_hosts" --connect-timeout 3 --reattach-within 3 --joblog "$FT/reatb.log" --resume <"$FT/reatb.jobs" 2>"$FT/reatb.err" |
     tee "$FT/reatb.out" | cm-reduce >"$FT/reatb.val"
   rc=${PIPESTATUS[0]}
   t_end=$(_now_ms)
