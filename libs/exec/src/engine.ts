@@ -102,8 +102,13 @@ class PersistentWithFallback implements Transport {
     }
     return this.ssh.run(host, job, signal);
   }
-  collect(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
-    return this.persistent.collect(host, job, signal);
+  async collect(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
+    if (this.persistent.unavailable(host.name) === undefined) {
+      const o = await this.persistent.collect(host, job, signal);
+      if (o.ran || o.lost || this.persistent.unavailable(host.name) === undefined) return o;
+    }
+    // the per-job transport ran it there (the loop cannot run on that host): its wrapper kept the spool
+    return this.ssh.collect(host, job, signal);
   }
   prepare(host: HostRecord): void {
     this.persistent.prepare(host);
