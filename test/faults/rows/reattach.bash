@@ -124,7 +124,9 @@ fault_reattach_cut_off() {
     echo "${PIPESTATUS[0]}" >"$FT/reatc.rc"
   ) 3>&- &
   resumer=$!
-  for _ in $(seq 1 1500); do (($(grep -c '"event":"finished"' "$FT/reatc.out" 2>/dev/null) >= 12)) && break; sleep 0.02; done
+  local n
+  # (the output file may not be there yet: grep then prints nothing)
+  for _ in $(seq 1 1500); do n=$(grep -c '"event":"finished"' "$FT/reatc.out" 2>/dev/null); ((${n:-0} >= 12)) && break; sleep 0.02; done
   local collected_while_cut
   collected_while_cut=$(grep -c '"event":"finished"' "$FT/reatc.out")
   cm_ns_host_clear nsh1
