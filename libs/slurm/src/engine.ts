@@ -27,10 +27,15 @@ export async function execOnAllocation(slurm: SlurmOptions, exec: CoreOptions, i
   const detach = within > 0 || resume ? { within, resume } : undefined;
   const p = await place(slurm, env, `cm-${run}`, io.signal, exec.grace, partitionHost(slurm), detach);
   if (p.refusal !== undefined && p.refusal !== 'interrupted') slurm.warn?.(p.refusal);
+  // a SIGHUP with results kept (exit 129) leaves the jobs running: the allocation stays for a
+  // --resume, within the bound its watchdog keeps
+  let keep = false;
   try {
-    return await execute({ ...exec, run, hosts: p.hosts, transports: { remote: p.transport } }, io);
+    const code = await execute({ ...exec, run, hosts: p.hosts, transports: { remote: p.transport } }, io);
+    keep = code === 129 && within > 0;
+    return code;
   } finally {
-    await p.alloc?.release();
+    if (!keep) await p.alloc?.release();
   }
 }
 
