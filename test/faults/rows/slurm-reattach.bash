@@ -28,7 +28,8 @@ _reattach_slurm_mode() {
     cm-exec --engine slurm --slurm-mode "$mode" --run "$tok" --joblog "$FT/$name.log" --reattach-within 120 \
       <"$FT/$name.jobs" >"$FT/$name.first" 2>"$FT/$name.first.err" 3>&- &
     pid=$!
-    for _ in $(seq 1 3000); do (($(grep -c '"event":"started"' "$FT/$name.first" 2>/dev/null) >= 6)) && break; sleep 0.02; done
+    # 6 jobs run on the nodes (a started event only says a job was sent)
+    for _ in $(seq 1 3000); do (($(find "$HOME/.cm/spool" -name pid 2>/dev/null | wc -l) >= 6)) && break; sleep 0.02; done
     kill -KILL "$pid"
     wait "$pid" 2>/dev/null
     squeue -h -n "cm-$tok" -t RUNNING -o %i | wc -l >"$FT/$name.held"
