@@ -104,3 +104,11 @@ setup() {
 @test "a host stops answering mid-run with --reattach-within: its jobs are waited for and collected there, not run twice" {
   faults_run fault_reattach_live_drop
 }
+
+@test "Slurm steps mode, cm-exec SIGKILLed with --reattach-within: the allocation outlives it, --resume collects the steps' spools, each job once" {
+  faults_run fault_reattach_slurm_steps
+}
+
+@test "Slurm workers mode, the same: the loops in the allocation keep running, --resume collects, each job once" {
+  faults_run fault_reattach_slurm_workers
+}

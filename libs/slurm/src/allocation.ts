@@ -3,8 +3,11 @@
 // slots), and it is given back when the run ends, however it ends: salloc holds it only while its
 // command reads a pipe from cm-exec (see sallocArgs).
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, rmSync, utimesSync } from 'node:fs';
+import { join } from 'node:path';
 import type { HostRecord } from '@cm/protocol';
-import { ALLOCATION_MARKER, sallocArgs, type SlurmOptions } from './options';
+import HOLD_SH from './hold.sh';
+import { ALLOCATION_MARKER, detachedSallocArgs, sallocArgs, type SlurmOptions } from './options';
 import { parseSlurmTime, runCmd, slurmMessage } from './proc';
 
 export interface Allocation {
@@ -39,7 +42,11 @@ export async function allocate(opts: SlurmOptions, env: NodeJS.ProcessEnv, name:
     return `Slurm refused the allocation: ${typeof granted === 'string' ? 'no job id' : slurmMessage(granted.stderr)}`;
   }
   const id = granted;
-  const release = (): Promise<void> => relinquish(salloc, id, env);
+  return described(id, env, () => relinquish(salloc, id, env));
+}
+
+/** The allocation's nodes, CPUs and time limit, as Slurm reports them. */
+async function described(id: string, env: NodeJS.ProcessEnv, release: () => Promise<void>): Promise<Allocation> {
   const q = await runCmd('squeue', ['-h', '-j', id, '-o', '%l|%N'], env);
   const [l, nodeList] = q.stdout.trim().split('|');
   const names = await runCmd('scontrol', ['show', 'hostnames', nodeList ?? ''], env);
@@ -88,6 +95,100 @@ async function relinquish(salloc: ChildProcessWithoutNullStreams, id: string, en
   const slow = setTimeout(() => void runCmd('scancel', [id], env).catch(() => undefined), 10_000);
   await ended;
   clearTimeout(slow);
+}
+
+/**
+ * A detached allocation (--reattach-within): it outlives this cm-exec by at most `within` seconds.
+ * salloc --no-shell leaves it to Slurm; a watchdog started apart from cm-exec (hold.sh) cancels it
+ * once no cm-exec of the run has touched its heartbeat file for `within` seconds. A --resume of the
+ * run (`resume`) adopts the allocation still running under the run's name instead of asking again,
+ * so what its steps still run is collected there. release() cancels it: once, when the run is done.
+ */
+export async function allocateDetached(
+  opts: SlurmOptions,
+  env: NodeJS.ProcessEnv,
+  name: string,
+  signal: AbortSignal,
+  within: number,
+  resume: boolean,
+): Promise<Allocation | string> {
+  const adopted = resume ? await runningAllocation(env, name) : undefined;
+  let id = adopted;
+  if (id === undefined) {
+    let maxNodes = 1;
+    const part = opts.partition ? ['--partition', opts.partition] : [];
+    const info = await runCmd('sinfo', ['-h', '-o', '%D', ...part], env);
+    if (info.code === 0) maxNodes = Math.max(1, info.stdout.split('\n').reduce((n, l) => n + (Number(l) || 0), 0));
+    const salloc = spawn('salloc', detachedSallocArgs(opts, name, maxNodes), { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const granted = await noShellGrant(salloc, signal);
+    if (!/^\d+$/.test(granted)) {
+      if (signal.aborted) return 'interrupted';
+      return `Slurm refused the allocation: ${slurmMessage(granted)}`;
+    }
+    id = granted;
+  }
+  const heartbeat = heartbeatOf(env, id);
+  const fresh = !existsSync(heartbeat);
+  touch(heartbeat);
+  // a watchdog of its own, out of cm-exec's process group: a signal to cm-exec's group spares it
+  if (fresh || adopted === undefined) {
+    const w = spawn('sh', ['-c', HOLD_SH, 'cm-hold', heartbeat, String(Math.max(MIN_HOLD, within)), id, name.replace(/^cm-/, '')], { env, detached: true, stdio: 'ignore' });
+    w.on('error', () => undefined);
+    w.unref();
+  }
+  const beat = setInterval(() => touch(heartbeat), 1000);
+  beat.unref();
+  let released: Promise<void> | undefined;
+  const release = (): Promise<void> =>
+    (released ??= (async () => {
+      clearInterval(beat);
+      rmSync(heartbeat, { force: true });
+      await runCmd('scancel', [id], env).catch(() => undefined);
+    })());
+  return described(id, env, release);
+}
+
+/** Seconds a detached allocation outlives its last cm-exec at least: more than the heartbeat's period and the watchdog's look. */
+export const MIN_HOLD = 10;
+
+/** The heartbeat file of a detached allocation, on this machine (where its watchdog runs). */
+export function heartbeatOf(env: NodeJS.ProcessEnv, id: string): string {
+  return join(env.HOME ?? '/tmp', '.cm', 'slurm', `allocation-${id}.alive`);
+}
+
+function touch(path: string): void {
+  try {
+    const now = new Date();
+    utimesSync(path, now, now);
+  } catch {
+    mkdirSync(join(path, '..'), { recursive: true });
+    closeSync(openSync(path, 'a'));
+  }
+}
+
+/** The id of the run's allocation still running (a cm-exec of the run that died left it), if any. */
+async function runningAllocation(env: NodeJS.ProcessEnv, name: string): Promise<string | undefined> {
+  const q = await runCmd('squeue', ['-h', '-n', name, '-t', 'RUNNING', '-o', '%i'], env);
+  const id = q.stdout.split('\n').map((l) => l.trim()).find((l) => /^\d+$/.test(l));
+  return q.code === 0 ? id : undefined;
+}
+
+/** The job id salloc --no-shell was granted, or its stderr when it was not. */
+function noShellGrant(salloc: ChildProcessWithoutNullStreams | ReturnType<typeof spawn>, signal: AbortSignal): Promise<string> {
+  return new Promise((resolve) => {
+    let err = '';
+    const onAbort = (): void => void salloc.kill('SIGTERM');
+    signal.addEventListener('abort', onAbort, { once: true });
+    salloc.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      if (err.length < 65536) err += d;
+    });
+    salloc.on('error', (e) => resolve(`salloc: error: ${e.message}`));
+    salloc.on('close', (code) => {
+      signal.removeEventListener('abort', onAbort);
+      const m = /Granted job allocation (\d+)/.exec(err);
+      resolve(code === 0 && m ? m[1]! : err);
+    });
+  });
 }
 
 /** The allocation's nodes as hosts: a node's slots are the jobs of --cpus CPUs it holds at once. */

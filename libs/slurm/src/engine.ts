@@ -4,7 +4,7 @@
 // execution core every engine shares.
 import { chooseRun, execute, type ExecIO, type ExecOptions, type Transport } from '@cm/exec';
 import { CmError, ExitCode, type HostRecord } from '@cm/protocol';
-import { allocate, allocationHosts, partitionHost, SLURM_TAG, type Allocation } from './allocation';
+import { allocate, allocateDetached, allocationHosts, partitionHost, SLURM_TAG, type Allocation } from './allocation';
 import { checkPlacement, type SlurmOptions } from './options';
 import { preflight } from './proc';
 import { refusingTransport, SlurmStepTransport, workersTransport } from './transports';
@@ -20,12 +20,22 @@ export async function execOnAllocation(slurm: SlurmOptions, exec: CoreOptions, i
   if (exec.dryRun) return execute({ ...exec, run, hosts: [partitionHost(slurm)] }, io);
   // exit 4 before a record is read or passed on: a missing Slurm writes nothing to stdout
   await preflight(env);
-  const p = await place(slurm, env, `cm-${run}`, io.signal, exec.grace, partitionHost(slurm));
+  // with --reattach-within the allocation outlives a cm-exec that dies, within the bound, and a
+  // --resume collects what its steps still run; a --resume also adopts one a dead cm-exec left
+  const within = exec.joblog ? (exec.reattachWithin ?? 0) : 0;
+  const resume = exec.joblog !== undefined && (exec.resume === true || exec.retryFailed === true);
+  const detach = within > 0 || resume ? { within, resume } : undefined;
+  const p = await place(slurm, env, `cm-${run}`, io.signal, exec.grace, partitionHost(slurm), detach);
   if (p.refusal !== undefined && p.refusal !== 'interrupted') slurm.warn?.(p.refusal);
+  // a SIGHUP with results kept (exit 129) leaves the jobs running: the allocation stays for a
+  // --resume, within the bound its watchdog keeps
+  let keep = false;
   try {
-    return await execute({ ...exec, run, hosts: p.hosts, transports: { remote: p.transport } }, io);
+    const code = await execute({ ...exec, run, hosts: p.hosts, transports: { remote: p.transport } }, io);
+    keep = code === 129 && within > 0;
+    return code;
   } finally {
-    await p.alloc?.release();
+    if (!keep) await p.alloc?.release();
   }
 }
 
@@ -38,11 +48,19 @@ interface Placement {
   refusal?: string;
 }
 
-async function place(slurm: SlurmOptions, env: NodeJS.ProcessEnv, name: string, signal: AbortSignal, grace: number | undefined, standIn: HostRecord): Promise<Placement> {
-  const alloc = await allocate(slurm, env, name, signal);
+async function place(
+  slurm: SlurmOptions,
+  env: NodeJS.ProcessEnv,
+  name: string,
+  signal: AbortSignal,
+  grace: number | undefined,
+  standIn: HostRecord,
+  detach?: { within: number; resume: boolean },
+): Promise<Placement> {
+  const alloc = detach ? await allocateDetached(slurm, env, name, signal, detach.within, detach.resume) : await allocate(slurm, env, name, signal);
   // every job gives up with Slurm's words (dependants are skipped); an interrupt stops the run
   if (typeof alloc === 'string') return { hosts: [standIn], transport: refusingTransport(alloc), refusal: alloc };
-  const opts = { slurm, env, grace: grace ?? 2 };
+  const opts = { slurm, env, grace: grace ?? 2, detached: detach !== undefined };
   const transport = slurm.mode === 'workers' ? workersTransport(alloc, opts) : new SlurmStepTransport(alloc, opts);
   return { hosts: allocationHosts(alloc, slurm.cpusPerTask), transport, alloc };
 }

@@ -2,6 +2,7 @@
 // exact argv each Slurm command receives is tested without a cluster.
 import { CmError, ExitCode, PATTERNS } from '@cm/protocol';
 import JOB_SH from './job.sh';
+import SPOOL_STEP_SH from './spool-step.sh';
 
 export type SlurmMode = 'steps' | 'jobs' | 'workers';
 
@@ -100,6 +101,12 @@ export function sallocArgs(opts: SlurmOptions, name: string, maxNodes: number): 
   return args;
 }
 
+/** salloc of a detached allocation (--reattach-within): granted, then left to Slurm and cm's watchdog. */
+export function detachedSallocArgs(opts: SlurmOptions, name: string, maxNodes: number): string[] {
+  const args = sallocArgs(opts, name, maxNodes);
+  return [...args.slice(0, args.indexOf('sh')), '--no-shell'];
+}
+
 /** The line salloc's command prints once the allocation is granted. */
 export const ALLOCATION_MARKER = 'cm-allocation';
 
@@ -108,22 +115,44 @@ export const STEP_MARKER = 'cm-slurm-started';
 export const JOB_SCRIPT = JOB_SH.replace(/^#.*\n/gm, '').trim().replace(/\n/g, '; ');
 if (!JOB_SCRIPT.startsWith(`printf '${STEP_MARKER} `)) throw new Error('job.sh must start by printing the step marker');
 
-/** The srun of one job as a step of the allocation, on the node the Scheduler chose. */
-export function srunArgs(opts: SlurmOptions, allocation: string, job: { id: string; timeout?: number; command: string; workdir: string }, node: string): string[] {
-  const args = [
+/** spool-step.sh without its comment lines (newlines stay: it has functions) */
+export const SPOOL_STEP_SCRIPT = SPOOL_STEP_SH.replace(/^\s*#.*\n/gm, '').trim();
+if (!SPOOL_STEP_SCRIPT.startsWith(`printf '${STEP_MARKER} `)) throw new Error('spool-step.sh must start by printing the step marker');
+
+type StepJob = { id: string; timeout?: number; command: string; workdir: string; maxOutput?: number; spool?: { dir: string } };
+
+/**
+ * The srun of one job as a step of the allocation, on the node the Scheduler chose. A job with a
+ * spool (detached allocation) runs under spool-step.sh, which keeps its results on the node.
+ */
+export function srunArgs(opts: SlurmOptions, allocation: string, job: StepJob, node: string): string[] {
+  const args = stepArgs(opts, allocation, node, job.id, '--exclusive');
+  if (job.timeout !== undefined) args.push(`--time=${slurmTime(job.timeout)}`);
+  if (job.spool) args.push('sh', '-c', SPOOL_STEP_SCRIPT, 'cm-slurm', 'run', job.spool.dir, String(job.maxOutput ?? 1048576), job.workdir, job.command);
+  else args.push('sh', '-c', JOB_SCRIPT, 'cm-slurm', job.workdir, job.command);
+  return args;
+}
+
+/**
+ * The srun that collects a job a cm-exec that died left in a step on `node`: beside that step,
+ * which still holds its CPUs (--overlap), it waits for the job's results in its spool.
+ */
+export function collectArgs(opts: SlurmOptions, allocation: string, job: { id: string; spool: { dir: string } }, node: string): string[] {
+  return [...stepArgs({ ...opts, cpusPerTask: 1 }, allocation, node, `${job.id}-collect`, '--overlap'), 'sh', '-c', SPOOL_STEP_SCRIPT, 'cm-slurm', 'collect', job.spool.dir];
+}
+
+function stepArgs(opts: SlurmOptions, allocation: string, node: string, name: string, sharing: '--exclusive' | '--overlap'): string[] {
+  return [
     `--jobid=${allocation}`,
-    '--exclusive',
+    sharing,
     '--ntasks=1',
     '--nodes=1',
     `--nodelist=${node}`,
     `--cpus-per-task=${opts.cpusPerTask ?? 1}`,
-    `--job-name=${job.id}`,
+    `--job-name=${name}`,
     // Keeps srun's "step creation temporarily disabled" chatter out of the job's stderr.
     '--quiet',
   ];
-  if (job.timeout !== undefined) args.push(`--time=${slurmTime(job.timeout)}`);
-  args.push('sh', '-c', JOB_SCRIPT, 'cm-slurm', job.workdir, job.command);
-  return args;
 }
 
 export interface BatchUnit {

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { notRun, OutputCapture, outcomeOf, JobStops, PersistentTransport, type JobLaunch, type JobOutcome, type Transport } from '@cm/exec';
 import { signalName, type HostRecord } from '@cm/protocol';
 import type { Allocation } from './allocation';
-import { srunArgs, STEP_MARKER, type SlurmOptions } from './options';
+import { collectArgs, srunArgs, STEP_MARKER, type SlurmOptions } from './options';
 import { slurmMessage } from './proc';
 
 /** What every Slurm transport reports as its name in started and finished events. */
@@ -27,6 +27,11 @@ export interface SlurmTransportOptions {
   env: NodeJS.ProcessEnv;
   /** seconds between SIGTERM and SIGKILL of a stopped job */
   grace: number;
+  /**
+   * the allocation outlives cm-exec (--reattach-within, or a --resume that adopted it): jobs keep
+   * their results on their node, and a later cm-exec collects them there
+   */
+  detached?: boolean;
 }
 
 /** A job that cannot run in this allocation: given up with the reason, nowhere else to try. */
@@ -46,13 +51,21 @@ export class SlurmStepTransport implements Transport {
   constructor(
     private readonly alloc: Allocation,
     private readonly opts: SlurmTransportOptions,
-  ) {}
+  ) {
+    if (opts.detached) {
+      this.collect = (host, job, signal) =>
+        job.spool
+          ? this.spooledStep(collectArgs(opts.slurm, alloc.id, { id: job.id, spool: job.spool }, host.name), host, job, signal, true)
+          : Promise.resolve({ ...notRun(new Date(), `${job.id} has no results kept`), lost: true });
+    }
+  }
 
   run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
     const start = new Date();
     const long = tooLong(this.alloc, job);
     if (long !== undefined) return Promise.resolve(refused(start, long));
     if (signal.aborted) return Promise.resolve(notRun(start, 'cancelled'));
+    if (job.spool && this.opts.detached) return this.spooledStep(srunArgs(this.opts.slurm, this.alloc.id, job, host.name), host, job, signal, false);
     const out = new OutputCapture(job.maxOutput, `${job.logBase}.stdout`);
     const err = new OutputCapture(job.maxOutput, `${job.logBase}.stderr`);
     const env = { ...this.opts.env, ...job.env };
@@ -90,7 +103,116 @@ export class SlurmStepTransport implements Transport {
     });
   }
 
+  /**
+   * Waits, in a step beside it, for a job a cm-exec that died left in a step on `host`. Only on a
+   * detached allocation: the engine keeps results (job.spool) only where a transport can collect them.
+   */
+  readonly collect?: (host: HostRecord, job: JobLaunch, signal: AbortSignal) => Promise<JobOutcome>;
+
+  /**
+   * A step under spool-step.sh (a job run with its results kept on the node, or the collection of
+   * one): its end comes as a line with the job's real times, status and stream sizes; then cm asks
+   * for the kept streams and, once it has them all, lets the step remove them.
+   */
+  private spooledStep(args: string[], host: HostRecord, job: JobLaunch, signal: AbortSignal, collecting: boolean): Promise<JobOutcome> {
+    const start = new Date();
+    const out = new OutputCapture(job.maxOutput, `${job.logBase}.stdout`);
+    const err = new OutputCapture(job.maxOutput, `${job.logBase}.stderr`);
+    const env = { ...this.opts.env, ...job.env };
+    return new Promise((resolve) => {
+      const child = spawn('srun', args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      child.stdin.on('error', () => undefined);
+      // a collected job's timeout ran on the cm-exec that started it; this one only waits
+      const stops = new JobStops(signal, collecting ? undefined : job.timeout, (s) => {
+        child.kill('SIGTERM');
+        s.later(this.opts.grace * 1000, () => child.kill('SIGKILL'));
+      });
+      let ended: SpoolEnd | undefined;
+      let lost: string | undefined;
+      let outGot = 0;
+      let errGot = 0;
+      const acked = (): void => {
+        if (ended && outGot >= ended.outKept && errGot >= ended.errKept && child.stdin.writable) child.stdin.end('gone\n');
+      };
+      child.stdout.on('data', (c: Buffer) => {
+        outGot += c.length;
+        out.push(c);
+        acked();
+      });
+      const lines = new StderrLines(STEP_MARKER, (c) => {
+        errGot += c.length;
+        err.push(c);
+        acked();
+      });
+      lines.onLine = (text) => {
+        if (ended !== undefined || lost !== undefined) return false;
+        const e = parseSpoolEnd(text);
+        if (e) {
+          ended = e;
+          // what follows is the kept stderr, replayed whole
+          lines.raw = true;
+          child.stdin.write('go\n');
+          acked();
+          return true;
+        }
+        if (text.startsWith(`${SPOOL_LOST} `)) {
+          lost = text.slice(SPOOL_LOST.length + 1);
+          return true;
+        }
+        return false;
+      };
+      child.stderr.on('data', (c: Buffer) => lines.push(c));
+      let spawnError: string | undefined;
+      child.on('error', (e) => (spawnError = `cannot run srun: ${e.message}`));
+      child.on('close', (code, sig) => {
+        stops.done();
+        lines.end();
+        if (!lines.started) {
+          resolve(notRun(start, spawnError ?? (slurmMessage(lines.head) || `srun exited ${code ?? sig}`), out, err));
+        } else if (lost !== undefined) {
+          resolve({ ...notRun(start, `lost: ${lost}`, out, err), lost: true });
+        } else if (!ended) {
+          // the step ended before the job did (node failure, Slurm's time limit): it left nothing
+          const notes = lines.slurmLines.join('\n');
+          resolve(notRun(start, NODE_FAILURE.test(notes) ? `node failure on ${host.name}` : slurmMessage(notes) || `srun exited ${code ?? sig} before the job ended`, out, err));
+        } else {
+          const exit = ended.exit;
+          const stoppedBy = stops.reason !== undefined && exit > 128 ? signalName(exit - 128) : null;
+          const o = outcomeOf(out, err, start, { exit, signal: stoppedBy, reason: stops.reason, timedOut: stops.timedOut });
+          o.start = new Date(ended.start);
+          o.end = new Date(ended.end);
+          o.stdoutBytes = ended.outBytes;
+          o.stderrBytes = ended.errBytes;
+          o.truncated = ended.outBytes > ended.outKept || ended.errBytes > ended.errKept;
+          if (collecting) o.collected = true;
+          resolve(o);
+        }
+      });
+    });
+  }
+
   async close(): Promise<void> {}
+}
+
+/** spool-step.sh's line when a job it waited for left no results (it was ended before it finished). */
+const SPOOL_LOST = 'cm-slurm-lost';
+
+export interface SpoolEnd {
+  start: number;
+  end: number;
+  exit: number;
+  outBytes: number;
+  errBytes: number;
+  outKept: number;
+  errKept: number;
+}
+
+/** spool-step.sh's line "cm-slurm-ended START_MS END_MS EXIT OUT_BYTES ERR_BYTES OUT_KEPT ERR_KEPT". */
+export function parseSpoolEnd(line: string): SpoolEnd | undefined {
+  const m = /^cm-slurm-ended (\d+) (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)$/.exec(line.trim());
+  if (!m) return undefined;
+  const [start, end, exit, outBytes, errBytes, outKept, errKept] = m.slice(1).map(Number) as [number, number, number, number, number, number, number];
+  return { start, end, exit, outBytes, errBytes, outKept, errKept };
 }
 
 /**
@@ -103,6 +225,10 @@ export class StderrLines {
   /** what came before the start line: srun's reason when the step never started */
   head = '';
   readonly slurmLines: string[] = [];
+  /** sees each line after the start line first: true keeps it from the job's stderr */
+  onLine?: (text: string) => boolean;
+  /** from now on every byte is the job's: passed on as it comes */
+  raw = false;
   private partial: Buffer = Buffer.alloc(0);
 
   constructor(
@@ -111,11 +237,21 @@ export class StderrLines {
   ) {}
 
   push(chunk: Buffer): void {
+    if (this.raw) {
+      this.sink(chunk);
+      return;
+    }
     let buf = this.partial.length ? Buffer.concat([this.partial, chunk]) : chunk;
     let nl: number;
     while ((nl = buf.indexOf(10)) >= 0) {
       this.line(buf.subarray(0, nl + 1));
       buf = buf.subarray(nl + 1);
+      if (this.raw) {
+        // the rest is the job's, unsplit: a last line without a newline is not held back
+        if (buf.length) this.sink(buf);
+        this.partial = Buffer.alloc(0);
+        return;
+      }
     }
     this.partial = buf;
     // a long line without a newline is the job's: pass it on without waiting for its end
@@ -137,6 +273,7 @@ export class StderrLines {
       else if (this.head.length < 65536) this.head += `${text}\n`;
       return;
     }
+    if (this.onLine?.(text)) return;
     if (SLURM_LINE.test(text)) {
       if (this.slurmLines.length < 100) this.slurmLines.push(text);
       if (SRUN_EXIT_LINE.test(text)) return;
@@ -158,7 +295,9 @@ export function workersTransport(a: Allocation, opts: SlurmTransportOptions): Tr
       file: 'srun',
       args: [
         `--jobid=${a.id}`,
-        '--exclusive',
+        // a collecting session shares the node with the loop a dead cm-exec left there, whose
+        // step still holds the node's CPUs
+        opts.detached ? '--overlap' : '--exclusive',
         '--ntasks=1',
         '--nodes=1',
         `--nodelist=${host.name}`,
@@ -180,6 +319,8 @@ export function workersTransport(a: Allocation, opts: SlurmTransportOptions): Tr
     },
     prepare: (host) => loops.prepare(host),
     close: () => loops.close(),
+    // the loop keeps a job's results when its session ends only while the allocation outlives it
+    ...(opts.detached ? { collect: (host: HostRecord, job: JobLaunch, signal: AbortSignal) => loops.collect(host, job, signal) } : {}),
   };
 }
 

@@ -64,7 +64,8 @@ Options:
                              jobs, run again
   --retry-failed             with --joblog: run again the jobs that failed, gave up or were skipped
                              there, and those that never ran; jobs that succeeded are replayed
-  --reattach-within SECS     with --joblog (any ssh transport): a job keeps
+  --reattach-within SECS     with --joblog (any ssh transport; Slurm steps and workers modes: the
+                             allocation outlives cm-exec by SECS, at least 10): a job keeps
                              running when cm-exec dies (SIGKILL, SIGHUP, a lost machine), and its
                              times, exit status and first --max-output bytes of stdout and stderr
                              wait on its host (.cm/spool/<run>/) SECS after cm-exec was last seen;
@@ -191,12 +192,13 @@ export interface Args {
 
 // Options that only mean something on one engine or mode: given elsewhere, they are refused, not
 // silently dropped.
-const SSH_ONLY = ['--hosts', '--inventory', '--transport', '--remote-loop', '--keep-connections', '--strict-host-keys', '--ssh-config', '--connect-timeout', '--clean', '--reattach-within'];
+const SSH_ONLY = ['--hosts', '--inventory', '--transport', '--remote-loop', '--keep-connections', '--strict-host-keys', '--ssh-config', '--connect-timeout', '--clean'];
 const SLURM_ONLY = ['--slurm-mode', '--partition', '--account', '--qos', '--cpus'];
 const NOT_IN_JOBS_MODE: Array<[string, string]> = [
   ['--jobs', 'Slurm decides how many of the queued jobs run at once'],
   ['--grace', "Slurm's KillWait is the time between TERM and KILL"],
   ['--down-after', 'Slurm moves jobs off failed nodes itself'],
+  ['--reattach-within', 'Slurm keeps the queued jobs and --resume follows them by their Slurm ids'],
 ];
 
 /** Exit 2 with one line for an option that has no meaning on the engine asked for. */
@@ -312,6 +314,7 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
     progress: (io.stderr as NodeJS.WriteStream).isTTY === true,
     home: io.env.HOME && io.env.HOME !== '' ? io.env.HOME : os.homedir(),
     cwd: io.cwd,
+    reattachWithin: args.reattachWithin,
   };
   if (args.engine === 'slurm') {
     const slurm = {
