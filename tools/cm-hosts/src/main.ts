@@ -159,10 +159,6 @@ async function saveEdit(file: InventoryFile, io: CommandIO, note: (text: string)
   if (created) note(createdInventoryNote(file.path, io.cwd));
 }
 
-function wantsJson(args: Args, io: CommandIO): boolean {
-  return wantsRecords(io, args);
-}
-
 async function readSource(file: string, io: CommandIO): Promise<string> {
   if (file !== '-') {
     try {
@@ -184,7 +180,7 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
     case 'list': {
       const inv = await loadInventory({ path: args.inventory, env: io.env, cwd: io.cwd });
       const hosts = inv.select(args.selector);
-      if (wantsJson(args, io)) {
+      if (wantsRecords(io, args)) {
         for (const h of hosts) {
           if (out.closed) break;
           await out.write(h);
@@ -204,7 +200,7 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
     case 'check': {
       const inv = await loadInventory({ path: args.inventory, env: io.env, cwd: io.cwd });
       const hosts = inv.select(args.selector);
-      const json = wantsJson(args, io);
+      const json = wantsRecords(io, args);
       const results = await checkHosts(
         hosts,
         { timeout: args.timeout, parallel: args.parallel, signal: io.signal, configFile: io.env.CM_SSH_CONFIG || undefined },
