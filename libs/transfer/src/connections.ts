@@ -1,8 +1,25 @@
 // Runs a shell script on a host: over ssh through one ControlMaster connection per host (in a
 // private control directory removed at close), or as a local `sh -c` in $HOME for local hosts.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { HostRecord } from '@cm/protocol';
 import { ControlDir, Masters, sshArgs, type SshArgOptions } from '@cm/ssh';
+
+/**
+ * With AES instructions, AES-GCM costs ssh half the CPU of OpenSSH's default chacha20-poly1305 (200 MB
+ * on loopback: 0.17 s against 0.37 s in the local ssh), and a bulk transfer is CPU-bound at both ends.
+ * The whole modern list follows, so a server that refuses AES-GCM still agrees on one. Where the CPU
+ * lacks them (or is not Linux and we cannot tell), ssh's own order stays.
+ */
+export const FAST_CIPHERS = ((): string | undefined => {
+  try {
+    const cpu = readFileSync('/proc/cpuinfo', 'utf8');
+    if (!/^(flags|Features)\s*:.*\baes\b/m.test(cpu)) return undefined;
+  } catch {
+    return undefined;
+  }
+  return 'aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr';
+})();
 
 export interface ConnectionOptions {
   ssh?: string;
@@ -34,7 +51,10 @@ export class Connections {
   }
 
   private args(host: HostRecord): string[] {
-    return sshArgs(host, { ...this.opts.sshOptions, controlDir: this.control.path, controlPersist: this.control.persist });
+    const args = sshArgs(host, { ...this.opts.sshOptions, controlDir: this.control.path, controlPersist: this.control.persist });
+    // after the host's own options (ssh keeps the first value), before the destination
+    if (FAST_CIPHERS) args.splice(args.lastIndexOf('--'), 0, '-o', `Ciphers=${FAST_CIPHERS}`);
+    return args;
   }
 
   /** Spawns `script` on host with stdin/stdout/stderr as pipes. */
