@@ -2,6 +2,8 @@
 # cm-fetch on real sshd test hosts, driven by hand-written cm-exec events (real inputs too):
 # results come back with matching checksums, hostile names are refused, a dead host is retried
 # then reported, stage-in puts one copy per host.
+# test/run-bats.sh runs it twice: as is, files come through each host's cm-fetch server (perl); with
+# CM_REMOTE_LOOP=sh (${CM_REMOTE_LOOP:-unset} here, read by cm-fetch) by one `ssh tar` per batch.
 
 load helpers/common
 load helpers/hosts

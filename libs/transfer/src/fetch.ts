@@ -10,6 +10,7 @@ import { shQuote, type FetchedFile, type HostRecord } from '@cm/protocol';
 import type { Connections } from './connections';
 import FETCH_SH from './fetch.sh';
 import { ensureDirs, safeJoin, safeRelative, UnsafePathError } from './paths';
+import { ServerLost, type FetchServer, type FetchServers } from './server';
 import { readTar, TarFormatError, type BodySink, type TarEntry, type TarHandler } from './tar';
 
 const SUMS_MARK = 'cm-sha256\n';
@@ -295,6 +296,8 @@ export interface FetchOptions {
   backoff?: (attempt: number) => number;
   /** the local file write (default fs.writeSync); tests inject a full disk here */
   write?: WriteFn;
+  /** hosts' servers (serve.pl); without, or where a host has none, one `ssh tar` per batch */
+  servers?: FetchServers;
 }
 
 export interface FetchOutcome {
@@ -308,7 +311,10 @@ export interface FetchOutcome {
 }
 
 /** An attempt that may succeed if repeated (connection lost, stream cut, checksum mismatch). */
-class Transient extends Error {}
+class Transient extends Error {
+  /** the host's server went away: its connection may have too */
+  lost = false;
+}
 
 function safeRelativeOrNull(name: string): string | null {
   try {
@@ -422,7 +428,7 @@ export async function fetchBatch(conns: Connections, host: HostRecord, jobs: Fet
         }
         break;
       }
-      if (err instanceof Transient && err.message.includes('connection')) conns.reset(host);
+      if (err instanceof Transient && (err.lost || err.message.includes('connection'))) conns.reset(host);
       const wait = opts.backoff ? opts.backoff(attempt) : 250 * attempt;
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
@@ -474,8 +480,21 @@ class Router implements TarHandler {
   }
 }
 
+function lost(err: ServerLost): Transient {
+  const t = new Transient(err.message);
+  t.lost = true;
+  return t;
+}
+
 /** Fetches one batch; true when the host's sha256 sums were checked. */
 async function attemptBatch(conns: Connections, host: HostRecord, slots: Slot[], opts: FetchOptions): Promise<boolean> {
+  let server: FetchServer | null = null;
+  try {
+    server = opts.servers ? await opts.servers.get(host) : null;
+  } catch (err) {
+    throw err instanceof ServerLost ? lost(err) : err;
+  }
+  if (server) return attemptServer(server, host, slots, opts);
   const paths = slots.flatMap((s) => s.names.map((n) => `${s.prefix}/${n}`));
   const router = new Router(slots);
   const { child, viaSsh } = await conns.spawn(host, fetchScript(paths, opts.verify));
@@ -568,17 +587,58 @@ async function attemptBatch(conns: Connections, host: HostRecord, slots: Slot[],
   return opts.verify && verifySums(slots, (trailer ?? Buffer.alloc(0)).toString('utf8'), host.name);
 }
 
+/** One batch through the host's server: the same archive and checks, without a session of its own. */
+async function attemptServer(server: FetchServer, host: HostRecord, slots: Slot[], opts: FetchOptions): Promise<boolean> {
+  const paths = slots.flatMap((s) => s.names.map((n) => `${s.prefix}/${n}`));
+  const router = new Router(slots);
+  const abort = (): void => server.kill();
+  opts.signal?.addEventListener('abort', abort, { once: true });
+  let reply;
+  try {
+    reply = await server.fetch(paths, opts.verify, router);
+  } catch (err) {
+    throw err instanceof ServerLost ? lost(err) : err;
+  } finally {
+    opts.signal?.removeEventListener('abort', abort);
+  }
+  if (reply.changed.length > 0) throw new Transient(`${reply.changed.slice(0, 3).map((n) => JSON.stringify(n)).join(', ')} changed on ${host.name} while sent`);
+  for (const name of reply.missing) {
+    const r = router.route(name);
+    if (r) r.slot.missing.push(`missing ${JSON.stringify(r.rel)} (not on ${host.name})`);
+  }
+  for (const text of reply.errors) {
+    // "PATH: why": the job whose folder holds PATH, else every job of the batch
+    const owner = slots.find((s) => text.startsWith(`${s.prefix}/`));
+    for (const s of owner ? [owner] : slots) s.missing.push(`not read on ${host.name}: ${owner ? text.slice(owner.prefix.length + 1) : text}`);
+  }
+  if (router.unrouted.length > 0) {
+    for (const s of slots) s.ex.refused.push(`refused ${router.unrouted.length} archive entries outside the batch's job directories`);
+  }
+  if (!opts.verify) return false;
+  const sums = new Map<string, string>();
+  for (const [name, sum] of reply.sums) {
+    const clean = safeRelativeOrNull(name);
+    if (clean !== null) sums.set(clean, sum);
+  }
+  checkSums(slots, sums);
+  return true;
+}
+
 /** false: the host has no sha256sum, so only sizes were checked */
 function verifySums(slots: Slot[], trailer: string, hostName: string): boolean {
   const text = trailer.replace(/^\0+/, '');
   if (text.startsWith(NO_SUMS_MARK)) return false;
   if (!text.startsWith(SUMS_MARK)) throw new Transient(`no checksums came back from ${hostName}`);
-  const sums = parseSums(text.slice(SUMS_MARK.length));
+  checkSums(slots, parseSums(text.slice(SUMS_MARK.length)));
+  return true;
+}
+
+/** Every file that arrived against the sha256 its host computed (keys: archive names). */
+function checkSums(slots: Slot[], sums: Map<string, string>): void {
   for (const s of slots) {
     for (const p of s.ex.pending.values()) {
       const remote = sums.get(`${s.prefix}/${p.rel}`);
       if (remote !== p.sha256) throw new Transient(`${p.rel}: sha256 ${p.sha256.slice(0, 12)}... differs from the remote ${remote ? `${remote.slice(0, 12)}...` : '(none)'}`);
     }
   }
-  return true;
 }

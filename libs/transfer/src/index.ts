@@ -13,3 +13,4 @@ export * from './catalogue';
 export * from './store-command';
 export { openLocation } from './stores';
 export * from './people';
+export * from './server';

@@ -36,7 +36,9 @@ export class FetchQueue {
   private pump(): void {
     for (const [name, q] of this.waiting) {
       if (this.running >= this.limits.transfers) return;
-      if ((this.perHostRunning.get(name) ?? 0) >= this.limits.perHost) continue;
+      // a host's server sends one batch at a time: the jobs that finish meanwhile make the next one
+      const perHost = this.opts.servers && !this.opts.servers.lacks(q.host) ? 1 : this.limits.perHost;
+      if ((this.perHostRunning.get(name) ?? 0) >= perHost) continue;
       const batch = q.jobs.splice(0, this.limits.maxBatch);
       if (q.jobs.length === 0) this.waiting.delete(name);
       // Round robin: a host that just got a batch goes to the back of the line.
@@ -50,7 +52,7 @@ export class FetchQueue {
         .then(
           async (outs) => {
             // each record leaves once its job's directory is gone: a fetch record means done with the host
-            await removeWorkdirs(this.conns, q.host, batch.map((w, i) => ({ job: w.job, out: outs[i] as FetchOutcome })), this.opts.warn);
+            await removeWorkdirs(this.conns, q.host, batch.map((w, i) => ({ job: w.job, out: outs[i] as FetchOutcome })), this.opts.warn, this.opts.servers);
             batch.forEach((w, i) => w.resolve(outs[i] as FetchOutcome));
           },
           (err: Error) => batch.forEach((w) => w.resolve({ ok: false, files: [], attempt: 1, error: err.message })),

@@ -5,6 +5,7 @@ import { shQuote, type HostRecord } from '@cm/protocol';
 import type { Connections } from './connections';
 import type { FetchJob, FetchOutcome } from './fetch';
 import REMOVE_SH from './remove.sh';
+import type { FetchServers } from './server';
 
 const REMOVE = REMOVE_SH.replace(/^\s*#.*\n/gm, '');
 
@@ -17,10 +18,27 @@ export function removeScript(workdirs: string[]): string {
   return `set -- ${workdirs.map(shQuote).join(' ')}\n${REMOVE}`;
 }
 
-export async function removeWorkdirs(conns: Connections, host: HostRecord, done: Array<{ job: FetchJob; out: FetchOutcome }>, warn?: (m: string) => void): Promise<void> {
+export async function removeWorkdirs(
+  conns: Connections,
+  host: HostRecord,
+  done: Array<{ job: FetchJob; out: FetchOutcome }>,
+  warn?: (m: string) => void,
+  servers?: FetchServers,
+): Promise<void> {
   const dirs = removable(done);
   if (dirs.length === 0) return;
   const say = (why: string): void => warn?.(`could not remove ${dirs.length === 1 ? dirs[0] : `${dirs.length} job folders`} on ${host.name} (its files are fetched and verified): ${why}`);
+  // the server that just sent the files, when the host has one: no session, no rm per batch
+  const server = servers && !servers.lacks(host) ? await servers.get(host).catch(() => null) : null;
+  if (server) {
+    try {
+      const errors = await server.remove(dirs);
+      if (errors.length > 0) say(errors.slice(-2).join(' / '));
+      return;
+    } catch {
+      // the server is gone: the one-session way below
+    }
+  }
   try {
     const { child } = await conns.spawn(host, removeScript(dirs));
     let err = '';

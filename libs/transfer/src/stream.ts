@@ -7,6 +7,7 @@ import type { Readable, Writable } from 'node:stream';
 import { loadInventory, type Inventory } from '@cm/inventory';
 import { ExitCode, readRecords, RecordWriter, workdirOf, type EventRecord, type FetchRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { Connections } from './connections';
+import { FetchServers } from './server';
 import type { FetchOutcome } from './fetch';
 import { alreadyFetched } from './fetched';
 import { Limiter } from './limit';
@@ -58,6 +59,15 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
   const hosts = (): Promise<Inventory> => (inventory ??= loadInventory({ path: opts.inventory, env: opts.env, cwd: opts.cwd }));
   const conns = new Connections({ home, env: opts.env });
   const limiter = new Limiter(opts.transfers, PER_HOST);
+  // CM_REMOTE_LOOP=sh (as cm-exec --remote-loop sh): no perl on the hosts, one `ssh tar` per batch
+  const servers = opts.env.CM_REMOTE_LOOP === 'sh' ? undefined : new FetchServers(conns);
+  const stopServers = (): void => servers?.close(true);
+  io.signal.addEventListener('abort', stopServers, { once: true });
+  const closeAll = async (): Promise<void> => {
+    io.signal.removeEventListener('abort', stopServers);
+    servers?.close();
+    await conns.close();
+  };
   const queue = new FetchQueue(
     conns,
     {
@@ -66,6 +76,7 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
       verify: opts.verify,
       signal: io.signal,
       warn: (m) => io.stderr.write(`cm-fetch: ${m}\n`),
+      servers,
     },
     { transfers: opts.transfers, perHost: PER_HOST, maxBatch: MAX_BATCH },
   );
@@ -259,16 +270,16 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
     await Promise.all(inflight);
   } catch (err) {
     await Promise.allSettled([chain, ...inflight]);
-    await conns.close();
+    await closeAll();
     if (fatal) throw fatal;
     if (stopped) return ExitCode.OK;
     throw err;
   }
   if (fatal) {
-    await conns.close();
+    await closeAll();
     throw fatal;
   }
-  await conns.close();
+  await closeAll();
   if (stopped) return ExitCode.OK;
   if (io.signal.aborted) throw io.signal.reason;
   await writer.end();

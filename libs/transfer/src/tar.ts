@@ -28,7 +28,7 @@ export interface TarHandler {
 }
 
 /** Pulls exact byte counts out of an async stream of chunks without copying bodies. */
-class ByteReader {
+export class ByteReader {
   private chunk: Buffer = Buffer.alloc(0);
   private off = 0;
   private done = false;
@@ -79,6 +79,23 @@ class ByteReader {
         if (p) await p;
       }
     }
+  }
+
+  /** the next line without its newline; null at a clean EOF */
+  async line(limit: number): Promise<string | null> {
+    const parts: Buffer[] = [];
+    let size = 0;
+    while (await this.fill()) {
+      const nl = this.chunk.indexOf(0x0a, this.off);
+      const end = nl === -1 ? this.chunk.length : nl;
+      parts.push(this.chunk.subarray(this.off, end));
+      size += end - this.off;
+      this.off = nl === -1 ? end : end + 1;
+      if (nl !== -1) return Buffer.concat(parts).toString('utf8');
+      if (size > limit) throw new TarFormatError(`a line of more than ${limit} bytes`);
+    }
+    if (size === 0) return null;
+    throw new TarFormatError('stream ended inside a line');
   }
 
   async rest(limit: number): Promise<Buffer> {
@@ -168,16 +185,30 @@ const MAX_META = 1024 * 1024;
  */
 export async function readTar(source: AsyncIterable<Buffer>, handler: TarHandler, trailerLimit = 64 * 1024 * 1024): Promise<Buffer> {
   const r = new ByteReader(source[Symbol.asyncIterator]());
+  await readEntries(r, handler);
+  // After the first zero block: the second (tar always writes it), then padding and our trailer.
+  return r.rest(trailerLimit);
+}
+
+/**
+ * Reads one archive from a stream that goes on after it (cm-fetch's server): its entries, then
+ * exactly the two zero blocks that end it, leaving the reader at the byte after them.
+ */
+export async function readArchive(r: ByteReader, handler: TarHandler): Promise<void> {
+  await readEntries(r, handler);
+  const second = await r.exact(512);
+  if (second === null || !second.every((b) => b === 0)) throw new TarFormatError('archive without its second end block');
+}
+
+/** Calls the handler per entry, up to and including the first zero block. */
+async function readEntries(r: ByteReader, handler: TarHandler): Promise<void> {
   let longName: string | undefined;
   let longLink: string | undefined;
   let pax: Record<string, string> = {};
   for (;;) {
     const h = await r.exact(512);
     if (h === null) throw new TarFormatError('archive ended without its end marker');
-    if (h.every((b) => b === 0)) {
-      // End of archive: a second zero block (tar always writes it), then padding and our trailer.
-      return r.rest(trailerLimit);
-    }
+    if (h.every((b) => b === 0)) return;
     if (!checksumOk(h)) throw new TarFormatError('bad header checksum');
     const flag = String.fromCharCode(h[156] as number);
     let size = num(h, 124, 12);

@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Connections } from './connections';
+import { fetchBatch, type FetchJob } from './fetch';
+import { FetchServers } from './server';
+import { FetchQueue } from './queue';
+
+const scratch = (): string => mkdtempSync(path.join(os.tmpdir(), 'cm-srv-'));
+const LAP = { kind: 'host' as const, v: 1 as const, name: 'lap', address: 'localhost', local: true, slots: 1, tags: [] };
+const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
+
+function listTree(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (rel: string): void => {
+    for (const e of readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      out.push(r);
+      if (e.isDirectory()) walk(r);
+    }
+  };
+  walk('');
+  return out.sort();
+}
+
+/** a job's folder on the local "host" with these files (name -> content) */
+function jobDir(home: string, job: string, files: Record<string, string | Buffer>): void {
+  for (const [name, body] of Object.entries(files)) {
+    const f = path.join(home, '.cm/runs/r', job, name);
+    mkdirSync(path.dirname(f), { recursive: true });
+    writeFileSync(f, body);
+  }
+}
+
+const job = (j: string, outputs: string[], extra: Partial<FetchJob> = {}): FetchJob => ({ job: j, run: 'r', host: LAP, workdir: `.cm/runs/r/${j}`, outputs, ...extra });
+
+describe("cm-fetch's server (serve.pl) on a local host", () => {
+  it('sends a batch as one archive: nested folders, long and odd names, a big file, each checked against its sha256', async () => {
+    const home = scratch();
+    const dest = scratch();
+    const long = `${'n'.repeat(120)}/${'f'.repeat(110)}.txt`;
+    const big = randomBytes(5 * 1024 * 1024);
+    jobDir(home, 'a', { 'v.txt': 'a\n', 'd/e/x': 'xa', [long]: 'long', 'new\nline': 'n' });
+    jobDir(home, 'b', { 'big.bin': big });
+    const conns = new Connections({ home });
+    const servers = new FetchServers(conns);
+    const outs = await fetchBatch(conns, LAP, [job('a', ['v.txt', 'd', long, 'new\nline']), job('b', ['big.bin', 'nope'])], { dir: dest, retries: 0, verify: true, servers });
+    servers.close();
+    await conns.close();
+    expect(servers.lacks(LAP)).toBe(false);
+    expect(outs[0]?.error).toBeUndefined();
+    expect(outs[0]).toMatchObject({ ok: true, verified: true, attempt: 1 });
+    expect(outs[0]?.files.map((f) => f.remote).sort()).toEqual(['.cm/runs/r/a/d/e/x', `.cm/runs/r/a/${long}`, '.cm/runs/r/a/new\nline', '.cm/runs/r/a/v.txt'].sort());
+    expect(readFileSync(path.join(dest, 'r/a', long), 'utf8')).toBe('long');
+    expect(readFileSync(path.join(dest, 'r/a/new\nline'), 'utf8')).toBe('n');
+    expect(outs[1]).toMatchObject({ ok: false, error: 'missing "nope" (not on lap)' });
+    expect(outs[1]?.files).toEqual([{ remote: '.cm/runs/r/b/big.bin', path: path.join(dest, 'r/b/big.bin'), size: big.length, sha256: sha(big) }]);
+    expect(sha(readFileSync(path.join(dest, 'r/b/big.bin')))).toBe(sha(big));
+    expect(existsSync(conns.controlDir)).toBe(false);
+  }, 30000);
+
+  it('refuses a symlink and a fifo per job; the server goes on with the next batch', async () => {
+    const home = scratch();
+    const dest = scratch();
+    jobDir(home, 'a', { 'v.txt': 'a\n' });
+    jobDir(home, 'b', { 'v.txt': 'b\n' });
+    symlinkSync('/etc', path.join(home, '.cm/runs/r/a/etc'));
+    const conns = new Connections({ home });
+    const servers = new FetchServers(conns);
+    const spawned: string[] = [];
+    const spawn = conns.spawn.bind(conns);
+    conns.spawn = (host, script, stdin) => {
+      spawned.push(script);
+      return spawn(host, script, stdin);
+    };
+    const [a] = await fetchBatch(conns, LAP, [job('a', ['v.txt', 'etc'])], { dir: dest, retries: 0, verify: true, servers });
+    const [b] = await fetchBatch(conns, LAP, [job('b', ['v.txt'])], { dir: dest, retries: 0, verify: true, servers });
+    servers.close();
+    await conns.close();
+    expect(a).toMatchObject({ ok: false, files: [{ remote: '.cm/runs/r/a/v.txt' }] });
+    expect(a?.error).toMatch(/refused "etc": a symlink/);
+    expect(b).toMatchObject({ ok: true, files: [{ remote: '.cm/runs/r/b/v.txt' }] });
+    // both batches went through the one server
+    expect(spawned.length).toBe(1);
+    expect(listTree(dest)).toEqual(['r', 'r/a', 'r/a/v.txt', 'r/b', 'r/b/v.txt']);
+  }, 30000);
+
+  it('the queue removes verified folders through the server, then the run folder once empty', async () => {
+    const home = scratch();
+    const dest = scratch();
+    for (const j of ['a', 'b', 'c']) jobDir(home, j, { 'o/v.txt': `${j}\n` });
+    const conns = new Connections({ home });
+    const servers = new FetchServers(conns);
+    const queue = new FetchQueue(conns, { dir: dest, retries: 0, verify: true, servers }, { transfers: 4, perHost: 8, maxBatch: 64 });
+    const outs = await Promise.all(['a', 'b'].map((j) => queue.add(job(j, ['o'], { remove: true }))));
+    expect(outs.map((o) => o.ok)).toEqual([true, true]);
+    expect(readdirSync(path.join(home, '.cm/runs/r'))).toEqual(['c']);
+    expect((await queue.add(job('c', ['o'], { remove: true }))).ok).toBe(true);
+    servers.close();
+    await conns.close();
+    expect(readdirSync(path.join(home, '.cm/runs'))).toEqual([]);
+    expect(listTree(dest)).toContain('r/c/o/v.txt');
+  }, 30000);
+
+  it('a host without perl: no server, the same fetch by one `sh` with tar per batch', async () => {
+    const home = scratch();
+    const dest = scratch();
+    jobDir(home, 'a', { 'v.txt': 'a\n' });
+    // a PATH with what fetch.sh needs and no perl
+    const bin = scratch();
+    for (const tool of ['sh', 'tar', 'find', 'sha256sum', 'mktemp', 'cat', 'rm']) {
+      const real = ['/usr/bin', '/bin'].map((d) => path.join(d, tool)).find((f) => existsSync(f));
+      if (real) symlinkSync(real, path.join(bin, tool));
+    }
+    const conns = new Connections({ home, env: { ...process.env, PATH: bin } });
+    const servers = new FetchServers(conns);
+    const [out] = await fetchBatch(conns, LAP, [job('a', ['v.txt'])], { dir: dest, retries: 0, verify: true, servers });
+    servers.close();
+    await conns.close();
+    expect(servers.lacks(LAP)).toBe(true);
+    expect(out).toMatchObject({ ok: true, verified: true, files: [{ remote: '.cm/runs/r/a/v.txt', sha256: sha('a\n') }] });
+  }, 30000);
+});
