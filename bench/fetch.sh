@@ -2,9 +2,13 @@
 # cm-fetch against plain scp and rsync, same files, same hosts, same run:
 #   small: 1,000 jobs x one 4 KiB result file, spread over th1 and th2 (what a sweep leaves behind)
 #   big:   one job with one 200 MB output file on th1
-# cm-fetch fetches per job, as it would behind cm-exec (one `ssh tar` per job over one connection per
-# host, --transfers 8, sha256 checked against the host). The peers get their best case: one
-# `scp -r` / `rsync -a` per host for the whole tree, the two hosts in parallel.
+#   live:  the same 1,000 jobs run by cm-exec (each writes its 4 KiB file): piped into cm-fetch,
+#          which fetches while the run goes on, against cm-exec --keep-workdirs then one rsync -a
+#          per host of the run's tree; both timed from the start of cm-exec
+# cm-fetch reads one finished event per job, as it would behind cm-exec (each host's server sends
+# the jobs queued for it as one archive over one connection per host; --transfers 8; sha256 checked
+# against the host; CM_REMOTE_LOOP=sh: one `ssh tar` per batch instead). The peers get their best
+# case: one `scp -r` / `rsync -a` per host for the whole tree, the two hosts in parallel.
 #
 #   bash bench/fetch.sh            (BENCH_SMALL=N and BENCH_BIG_MB=M change the sizes)
 set -euo pipefail
@@ -73,6 +77,19 @@ check_count big.bin 1
 time_it "cm-fetch --no-verify" $bbytes cmfetch --no-verify "$work/big.ndjson"
 time_it "scp" $bbytes scp -F "$cfg" -q th1:.cm/runs/big/b0/big.bin "$work/dest/"
 time_it "rsync" $bbytes rsync -a -e "ssh -F $cfg" th1:.cm/runs/big/b0/big.bin "$work/dest/"
+echo "== $small jobs writing 4 KiB each, run by cm-exec on th1+th2 (4 slots each), timed from its start"
+printf '@outputs(out.bin)\ndef w(i=1..%d):\n    head -c 4096 /dev/urandom > out.bin\nw\n' "$small" | cm-plan - >"$work/live.ndjson"
+live_n=0
+# each contender's run gets its own id, so no one fetches another's folders
+execrun() { live_n=$((live_n + 1)); cm-exec --run "live$live_n" "$@" <"$work/live.ndjson"; }
+exec_only() { execrun --keep-workdirs >"$work/out.ndjson"; }
+exec_fetch() { execrun | cm-fetch --transfers 8 --dir "$work/dest" >"$work/out.ndjson"; }
+exec_rsync() { execrun --keep-workdirs >"$work/out.ndjson" && rsync2 "live$live_n"; }
+time_it "cm-exec alone (no fetch)" $sbytes exec_only
+time_it "cm-exec | cm-fetch" $sbytes exec_fetch
+check_count out.bin "$small"
+time_it "cm-exec, then rsync -a (one per host)" $sbytes exec_rsync
+check_count out.bin "$small"
 echo "== ratios (time / cm-fetch time; > 1 means cm-fetch is faster)"
 for peer in "scp -r (one per host)" "rsync -a (one per host)"; do
   printf 'small, %-26s %6.2f\n' "$peer:" "$(echo "${secs[$peer]} / ${secs["cm-fetch (per job, sha256 checked)"]}" | bc -l)"
@@ -80,3 +97,4 @@ done
 for peer in scp rsync; do
   printf 'big,   %-26s %6.2f\n' "$peer:" "$(echo "${secs[$peer]} / ${secs["cm-fetch (sha256 checked)"]}" | bc -l)"
 done
+printf 'live,  %-26s %6.2f\n' "cm-exec, then rsync -a:" "$(echo "${secs["cm-exec, then rsync -a (one per host)"]} / ${secs["cm-exec | cm-fetch"]}" | bc -l)"

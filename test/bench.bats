@@ -59,13 +59,17 @@ no_complaints() {
   assert_line --regexp '^cm-plan --help: '
 }
 
-@test "bench/fetch.sh with 10 small files and 1 MB: cm-fetch, scp and rsync" {
+@test "bench/fetch.sh with 10 small files and 1 MB: cm-fetch, scp and rsync, then 10 jobs fetched while they run" {
   bench fetch BENCH_SMALL=10 BENCH_BIG_MB=1
   assert_equal "$status" 0
   assert_line '== 10 small files (40 KiB)'
   assert_line '== one 1 MB file'
   assert_line --regexp '^small, scp -r.*: +[0-9.]+$'
   assert_line --regexp '^big, +rsync.*: +[0-9.]+$'
+  assert_line '== 10 jobs writing 4 KiB each, run by cm-exec on th1+th2 (4 slots each), timed from its start'
+  assert_line --regexp '^cm-exec \| cm-fetch +[0-9.]+ s '
+  assert_line --regexp '^live, +cm-exec, then rsync -a: +[0-9.]+$'
+  no_complaints
 }
 
 @test "bench/hosts-check.sh on 4 hosts: cm-hosts check against one plain ssh" {

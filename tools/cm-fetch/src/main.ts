@@ -27,14 +27,19 @@ leaves the folder with a warning on stderr; the fetch record stays ok (its files
 Folders left behind go with \`cm-exec --clean\`. An event replayed by \`cm-exec --resume\` whose
 folder is gone gets its fetch record from the files already in the results tree.
 
-One \`ssh host 'tar -cf - ...'\` per transfer, through one ControlMaster connection per host that
-cm-fetch opens in its own private directory and closes at exit (local hosts: \`sh -c\` in $HOME).
-A job is fetched as soon as it finishes when a transfer is free; jobs that finish while all are
-busy wait and then leave together, up to 64 of one host in one archive.
+One ControlMaster connection per host, that cm-fetch opens in its own private directory and
+closes at exit (AES-GCM first where this CPU has AES instructions; local hosts: \`sh -c\` in
+$HOME). Over it, one perl process per host for the whole run (cm-fetch's server) sends each batch
+as one tar archive, hashing each file in the same read, and removes the folders: no ssh session
+and no process per batch. Where the host has no perl (or no Digest::SHA), or CM_REMOTE_LOOP=sh,
+each transfer is one \`ssh host 'tar -cf - ...'\` instead, up to 8 at once per host.
+A job is fetched as soon as it finishes when its host is free; jobs that finish while it is busy
+wait and then leave together, up to 64 of one host in one archive.
 The archive is read by cm-fetch itself: a name that is absolute or holds \`..\`, a symlink, a device
 or fifo is refused (an error in the fetch record, ok: false) and never written; the job's other
 files are still fetched. Files are written to temp names, checked against the size in the
-archive and the sha256 the host computes (sha256sum; --no-verify skips it), then renamed.
+archive and the sha256 the host computes (its server, or sha256sum; openssl for files of 4 MiB
+and more where the host has it; --no-verify skips it), then renamed.
 A broken connection, cut stream or checksum mismatch is retried (--retries), then reported.
 A local write error (a full disk, EIO, permissions) fails the transfer at once, not retried:
 its temp files are removed, the remote tar is stopped, and each job of that archive gets an
@@ -76,7 +81,8 @@ Usage:
 
 Options:
   --dir DIR          Root of the local results tree [default: results].
-  --transfers N      At most N transfers at once (and at most 8 per host) [default: 4].
+  --transfers N      At most N transfers at once (one per host with its server, else
+                     at most 8 per host) [default: 4].
   --retries N        Retry a failed transfer N times before reporting it [default: 2].
   --no-verify        Check sizes only; skip the sha256sum on the host (and leave the
                      job folders there: nothing was verified).
