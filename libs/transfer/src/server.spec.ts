@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Connections } from './connections';
@@ -121,5 +121,29 @@ describe("cm-fetch's server (serve.pl) on a local host", () => {
     await conns.close();
     expect(servers.lacks(LAP)).toBe(true);
     expect(out).toMatchObject({ ok: true, verified: true, files: [{ remote: '.cm/runs/r/a/v.txt', sha256: sha('a\n') }] });
+  }, 30000);
+
+  it('a server that dies in the middle of an archive: the batch is retried whole through a fresh one', async () => {
+    const home = scratch();
+    const dest = scratch();
+    const body = randomBytes(3 * 1024 * 1024);
+    jobDir(home, 'a', { 'big.bin': body, 'v.txt': 'a\n' });
+    const conns = new Connections({ home });
+    const servers = new FetchServers(conns);
+    let killed = 0;
+    const write = (fd: number, buf: Buffer, off: number, len: number): number => {
+      if (killed === 0) {
+        killed += 1;
+        void servers.get(LAP).then((s) => s?.kill());
+      }
+      return writeSync(fd, buf, off, len);
+    };
+    const [out] = await fetchBatch(conns, LAP, [job('a', ['big.bin', 'v.txt'])], { dir: dest, retries: 2, verify: true, backoff: () => 0, servers, write });
+    servers.close();
+    await conns.close();
+    expect(killed).toBe(1);
+    expect(out).toMatchObject({ ok: true, verified: true, attempt: 2 });
+    expect(sha(readFileSync(path.join(dest, 'r/a/big.bin')))).toBe(sha(body));
+    expect(listTree(dest).filter((n) => n.includes('.cm-part-'))).toEqual([]);
   }, 30000);
 });
