@@ -232,6 +232,32 @@ describe('fetchBatch on a local host (real sh and tar)', () => {
   });
 });
 
+describe('fetch.sh hashes big files with openssl where the host has it', () => {
+  it('a 5 MiB file and a small one in one batch: both verified, whichever tool hashed them', async () => {
+    const { Connections } = await import('./connections');
+    const { fetchBatch } = await import('./fetch');
+    const home = scratch();
+    const dest = scratch();
+    const big = randomBytes(5 * 1024 * 1024);
+    mkdirSync(path.join(home, '.cm/runs/r/a'), { recursive: true });
+    writeFileSync(path.join(home, '.cm/runs/r/a/big.bin'), big);
+    writeFileSync(path.join(home, '.cm/runs/r/a/v.txt'), 'a\n');
+    // an openssl that says what it hashed, then hashes
+    const bin = scratch();
+    const real = execFileSync('sh', ['-c', 'command -v openssl'], { encoding: 'utf8' }).trim();
+    writeFileSync(path.join(bin, 'openssl'), `#!/bin/sh\necho "$@" >>${bin}/asked\nexec ${real} "$@"\n`, { mode: 0o755 });
+    const conns = new Connections({ home, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    const [out] = await fetchBatch(conns, LAP, [{ job: 'a', run: 'r', host: LAP, workdir: '.cm/runs/r/a', outputs: ['big.bin', 'v.txt'] }], { dir: dest, retries: 0, verify: true });
+    await conns.close();
+    expect(readFileSync(path.join(bin, 'asked'), 'utf8')).toBe('dgst -sha256 -r ./.cm/runs/r/a/big.bin\n');
+    expect(out).toMatchObject({ ok: true, verified: true });
+    expect(out?.files.map((f) => [f.remote, f.sha256])).toEqual([
+      ['.cm/runs/r/a/big.bin', createHash('sha256').update(big).digest('hex')],
+      ['.cm/runs/r/a/v.txt', sha('a\n')],
+    ]);
+  });
+});
+
 describe('Stager on a local host (real sh and tar)', () => {
   it('copies an input shared by many jobs once, and the rewritten command links it in', async () => {
     const { Connections } = await import('./connections');
