@@ -188,7 +188,11 @@ export class FetchServers {
     let p = this.servers.get(host.name);
     if (p) {
       const s = await p.catch(() => undefined);
-      if (s === undefined || (s !== null && s.dead)) p = undefined;
+      if (s === undefined || (s !== null && s.dead)) {
+        // another caller may have started its successor meanwhile: one server per host
+        if (this.servers.get(host.name) !== p) return this.get(host);
+        p = undefined;
+      }
     }
     if (!p) {
       p = FetchServer.start(this.conns, host);
