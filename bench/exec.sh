@@ -164,7 +164,7 @@ for t in "${transports[@]}"; do
   done
 done
 printf '%-42s %9s  %-22s %s\n' "xargs -P16 ssh (pre-opened masters)" "${T[sleep-floor]}" \
-  "$(awk -v a="${T[sleep-floor]}" -v i="$IDEAL" 'BEGIN { printf "%.2fx", a / i }')" "; ${T[sleep-floor-all]}"
+  "$(awk -v a="${T[sleep-floor]}" -v i="$IDEAL" 'BEGIN { printf "%.2fx", a / i }')" "-; ${T[sleep-floor-all]}"
 if [[ -n ${T[sleep-parallel-M]:-} ]]; then
   printf '%-42s %9s  %s\n' "GNU parallel -M" "${T[sleep-parallel-M]}" "$(awk -v a="${T[sleep-parallel-M]}" -v i="$IDEAL" 'BEGIN { printf "%.2fx", a / i }')"
 fi
