@@ -51,11 +51,18 @@ WANT_SUM=$(awk -v n="$N" 'BEGIN { printf "%.0f", n * (n + 1) / 2 }')
 export WANT_SUM
 
 # cm_pipeline NAME CM-EXEC-OPTION...: the whole pipeline on the N jobs; prints how many jobs succeeded
-# and complains when the sum is wrong
+# and complains when the sum is wrong. Each stage's CPU (user+sys of it and the children it reaps,
+# ms) is added as a line "plan exec reduce" to $WORK/stages.NAME.
 cm_pipeline() {
-  local name=$1 sum
+  local name=$1 sum TIMEFORMAT='%3U %3S'
   shift
-  cm-plan -d "e(i=1..$N)=echo \$i" +e | cm-exec -q --logs "$WORK/logs" "$@" | cm-reduce >"$WORK/out.$name"
+  {
+    { time cm-plan -d "e(i=1..$N)=echo \$i" +e 2>&4; } 2>"$WORK/t.plan" |
+      { time cm-exec -q --logs "$WORK/logs" "$@" 2>&4; } 2>"$WORK/t.exec" |
+      { time cm-reduce >"$WORK/out.$name" 2>&4; } 2>"$WORK/t.reduce"
+  } 4>&2
+  cat "$WORK/t.plan" "$WORK/t.exec" "$WORK/t.reduce" | awk '{ printf "%d ", ($1 + $2) * 1000 } END { print "" }' \
+    >>"$WORK/stages.$name"
   sum=$(grep '"kind":"value"' "$WORK/out.$name" | sed -n 's/.*"value":\([0-9]*\).*/\1/p')
   [[ $sum == "$WANT_SUM" ]] || echo "bench: $name: sum '$sum', want $WANT_SUM" >&2
   grep -c '"event":"finished".*"exit":0,' "$WORK/out.$name"
@@ -151,6 +158,13 @@ for name in "${cms[@]}"; do
   read -r wall _ _ _ _ < <(bench_median "$name")
   read -r fw _ _ _ _ < <(bench_median floor)
   awk -v n="$name" -v w="$wall" -v f="$fw" 'BEGIN { printf "%s: the whole pipeline %.2fx faster than the floor (target 6x)\n", n, f / w }'
+done
+# the controller's CPU by stage, each the median of its runs
+for name in "${cms[@]}"; do
+  file=$WORK/stages.${name#cm }
+  [[ $name == "cm persistent kept" ]] && file=$WORK/stages.kept
+  for col in 1 2 3; do cut -d' ' -f"$col" "$file" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; done |
+    paste -sd' ' | awk -v n="$name" -v j="$N" '{ printf "%s: controller ms/job by stage: cm-plan %.3f, cm-exec (and the ssh it reaps) %.3f, cm-reduce %.3f\n", n, $1 / j, $2 / j, $3 / j }'
 done
 echo
 printf '%-42s %9s  %-22s %s\n' "$S x sleep 0.5 on 16 slots" seconds "ratio to ideal $IDEAL s" \
