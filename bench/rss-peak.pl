@@ -6,7 +6,8 @@
 # themselves stay in the tree) and of the trees under the test sshd listeners in PIDFILE ("pid
 # starttime" lines: the hosts' sessions, loops and jobs). Writes to OUT one line per command seen:
 # "side name peak_kB processes", name being the script a node or perl process runs, else its comm.
-# Exits with COMMAND's status.
+# Every RSS_REPORT_EVERY seconds (default 60) a line on stderr gives the largest peaks so far, so a
+# long run shows it is alive. Exits with COMMAND's status.
 use strict;
 use warnings;
 use POSIX qw(:sys_wait_h);
@@ -93,9 +94,17 @@ my $child = fork // die "rss-peak.pl: fork: $!\n";
 if (!$child) {
   exec { $cmd[0] } @cmd or die "rss-peak.pl: $cmd[0]: $!\n";
 }
-my $status;
+my ($status, $t0) = (undef, time);
+my $report_every = $ENV{RSS_REPORT_EVERY} || 60;
+my $next_report = $t0 + $report_every;
 for (;;) {
   sample();
+  if (time >= $next_report) {
+    my @top = (sort { $peak{$b} <=> $peak{$a} } keys %peak)[0 .. 2];
+    printf STDERR "rss-peak: %.0f s, largest peaks: %s\n", time - $t0,
+      join(', ', map { sprintf '%s %.0f MB', $_, $peak{$_} / 1024 } grep { defined } @top);
+    $next_report = time + $report_every;
+  }
   my $r = waitpid $child, WNOHANG;
   if ($r == $child) { $status = $? & 127 ? 128 + ($? & 127) : $? >> 8; last }
   sleep $every;
