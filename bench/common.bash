@@ -5,8 +5,8 @@
 #
 # Each run goes through bench/cpu-split.pl, which splits its CPU into the hosts' (everything under the
 # test sshd listeners), the controller's (the command's tree and the ssh masters it uses) and the
-# whole machine's (/proc/stat), so a table line says where a job's CPU goes and whether the split
-# adds up (machine - hosts - controller = what else ran on the machine).
+# whole machine's (/proc/stat, less cpu-split.pl's own snapshots), so a table line says where a job's
+# CPU goes and whether the split adds up (other = machine - hosts - controller: what else ran).
 #
 #   bench_measure NAME CMD...   one timed run; CMD (an exported function) prints how many jobs succeeded
 #   bench_table FLOOR FORK NAME...  the median run of each, ratios to FLOOR's wall and FORK's CPU
@@ -69,7 +69,6 @@ bench_table() {
 
 # the N jobs' inputs for the peers: ids, and "HOST echo I" lines spread over the hosts in turn
 bench_inputs() {
-  local hosts=($NAMES)
   seq 1 "${PARALLEL_N:-$N}" >"$WORK/parallel.ids"
   awk -v hs="$NAMES" 'BEGIN { k = split(hs, H, " ") } { print H[(NR - 1) % k + 1], "echo", $1 }' \
     < <(seq 1 "$N") >"$WORK/floor.lines"
@@ -102,7 +101,8 @@ fork_limit() {
 }
 
 floor() {
-  local hosts=($NAMES)
+  local hosts
+  read -ra hosts <<<"$NAMES"
   xargs -P $((${#hosts[@]} * SLOTS)) -L1 ssh -F "$CFG" -o ControlMaster=no -o ControlPath="$WORK/ctl/%C" \
     <"$WORK/floor.lines" >"$WORK/out.floor" 2>"$WORK/err.floor"
   grep -c . "$WORK/out.floor"
