@@ -44,6 +44,8 @@ table_line() {
   assert_line --regexp '^cm-plan \| cm-exec --transport persistent +[0-9.]+  [0-9.]+x +[0-9.]+ \([0-9.]+x\); '
   assert_line --regexp '^  same, --keep-connections \(kept\) +[0-9.]+  [0-9.]+x'
   assert_line --regexp '^xargs -P16 ssh \(pre-opened masters\) +[0-9.]+  [0-9.]+x'
+  assert_line --regexp '^one key exchange and login \(ssh th1 true, no master; median of 5\): [0-9.]+ s$'
+  assert_line --regexp '^targets, --transport persistent: kept <= 0.55 s \(ideal \+ 10%\): (met|not met); cold <= [0-9.]+ s '
 }
 
 @test "bench/transport.sh at 24 jobs on 2 hosts x 2 slots: every transport against the fork limit, the floor and GNU parallel -M" {
