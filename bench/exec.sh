@@ -16,8 +16,8 @@
 #
 #   bash bench/exec.sh            N=2000 (override: N=400 bash bench/exec.sh)
 #   REPEAT=5                      rounds of the tiny jobs
-#   SKIP_PARALLEL=1               leave GNU parallel out (it is the slowest by far); PARALLEL_N=400
-#                                 runs it on fewer jobs (its ratios are per job)
+#   SKIP_PARALLEL=1               leave GNU parallel out (it is the slowest by far); PARALLEL_N=2000
+#                                 runs it on more jobs (default: N up to 400; its ratios are per job)
 #   SLEEP_JOBS=16                 the sleep test with fewer jobs (default 64; ideal = rounds of 16 x 0.5 s)
 #   TRANSPORTS=ssh                only these cm-exec transports (default: persistent ssh)
 #   CM_TEST_HOSTS_PORT=2299       if port 22 on 127.0.1x.* is busy on this machine
@@ -37,7 +37,11 @@ cleanup() {
   # the masters the --keep-connections runs left up (cm's shared folder is under HOME)
   for s in "$WORK"/home/.cm/ssh/*; do [[ -S $s ]] && ssh -S "$s" -O exit cm 2>/dev/null; done
   cm_hosts_stop
-  rm -rf "$CM_TEST_HOSTS_DIR"
+  if [[ -d $WORK/failed ]]; then
+    echo "bench/exec.sh: the outputs of the runs that went wrong are in $WORK/failed" >&2
+  else
+    rm -rf "$CM_TEST_HOSTS_DIR"
+  fi
 }
 trap cleanup EXIT
 cm_hosts_start 4 4 >&2 || exit 4
@@ -65,7 +69,11 @@ cm_pipeline() {
   cat "$WORK/t.plan" "$WORK/t.exec" "$WORK/t.reduce" | awk '{ printf "%d ", ($1 + $2) * 1000 } END { print "" }' \
     >>"$WORK/stages.$name"
   sum=$(grep '"kind":"value"' "$WORK/out.$name" | sed -n 's/.*"value":\([0-9]*\).*/\1/p')
-  [[ $sum == "$WANT_SUM" ]] || echo "bench: $name: sum '$sum', want $WANT_SUM" >&2
+  if [[ $sum != "$WANT_SUM" ]]; then
+    echo "bench: $name: sum '$sum', want $WANT_SUM" >&2
+    mkdir -p "$WORK/failed"
+    cp "$WORK/out.$name" "$WORK/failed/out.$name.$(date +%s%N)"
+  fi
   grep -c '"event":"finished".*"exit":0,' "$WORK/out.$name"
 }
 export -f cm_pipeline
@@ -90,9 +98,9 @@ for ((round = 1; round <= ${REPEAT:-3}; round++)); do
 done
 peers=()
 if [[ -z ${SKIP_PARALLEL:-} ]] && command -v parallel >/dev/null; then
-  BENCH_JOBS=${PARALLEL_N:-$N} bench_measure parallel-M parallel_m
+  BENCH_JOBS=$PARALLEL_N bench_measure parallel-M parallel_m
   peers=(parallel-M)
-  bench_check parallel-M "${PARALLEL_N:-$N}"
+  bench_check parallel-M "$PARALLEL_N"
 fi
 for name in fork-limit floor "${cms[@]}"; do bench_check "$name" "$N"; done
 

@@ -9,7 +9,8 @@
 # against, in the same rounds (bench/common.bash):
 #   fork-limit     the same N commands as subshells of one local dash, no exec per job
 #   floor          xargs -P K*S, one `ssh HOST echo I` per job over pre-opened ControlMaster connections
-#   parallel-M     GNU parallel -M (its own ControlMaster connections), once, after the rounds
+#   parallel-M     GNU parallel -M (its own ControlMaster connections), once, after the rounds, on
+#                  up to 400 jobs
 # and prints, for the median run of each (by wall time), wall time, jobs/s, CPU per job split between
 # the hosts (every process under the test sshds), the controller (the driver or peer and the ssh
 # masters it uses) and the machine (/proc/stat, so other load shows as "other"), and the ratios: x
@@ -19,8 +20,8 @@
 #   bench/transport.sh [JOBS [HOSTS [SLOTS]]]     default 2000 4 4
 #   BENCH_ONLY="persistent" bench/transport.sh    only these cm contenders (the peers always run)
 #   REPEAT=5 bench/transport.sh                   rounds (the median is shown, every run is listed)
-#   PARALLEL_N=400 bench/transport.sh             GNU parallel on fewer jobs (ratios are per job);
-#   SKIP_PARALLEL=1                               or not at all
+#   PARALLEL_N=2000 bench/transport.sh            GNU parallel on more jobs (default: JOBS up to 400;
+#   SKIP_PARALLEL=1                               its ratios are per job), or not at all
 #   bench/transport.sh --driver OUT.cjs           only build the node driver (used by the bats test)
 #
 # The driver reads job lines {"id","command","host"?,"timeout"?,"maxOutput"?,"env"?} on stdin and
@@ -189,11 +190,11 @@ done
 # last, once: it loads the machine for a while after it ends
 peers=()
 if [[ -z ${SKIP_PARALLEL:-} ]]; then
-  BENCH_JOBS=${PARALLEL_N:-$N} bench_measure parallel-M parallel_m
+  BENCH_JOBS=$PARALLEL_N bench_measure parallel-M parallel_m
   peers=(parallel-M)
 fi
 for name in fork-limit floor "${cms[@]}"; do bench_check "$name" "$N"; done
-[[ -z ${SKIP_PARALLEL:-} ]] && bench_check parallel-M "${PARALLEL_N:-$N}"
+[[ -z ${SKIP_PARALLEL:-} ]] && bench_check parallel-M "$PARALLEL_N"
 
 printf '%s jobs (echo I) on %s hosts x %s slots, %s CPUs, load %s; median of %s runs; fork limit: dash subshells\n' \
   "$N" "$K" "$SLOTS" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "${REPEAT:-3}"
