@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
 # Transport benchmark: N tiny jobs on K test hosts x S slots, in one run, through
-#   persistent   the persistent ssh-session transport (libs/exec/src/transport/persistent.ts), with
-#                the perl loop the hosts here have
+#   persistent     the persistent ssh-session transport (libs/exec/src/transport/persistent.ts), with
+#                  the loop it picks on these hosts (perl)
 #   persistent-sh  the same transport forced onto its POSIX sh loop (hosts without perl)
-#   persistent-mux the persistent transport over the pre-opened masters the xargs floor uses, as
-#                cm-exec runs with --keep-connections: no key exchange in the timed part, like the floor
-#   per-job      the one-ssh-per-job transport (libs/exec/src/transport/ssh.ts), when it exists
-#   parallel     GNU parallel -M (its own ControlMaster connections)
-#   xargs        xargs -P K*S, one `ssh` per job over pre-opened ControlMaster connections (the floor)
-# and prints wall time, jobs/s, CPU per job and ratios against the xargs floor.
-#
-# CPU is the whole machine's (/proc/stat: user, nice, system, irq and softirq time of every CPU), so
-# it includes whatever else runs: the processes of a transport are spread over the bench shell,
-# ssh masters, sshd connections and their sessions, and this counts them all. Run it on a quiet
-# machine. Each contender runs REPEAT times (default 3), in rounds, and the table shows the
-# median run; GNU parallel runs once, after the rounds (3 minutes a run here).
+#   persistent-mux the persistent transport over the pre-opened masters the floor uses, as cm-exec
+#                  runs with --keep-connections: no key exchange in the timed part, like the floor
+#   per-job        the one-ssh-per-job transport (libs/exec/src/transport/ssh.ts), when it exists
+# against, in the same rounds (bench/common.bash):
+#   fork-limit     the same N commands as subshells of one local dash, no exec per job
+#   floor          xargs -P K*S, one `ssh HOST echo I` per job over pre-opened ControlMaster connections
+#   parallel-M     GNU parallel -M (its own ControlMaster connections), once, after the rounds, on
+#                  up to 400 jobs
+# and prints, for the median run of each (by wall time), wall time, jobs/s, CPU per job split between
+# the hosts (every process under the test sshds), the controller (the driver or peer and the ssh
+# masters it uses) and the machine (/proc/stat, so other load shows as "other"), and the ratios: x
+# faster than the floor, host CPU x the fork limit's. Each contender runs REPEAT times (default 3),
+# in rounds; the table lists every run's wall time. Run it on a quiet machine.
 #
 #   bench/transport.sh [JOBS [HOSTS [SLOTS]]]     default 2000 4 4
-#   BENCH_ONLY="persistent xargs" bench/transport.sh   only these contenders (xargs, the floor, always runs)
-#   REPEAT=5 bench/transport.sh                       rounds (the median is shown, every run is listed)
+#   BENCH_ONLY="persistent" bench/transport.sh    only these cm contenders (the peers always run)
+#   REPEAT=5 bench/transport.sh                   rounds (the median is shown, every run is listed)
+#   PARALLEL_N=2000 bench/transport.sh            GNU parallel on more jobs (default: JOBS up to 400;
+#   SKIP_PARALLEL=1                               its ratios are per job), or not at all
 #   bench/transport.sh --driver OUT.cjs           only build the node driver (used by the bats test)
 #
 # The driver reads job lines {"id","command","host"?,"timeout"?,"maxOutput"?,"env"?} on stdin and
@@ -121,8 +124,7 @@ if [[ ${1:-} == --driver ]]; then
   exit 0
 fi
 
-JOBS=${1:-2000} K=${2:-4} SLOTS=${3:-4}
-P=$((K * SLOTS))
+N=${1:-2000} K=${2:-4} SLOTS=${3:-4}
 # shellcheck source=../test/helpers/hosts.bash
 source "$REPO/test/helpers/hosts.bash"
 export CM_TEST_HOSTS_DIR=${CM_TEST_HOSTS_DIR:-$(mktemp -d /tmp/cm-bench-transport.XXXXXX)}
@@ -130,10 +132,8 @@ export CM_TEST_HOSTS_DIR=${CM_TEST_HOSTS_DIR:-$(mktemp -d /tmp/cm-bench-transpor
 export CM_TEST_HOSTS_PORT=${CM_TEST_HOSTS_PORT:-2291}
 WORK=$CM_TEST_HOSTS_DIR/bench
 mkdir -p "$WORK"
-MASTERS=()
 cleanup() {
-  local p
-  for p in "${MASTERS[@]}"; do kill "$p" 2>/dev/null || true; done
+  bench_close_masters
   cm_hosts_stop || true
   echo "bench/transport.sh: outputs and stderr of each contender in $WORK" >&2
 }
@@ -141,101 +141,61 @@ trap cleanup EXIT
 
 cm_hosts_start "$K" "$SLOTS" >&2
 CFG=$CM_TEST_SSH_CONFIG
-NAMES=()
-for ((i = 1; i <= K; i++)); do NAMES+=("th$i"); done
+NAMES=$(seq -f 'th%g' 1 "$K" | tr '\n' ' ')
+# shellcheck source=common.bash
+source "$REPO/bench/common.bash"
 build_driver "$WORK/driver.cjs"
 
-HZ=$(getconf CLK_TCK)
-# ticks of the whole machine: user nice system (idle iowait) irq softirq
-machine_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+# the cm contenders: the same jobs, pinned to the hosts in turn as the floor's
+seq 1 "$N" | awk -v k="$K" '{ printf "{\"id\":\"b%d\",\"command\":\"echo $CM_JOB\",\"host\":\"th%d\"}\n", $1, ($1 - 1) % k + 1 }' \
+  >"$WORK/jobs.ndjson"
+bench_inputs
+bench_open_masters
 
-# one line per job: the command every contender runs
-seq 1 "$JOBS" >"$WORK/ids"
-awk -v k="$K" '{ printf "{\"id\":\"b%d\",\"command\":\"echo $CM_JOB\",\"host\":\"th%d\"}\n", $1, ($1 - 1) % k + 1 }' \
-  "$WORK/ids" >"$WORK/jobs.ndjson"
-awk -v k="$K" '{ printf "th%d b%d\n", ($1 - 1) % k + 1, $1 }' "$WORK/ids" >"$WORK/pairs"
-
-# every run of each contender, as space-separated lists; the table shows the median run
-declare -A WALLS CPUS OKS
-measure() { # name, then the command
-  local name=$1 t0 m0 t1 m1 out
-  shift
-  sleep 0.5
-  m0=$(machine_ticks)
-  t0=$(date +%s%N)
-  out=$("$@" 3>&-) || true
-  t1=$(date +%s%N)
-  m1=$(machine_ticks)
-  WALLS[$name]+="$(((t1 - t0) / 1000000)) "
-  CPUS[$name]+="$((m1 - m0)) "
-  OKS[$name]+="$out "
-}
-# the median run of a contender: wall cpu ok (the run whose wall time is the median)
-median_run() {
-  awk -v w="${WALLS[$1]}" -v c="${CPUS[$1]}" -v o="${OKS[$1]}" 'BEGIN {
-    n = split(w, W, " "); split(c, C, " "); split(o, O, " ")
-    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (W[j] < W[i]) {
-      t = W[i]; W[i] = W[j]; W[j] = t; t = C[i]; C[i] = C[j]; C[j] = t; t = O[i]; O[i] = O[j]; O[j] = t
-    }
-    m = int((n + 1) / 2); print W[m], C[m], O[m]
-  }'
-}
-
-# each writes its output to a file (helpers a tool leaves behind must not hold a pipe open), then
-# prints how many jobs succeeded
-# run_persistent NAME LOOP: the persistent transport with the host loop LOOP (auto: perl here, or sh)
-# CM_BENCH_CONTROL_DIR=DIR: its sessions go through the masters in DIR
+# run_persistent NAME LOOP: the persistent transport with the host loop LOOP (auto: perl here, or sh);
+# CM_BENCH_CONTROL_DIR=DIR: its sessions go through the masters in DIR. Each writes its output to a
+# file (helpers a tool leaves behind must not hold a pipe open), then prints how many jobs succeeded.
 run_persistent() {
-  CM_REMOTE_LOOP=$2 node "$WORK/driver.cjs" persistent "$CFG" "${NAMES[@]}" -- "$SLOTS" <"$WORK/jobs.ndjson" \
+  # shellcheck disable=SC2086
+  CM_REMOTE_LOOP=$2 node "$WORK/driver.cjs" persistent "$CFG" $NAMES -- "$SLOTS" <"$WORK/jobs.ndjson" \
     >"$WORK/out.$1" 2>"$WORK/err.$1"
   grep -c '"exit":0,' "$WORK/out.$1"
 }
 run_perjob() {
-  node "$WORK/driver.cjs" ssh "$CFG" "${NAMES[@]}" -- "$SLOTS" <"$WORK/jobs.ndjson" >"$WORK/out.per-job" 2>"$WORK/err.per-job"
+  # shellcheck disable=SC2086
+  node "$WORK/driver.cjs" ssh "$CFG" $NAMES -- "$SLOTS" <"$WORK/jobs.ndjson" >"$WORK/out.per-job" 2>"$WORK/err.per-job"
   grep -c '"exit":0,' "$WORK/out.per-job"
 }
-run_parallel() {
-  local s=() n
-  for n in "${NAMES[@]}"; do s+=(-S "$SLOTS/$n"); done
-  # the job list on stdin, as bench/exec.sh does: with `::::` and stdin from /dev/null, parallel -M
-  # printed 4 of 2,000 outputs here and left its workers running
-  parallel --will-cite -M --ssh "ssh -F $CFG" "${s[@]}" 'echo {}' <"$WORK/ids" \
-    >"$WORK/out.parallel" 2>"$WORK/err.parallel"
-  grep -c . "$WORK/out.parallel"
-}
-run_xargs() {
-  xargs -P "$P" -n 2 sh -c 'ssh -F "$0" -o ControlMaster=no -o ControlPath="$1/%C" "$2" "echo $3"' "$CFG" "$WORK/ctl" \
-    <"$WORK/pairs" >"$WORK/out.xargs" 2>"$WORK/err.xargs"
-  grep -c . "$WORK/out.xargs"
-}
-
-mkdir -p "$WORK/ctl"
-for n in "${NAMES[@]}"; do
-  ssh -F "$CFG" -o ControlMaster=yes -o ControlPath="$WORK/ctl/%C" -o ControlPersist=no -N "$n" &
-  MASTERS+=($!)
-done
-for n in "${NAMES[@]}"; do
-  for _ in $(seq 50); do ssh -F "$CFG" -o ControlPath="$WORK/ctl/%C" -O check "$n" 2>/dev/null && break; sleep 0.1; done
-done
+export -f run_persistent run_perjob
 
 wanted() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
+cms=()
+for name in persistent persistent-sh persistent-mux per-job; do
+  wanted "$name" || continue
+  [[ $name == per-job && ! -f $REPO/libs/exec/src/transport/ssh.ts ]] && continue
+  cms+=("$name")
+done
 for ((round = 1; round <= ${REPEAT:-3}; round++)); do
-  measure xargs run_xargs
-  if wanted persistent; then measure persistent run_persistent persistent auto; fi
-  if wanted persistent-sh; then measure persistent-sh run_persistent persistent-sh sh; fi
-  if wanted persistent-mux; then CM_BENCH_CONTROL_DIR=$WORK/ctl measure persistent-mux run_persistent persistent-mux auto; fi
-  if wanted per-job && [[ -f $REPO/libs/exec/src/transport/ssh.ts ]]; then measure per-job run_perjob; fi
+  bench_measure fork-limit fork_limit
+  bench_measure floor floor
+  for name in "${cms[@]}"; do
+    case $name in
+      persistent) bench_measure persistent run_persistent persistent auto ;;
+      persistent-sh) bench_measure persistent-sh run_persistent persistent-sh sh ;;
+      persistent-mux) CM_BENCH_CONTROL_DIR=$WORK/ctl bench_measure persistent-mux run_persistent persistent-mux auto ;;
+      per-job) bench_measure per-job run_perjob ;;
+    esac
+  done
 done
 # last, once: it loads the machine for a while after it ends
-if wanted parallel; then measure parallel run_parallel; fi
+peers=()
+if [[ -z ${SKIP_PARALLEL:-} ]]; then
+  BENCH_JOBS=$PARALLEL_N bench_measure parallel-M parallel_m
+  peers=(parallel-M)
+fi
+for name in fork-limit floor "${cms[@]}"; do bench_check "$name" "$N"; done
+[[ -z ${SKIP_PARALLEL:-} ]] && bench_check parallel-M "$PARALLEL_N"
 
-read -r floor _ < <(median_run xargs)
-printf '%s jobs (echo $CM_JOB) on %s hosts x %s slots, %s CPUs, load %s; median of %s runs\n' "$JOBS" "$K" "$SLOTS" \
-  "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "${REPEAT:-3}"
-printf '%-14s %9s %9s %8s %15s %16s   %s\n' transport wall_ms jobs/s ok 'cpu_ms/job (all)' 'x faster/xargs' 'every run: wall_ms'
-for name in persistent persistent-sh persistent-mux per-job parallel xargs; do
-  [[ -n ${WALLS[$name]:-} ]] || { printf '%-14s %9s\n' "$name" 'not run'; continue; }
-  read -r wall cpu ok < <(median_run "$name")
-  awk -v n="$name" -v w="$wall" -v c="$cpu" -v ok="$ok" -v j="$JOBS" -v hz="$HZ" -v f="$floor" -v all="${WALLS[$name]}" \
-    'BEGIN { printf "%-14s %9d %9.0f %8s %15.2f %16.2f   %s\n", n, w, j * 1000 / w, ok, c * 1000 / hz / j, f / w, all }'
-done
+printf '%s jobs (echo I) on %s hosts x %s slots, %s CPUs, load %s; median of %s runs; fork limit: dash subshells\n' \
+  "$N" "$K" "$SLOTS" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "${REPEAT:-3}"
+bench_table floor fork-limit "${peers[@]}" "${cms[@]}"

@@ -25,26 +25,50 @@ no_complaints() {
   assert_equal "$(grep '^bench: ' <<<"$stderr" || true)" ""
 }
 
-@test "bench/exec.sh at 20 jobs: cm-exec per transport, GNU parallel -M and the xargs floor, then the sleep test" {
-  bench exec N=20 SLEEP_REPEAT=1 SLEEP_JOBS=16
-  assert_equal "$status" 0
-  no_complaints
-  assert_line --regexp '^cm-exec --transport persistent +[0-9.]+  [0-9.]+x the xargs floor'
-  assert_line --regexp '^cm-exec --transport ssh +[0-9.]+  '
-  assert_line --regexp '^GNU parallel -M +[0-9.]+  '
-  assert_line --regexp '^xargs -P16 ssh \(pre-opened masters\) +[0-9.]+  1\.00x \(floor\)'
-  assert_line --regexp '^16 x sleep 0.5 on 16 slots +seconds  ratio to ideal 0.50 s'
-  assert_line --regexp '^  same, masters kept from a run +[0-9.]+  [0-9.]+x'
+# the line of contender NAME in a bench table: wall, jobs/s, ok of JOBS, then the CPU split and ratios
+table_line() {
+  assert_line --regexp "^$1 +[0-9.]+ +[0-9]+ +$2/$2 +([-0-9.]+ +){5}[0-9.]+ +([0-9.]+|-)  "
 }
 
-@test "bench/transport.sh at 24 jobs on 2 hosts x 2 slots: every contender against the xargs floor" {
+@test "bench/exec.sh at 20 jobs: the whole pipeline per transport, the fork limit, GNU parallel -M and the floor, then the sleep test" {
+  bench exec N=20 REPEAT=1 SLEEP_REPEAT=1 SLEEP_JOBS=16
+  assert_equal "$status" 0
+  no_complaints
+  assert_line --regexp '^20 tiny jobs \(echo \$i\) through cm-plan \| cm-exec \| cm-reduce on 4 hosts x 4 slots'
+  assert_line --regexp '^contender +wall_s +jobs/s +ok +host_ms +ctl_ms +h\+c_ms +machine +other_ms +x_floor +host_x_fk'
+  for name in fork-limit floor parallel-M 'cm persistent' 'cm ssh' 'cm persistent kept'; do
+    table_line "$name" 20
+  done
+  assert_line --regexp '^cm persistent: the whole pipeline [0-9.]+x faster than the floor \(target 6x\)$'
+  assert_line --regexp '^16 x sleep 0.5 on 16 slots +seconds  ratio to ideal 0.50 s'
+  assert_line --regexp '^cm-plan \| cm-exec --transport persistent +[0-9.]+  [0-9.]+x +[0-9.]+ \([0-9.]+x\); '
+  assert_line --regexp '^  same, --keep-connections \(kept\) +[0-9.]+  [0-9.]+x'
+  assert_line --regexp '^xargs -P16 ssh \(pre-opened masters\) +[0-9.]+  [0-9.]+x'
+  assert_line --regexp '^one key exchange and login \(ssh th1 true, no master; median of 5\): [0-9.]+ s$'
+  assert_line --regexp '^targets, --transport persistent: kept <= 0.55 s \(ideal \+ 10%\): (met|not met); cold <= [0-9.]+ s '
+}
+
+@test "bench/transport.sh at 24 jobs on 2 hosts x 2 slots: every transport against the fork limit, the floor and GNU parallel -M" {
   bench transport REPEAT=1 -- 24 2 2
   assert_equal "$status" 0
   no_complaints
-  assert_line --regexp '^24 jobs \(echo \$CM_JOB\) on 2 hosts x 2 slots'
-  for name in persistent persistent-sh persistent-mux per-job parallel xargs; do
-    assert_line --regexp "^$name +[0-9]+ +[0-9]+ +24 "
+  assert_line --regexp '^24 jobs \(echo I\) on 2 hosts x 2 slots, .*fork limit: dash subshells'
+  for name in fork-limit floor parallel-M persistent persistent-sh persistent-mux per-job; do
+    table_line "$name" 24
   done
+}
+
+@test "bench/scale.sh at 2,000 jobs on 16 hosts: the sum, jobs/s and every command's peak RSS" {
+  bench scale -- 2000 16 2
+  assert_equal "$status" 0
+  no_complaints
+  assert_line --regexp '^wall [0-9.]+ s, [0-9]+ jobs/s; sum 2001000 \(want 2001000\)$'
+  assert_line --regexp '^CPU per job: hosts [0-9.]+ ms, controller [0-9.]+ ms, machine [0-9.]+ ms'
+  for name in cm-plan cm-exec cm-reduce; do
+    assert_line --regexp "^controller +$name +[0-9.]+ +1$"
+  done
+  assert_line --regexp '^host +sshd +[0-9.]+ +[0-9]+$'
+  assert_line 'every process under 200 MB RSS: yes'
 }
 
 @test "bench/plan.sh at 500 runs: cm-plan, awk and GNU parallel --dry-run" {
