@@ -20,6 +20,8 @@ packages=(
   perl           # the persistent transport's job loop on the test hosts (perl -c in the suite)
   chromium       # test/cm-report.bats and bench/report.sh open cm-report's page headless (playwright-core)
   curl           # test/cm-report.bats: the live page refuses a POST
+  openssl        # cm-fetch hashes big files on the host with openssl dgst (transfer.spec.ts checks it)
+  dash           # bench/: the fork limit is measured as subshells of one dash
 )
 
 # Every program a suite, helper or benchmark calls, with the package that brings it. Checked after the
@@ -31,7 +33,7 @@ programs=(
   pstree:psmisc fuser:psmisc unshare:util-linux nsenter:util-linux setsid:util-linux flock:util-linux
   mount:mount jq:jq nft:nftables bc:bc perl:perl timeout:coreutils
   sha256sum:coreutils script:bsdutils tar:tar awk:mawk xargs:findutils find:findutils
-  /usr/bin/time:time chromium:chromium curl:curl
+  /usr/bin/time:time chromium:chromium curl:curl openssl:openssl dash:dash
 )
 
 missing=()
