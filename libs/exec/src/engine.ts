@@ -245,7 +245,8 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   const left = leftRunning(opts, prior);
   const began = Date.now();
   const logs = resolve(opts.cwd, opts.logs ?? join('.cm', 'logs', run));
-  const writer = new RecordWriter(io.stdout);
+  // a progress line on the terminal stdout shares is cleared before each record: no batching there
+  const writer = new RecordWriter(io.stdout, { batch: !(opts.progress === true && (io.stdout as { isTTY?: boolean }).isTTY === true) });
   if (opts.dryRun) return dryRun(opts, io, writer, run);
 
   const needsRemote = opts.hosts.some((h) => !h.local && !own(h));

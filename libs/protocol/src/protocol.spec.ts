@@ -87,6 +87,31 @@ describe('RecordWriter', () => {
     expect(closed).toBe(true);
     expect(w.write(job)).toBeUndefined();
   });
+  it('with batch, writes the lines of one turn in one write, in order, and all of them by end()', async () => {
+    const out = new PassThrough();
+    const chunks: string[] = [];
+    out.on('data', (c: Buffer) => chunks.push(c.toString()));
+    const w = new RecordWriter(out, { batch: true });
+    w.writeLine('a');
+    w.write(job);
+    w.writeLine('b');
+    expect(chunks).toEqual([]);
+    await new Promise((r) => setImmediate(r));
+    expect(chunks).toEqual([`a\n${JSON.stringify(job)}\nb\n`]);
+    w.writeLine('c');
+    await w.end();
+    expect(chunks.join('')).toBe(`a\n${JSON.stringify(job)}\nb\nc\n`);
+  });
+  it('with batch, still waits for drain when the stream is full', async () => {
+    const out = new PassThrough({ highWaterMark: 16 });
+    const w = new RecordWriter(out, { batch: true });
+    w.write(job);
+    const pending = w.flush();
+    expect(pending).toBeInstanceOf(Promise);
+    expect(w.writeLine('x')).toBe(pending);
+    out.read();
+    await pending;
+  });
 });
 
 describe('formatBytes and plural', () => {
