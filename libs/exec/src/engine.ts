@@ -193,6 +193,9 @@ export function runReport(opts: Pick<ExecOptions, 'progress' | 'records' | 'quie
   });
 }
 
+/** Jobs ready to run that cm-exec holds before it stops reading its input (at least twice the slots). */
+const BACKLOG = 4096;
+
 /** Seconds past --reattach-within after which --resume runs a job whose host it cannot reach elsewhere. */
 export const REATTACH_MARGIN = 5;
 
@@ -271,6 +274,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
     running: left,
   });
 
+  const backlogLimit = Math.max(BACKLOG, 2 * opts.hosts.reduce((n, h) => n + h.slots, 0));
   const report = runReport(opts, io, writer, () => sched.stats());
   const say = report.say;
   const controllers = new Map<string, AbortController>();
@@ -400,6 +404,13 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
           const p = pendingWrite;
           pendingWrite = undefined;
           await p;
+        }
+        // enough jobs wait for a slot: the rest stay in the pipe (and their producer waits) instead
+        // of in memory, so a million-job stream costs what a few thousand do
+        while (sched.backlog > backlogLimit && stopCode === undefined && fatal === undefined) {
+          await new Promise<void>((r) => {
+            wake = r;
+          });
         }
       }
     } catch (err) {
