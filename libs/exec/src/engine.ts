@@ -317,7 +317,8 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
       removeWorkdir: !opts.keepWorkdirs && !needsWorkdir(job),
       timeout: job.timeout ?? opts.timeout,
       maxOutput: opts.maxOutput ?? 1024 * 1024,
-      logBase: join(logs, `${job.id}.${attempt}`),
+      // (logs is resolved, a job id holds no slash: no join needed per job)
+      logBase: `${logs}/${job.id}.${attempt}`,
     };
     const transport = transportOf(host);
     // a detached loop ends its jobs within 2 s past their bound (it looks once a second, in whole
