@@ -2,7 +2,7 @@
 // joblog, turns signals, EPIPE and input errors into orderly stops.
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { CmError, ExitCode, formatTable, freshRunId, InputError, isEnvName, readRecords, RecordWriter, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
+import { CmError, ExitCode, formatTable, freshRunId, InputError, isEnvName, readRecordBatches, readRecords, RecordWriter, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { ControlDir, sshArgs } from '@cm/ssh';
 import type { HaltPolicy } from './halt';
 import { isFinal } from './events';
@@ -391,27 +391,29 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
 
   try {
     try {
-      for await (const { record, raw, line } of readRecords(io.stdin, { source: 'stdin' })) {
-        if (stopCode !== undefined) break;
-        if (record.kind !== 'job') {
-          const p = report.passThrough(raw);
-          if (p) await p;
-          continue;
-        }
-        const job = record as JobRecord;
-        checkJobInput(job, line, raw, sched.has(job.id));
-        apply(sched.add(job));
-        if (pendingWrite) {
-          const p = pendingWrite;
-          pendingWrite = undefined;
-          await p;
-        }
-        // enough jobs wait for a slot: the rest stay in the pipe (and their producer waits) instead
-        // of in memory, so a million-job stream costs what a few thousand do
-        while (sched.backlog > backlogLimit && stopCode === undefined && fatal === undefined) {
-          await new Promise<void>((r) => {
-            wake = r;
-          });
+      reading: for await (const batch of readRecordBatches(io.stdin, { source: 'stdin' })) {
+        for (const { record, raw, line } of batch) {
+          if (stopCode !== undefined) break reading;
+          if (record.kind !== 'job') {
+            const p = report.passThrough(raw);
+            if (p) await p;
+            continue;
+          }
+          const job = record as JobRecord;
+          checkJobInput(job, line, raw, sched.has(job.id));
+          apply(sched.add(job));
+          if (pendingWrite) {
+            const p = pendingWrite;
+            pendingWrite = undefined;
+            await p;
+          }
+          // enough jobs wait for a slot: the rest stay in the pipe (and their producer waits) instead
+          // of in memory, so a million-job stream costs what a few thousand do
+          while (sched.backlog > backlogLimit && stopCode === undefined && fatal === undefined) {
+            await new Promise<void>((r) => {
+              wake = r;
+            });
+          }
         }
       }
     } catch (err) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PassThrough } from 'node:stream';
-import { readRecords, parseRecords, RecordWriter, recordProblem, InputError, formatBytes, plural } from './index';
+import { readRecords, readRecordBatches, parseRecords, RecordWriter, recordProblem, InputError, formatBytes, plural } from './index';
 
 async function readAll(text: string | Buffer, maxLineBytes?: number): Promise<unknown[]> {
   const input = new PassThrough();
@@ -118,5 +118,19 @@ describe('formatBytes and plural', () => {
   it('give people binary units and counted words', () => {
     expect([formatBytes(0), formatBytes(1023), formatBytes(1536), formatBytes(107 * 1024 * 1024)]).toEqual(['0 B', '1023 B', '1.5 KiB', '107.0 MiB']);
     expect([plural(1, 'file'), plural(0, 'file'), plural(3, 'host')]).toEqual(['1 file', '0 files', '3 hosts']);
+  });
+});
+
+describe('readRecordBatches', () => {
+  it('gives the records of each chunk together, lines split across chunks and CRLF endings included', async () => {
+    const input = new PassThrough();
+    const a = JSON.stringify(job);
+    const b = JSON.stringify({ ...job, id: 'b' });
+    const c = JSON.stringify({ ...job, id: 'c' });
+    input.write(`${a}\r\n${b.slice(0, 10)}`);
+    input.end(`${b.slice(10)}\n\n${c}`);
+    const batches: string[][] = [];
+    for await (const batch of readRecordBatches(input)) batches.push(batch.map((r) => `${r.line}:${r.raw}`));
+    expect(batches).toEqual([[`1:${a}`], [`2:${b}`], [`4:${c}`]]);
   });
 });
