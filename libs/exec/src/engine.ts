@@ -94,13 +94,12 @@ class PersistentWithFallback implements Transport {
     private readonly persistent: PersistentTransport,
     private readonly ssh: SshTransport,
   ) {}
-  async run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
-    if (this.persistent.unavailable(host.name) === undefined) {
-      const o = await this.persistent.run(host, job, signal);
+  run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
+    if (this.persistent.unavailable(host.name) !== undefined) return this.ssh.run(host, job, signal);
+    return this.persistent.run(host, job, signal).then((o) =>
       // the session said its loop cannot run on this host: the per-job ssh transport takes over
-      if (o.ran || this.persistent.unavailable(host.name) === undefined) return o;
-    }
-    return this.ssh.run(host, job, signal);
+      o.ran || this.persistent.unavailable(host.name) === undefined ? o : this.ssh.run(host, job, signal),
+    );
   }
   async collect(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
     if (this.persistent.unavailable(host.name) === undefined) {
@@ -331,33 +330,32 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
       // before the job can start: a cm-exec that dies from here on leaves a line to find it by
       joblog?.append({ kind: 'event', v: 1, event: 'started', job: job.id, task: job.task, run: runId, host: host.name, attempt, transport: transport.name, start: new Date().toISOString(), workdir, spool: spec.spool.dir, reattach_within: linger });
     }
-    let result: Promise<JobOutcome>;
-    try {
-      result =
-        collect !== undefined
-          ? collectUntil(transport, host, spec, ac.signal, collectDeadline, () => closing)
-          : transport.run(host, spec, ac.signal).then((o) =>
-              // its session was lost while the job ran: the host keeps it, so wait for it there
-              // rather than run it twice; elsewhere only once its loop has ended it
-              o.orphaned && !ac.signal.aborted && !closing
-                ? collectUntil(transport, host, spec, ac.signal, Date.now() + (linger + REATTACH_MARGIN) * 1000, () => closing)
-                : o,
-            );
-    } catch (err) {
-      result = Promise.resolve(notRun(new Date(), (err as Error).message));
-    }
-    result
-      .catch((err: unknown) => notRun(new Date(), `transport error: ${(err as Error).message}`))
-      .then((outcome) => {
+    const failed = (err: unknown): void => ended(notRun(new Date(), `transport error: ${(err as Error).message}`));
+    let following = collect !== undefined;
+    const ended = (outcome: JobOutcome): void => {
+      if (!following && outcome.orphaned && !ac.signal.aborted && !closing) {
+        // its session was lost while the job ran: the host keeps it, so wait for it there rather
+        // than run it twice; elsewhere only once its loop has ended it
+        following = true;
+        collectUntil(transport, host, spec, ac.signal, Date.now() + (linger + REATTACH_MARGIN) * 1000, () => closing).then(ended, failed);
+        return;
+      }
+      try {
         controllers.delete(job.id);
         inflight -= 1;
         apply(sched.done(job.id, outcome));
-        poke();
-      })
-      .catch((err: unknown) => {
+      } catch (err) {
         fatal = err;
-        poke();
-      });
+      }
+      poke();
+    };
+    let result: Promise<JobOutcome>;
+    try {
+      result = collect !== undefined ? collectUntil(transport, host, spec, ac.signal, collectDeadline, () => closing) : transport.run(host, spec, ac.signal);
+    } catch (err) {
+      result = Promise.resolve(notRun(new Date(), (err as Error).message));
+    }
+    result.then(ended, failed);
   };
 
   let fatal: unknown;

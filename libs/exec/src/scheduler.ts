@@ -532,7 +532,12 @@ export class Scheduler {
     s.attempt += 1;
     s.phase = 'running';
     s.host = hi;
-    const started: EventRecord = { ...this.base(s, 'started'), host: h.rec.name, attempt: s.attempt, transport: this.opts.transportOf?.(h.rec), running: h.running };
+    // (fields set in place, not spread: this runs once per job)
+    const started = this.base(s, 'started');
+    started.host = h.rec.name;
+    started.attempt = s.attempt;
+    started.transport = this.opts.transportOf?.(h.rec);
+    started.running = h.running;
     if (collect !== undefined) started.reattached = true;
     this.emit(started, false);
     const launch: Action = { type: 'launch', job: s.job, host: h.rec, attempt: s.attempt, run: s.run, workdir: workdirOf(s.run, s.job.id) };
