@@ -193,7 +193,7 @@ export function runReport(opts: Pick<ExecOptions, 'progress' | 'records' | 'quie
 }
 
 /** Jobs ready to run that cm-exec holds before it stops reading its input (at least twice the slots). */
-const BACKLOG = 4096;
+const BACKLOG = 1024;
 
 /** Seconds past --reattach-within after which --resume runs a job whose host it cannot reach elsewhere. */
 export const REATTACH_MARGIN = 5;
