@@ -216,10 +216,10 @@ teardown() {
   [ "$status" -eq 0 ]
   [ "$stderr" = "" ]
   [ "${#lines[@]}" -eq 151 ]
-  assert_equal "${lines[0]}" "{\"kind\":\"job\",\"v\":1,\"id\":\"bench.0\",\"task\":\"bench\",\"command\":\"sh bench.sh \\\"\$size\\\"\",\"deps\":[],\"env\":{\"size\":\"1000\",\"rep\":\"1\"},\"timeout\":60,\"inputs\":[\"$CM_REPO/examples/bench.sh\"],\"outputs\":[\"out/time.txt\"],\"result\":\"out/time.txt\",\"sweep\":\"bench\",\"index\":0,\"params\":{\"size\":\"1000\",\"rep\":\"1\"}}"
-  [[ ${lines[149]} == *'"id":"bench.149"'*'"params":{"size":"4000","rep":"50"}}' ]]
+  assert_equal "${lines[1]}" "{\"kind\":\"job\",\"v\":1,\"id\":\"bench.0\",\"task\":\"bench\",\"command\":\"sh bench.sh \\\"\$size\\\"\",\"deps\":[],\"env\":{\"size\":\"1000\",\"rep\":\"1\"},\"timeout\":60,\"inputs\":[\"$CM_REPO/examples/bench.sh\"],\"outputs\":[\"out/time.txt\"],\"result\":\"out/time.txt\",\"sweep\":\"bench\",\"index\":0,\"params\":{\"size\":\"1000\",\"rep\":\"1\"}}"
+  [[ ${lines[150]} == *'"id":"bench.149"'*'"params":{"size":"4000","rep":"50"}}' ]]
   [ "$(printf '%s\n' "${lines[@]}" | grep -c '"params":{"size":"2000",')" -eq 50 ]
-  assert_equal "${lines[150]}" '{"kind":"reduce","v":1,"id":"sum:bench","op":"sum","inputs":[],"sweeps":{"bench":150},"by":["size"],"final":true}'
+  assert_equal "${lines[0]}" '{"kind":"reduce","v":1,"id":"sum:bench","op":"sum","inputs":[],"sweeps":{"bench":150},"by":["size"],"final":true}'
   run --separate-stderr cm-plan --explain -f "$CM_REPO/examples/bench.cm"
   [ "$status" -eq 0 ]
   [ "${lines[0]}" = 'plan: +bench by size' ]
@@ -234,7 +234,7 @@ teardown() {
   [ "$stderr" = "$(printf 'cm-plan: by.cm:3:11: sise is not a parameter of bench; did you mean size? (parameters of bench: size, rep)\n  +bench by sise\n            ^')" ]
   run --separate-stderr cm-plan -f by.cm '+bench by size, rep'
   [ "$status" -eq 0 ]
-  [ "${lines[-1]}" = '{"kind":"reduce","v":1,"id":"sum:bench","op":"sum","inputs":[],"sweeps":{"bench":6},"by":["size","rep"],"final":true}' ]
+  [ "${lines[0]}" = '{"kind":"reduce","v":1,"id":"sum:bench","op":"sum","inputs":[],"sweeps":{"bench":6},"by":["size","rep"],"final":true}' ]
 }
 
 @test "a plan file given as the expression: exit 2 and did you mean -f" {
