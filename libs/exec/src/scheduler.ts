@@ -3,6 +3,7 @@
 // it pure is what makes slots, dependencies, failover and --halt testable in milliseconds.
 import { workdirOf, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { jobEvent, outcomeEvent, refusedBeforeRun, UNREACHABLE } from './events';
+import { FinalIds, type Final } from './finals';
 import { haltReached, type HaltPolicy } from './halt';
 import type { JobOutcome } from './transport/types';
 
@@ -32,7 +33,6 @@ export interface SchedulerOptions {
   running?: Map<string, EventRecord>;
 }
 
-type Final = 'ok' | 'failed' | 'gave-up' | 'skipped';
 
 interface JobState {
   job: JobRecord;
@@ -83,7 +83,7 @@ export class Scheduler {
    * how every final job ended, by id: all a later job's deps and a duplicate id need. A final job's
    * record and state are dropped, so a run of a million jobs holds one small entry per ended job.
    */
-  private readonly finals = new Map<string, Final>();
+  private readonly finals = new FinalIds();
   /** dependency id -> ids of jobs waiting for it to end */
   private readonly waiters = new Map<string, string[]>();
   private ready: JobState[] = [];
