@@ -5,6 +5,7 @@ import type { Readable, Writable } from 'node:stream';
 import { CmError, ExitCode, formatTable, freshRunId, InputError, isEnvName, readRecordBatches, readRecords, RecordWriter, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { ControlDir, sshArgs } from '@cm/ssh';
 import type { HaltPolicy } from './halt';
+import { JobCancel } from './cancel';
 import { isFinal } from './events';
 import { JobLog, readJoblog, replayable } from './joblog';
 import { Scheduler, type Action, type SchedulerStats } from './scheduler';
@@ -276,7 +277,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   const backlogLimit = Math.max(BACKLOG, 2 * opts.hosts.reduce((n, h) => n + h.slots, 0));
   const report = runReport(opts, io, writer, () => sched.stats());
   const say = report.say;
-  const controllers = new Map<string, AbortController>();
+  const controllers = new Map<string, JobCancel>();
   let inflight = 0;
   let pendingWrite: Promise<void> | undefined;
   let wake: (() => void) | undefined;
@@ -305,7 +306,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   };
 
   const launch = (job: JobRecord, host: HostRecord, attempt: number, runId: string, workdir: string, collect?: string): void => {
-    const ac = new AbortController();
+    const ac = new JobCancel();
     controllers.set(job.id, ac);
     inflight += 1;
     const spec: JobLaunch = {
