@@ -2,9 +2,10 @@
 // joblog, turns signals, EPIPE and input errors into orderly stops.
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { CmError, ExitCode, formatTable, freshRunId, InputError, isEnvName, readRecords, RecordWriter, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
+import { CmError, ExitCode, formatTable, freshRunId, InputError, isEnvName, readRecordBatches, readRecords, RecordWriter, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { ControlDir, sshArgs } from '@cm/ssh';
 import type { HaltPolicy } from './halt';
+import { JobCancel } from './cancel';
 import { isFinal } from './events';
 import { JobLog, readJoblog, replayable } from './joblog';
 import { Scheduler, type Action, type SchedulerStats } from './scheduler';
@@ -94,13 +95,12 @@ class PersistentWithFallback implements Transport {
     private readonly persistent: PersistentTransport,
     private readonly ssh: SshTransport,
   ) {}
-  async run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
-    if (this.persistent.unavailable(host.name) === undefined) {
-      const o = await this.persistent.run(host, job, signal);
+  run(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
+    if (this.persistent.unavailable(host.name) !== undefined) return this.ssh.run(host, job, signal);
+    return this.persistent.run(host, job, signal).then((o) =>
       // the session said its loop cannot run on this host: the per-job ssh transport takes over
-      if (o.ran || this.persistent.unavailable(host.name) === undefined) return o;
-    }
-    return this.ssh.run(host, job, signal);
+      o.ran || this.persistent.unavailable(host.name) === undefined ? o : this.ssh.run(host, job, signal),
+    );
   }
   async collect(host: HostRecord, job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
     if (this.persistent.unavailable(host.name) === undefined) {
@@ -193,6 +193,9 @@ export function runReport(opts: Pick<ExecOptions, 'progress' | 'records' | 'quie
   });
 }
 
+/** Jobs ready to run that cm-exec holds before it stops reading its input (at least twice the slots). */
+const BACKLOG = 1024;
+
 /** Seconds past --reattach-within after which --resume runs a job whose host it cannot reach elsewhere. */
 export const REATTACH_MARGIN = 5;
 
@@ -245,7 +248,8 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   const left = leftRunning(opts, prior);
   const began = Date.now();
   const logs = resolve(opts.cwd, opts.logs ?? join('.cm', 'logs', run));
-  const writer = new RecordWriter(io.stdout);
+  // a progress line on the terminal stdout shares is cleared before each record: no batching there
+  const writer = new RecordWriter(io.stdout, { batch: !(opts.progress === true && (io.stdout as { isTTY?: boolean }).isTTY === true) });
   if (opts.dryRun) return dryRun(opts, io, writer, run);
 
   const needsRemote = opts.hosts.some((h) => !h.local && !own(h));
@@ -270,9 +274,10 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
     running: left,
   });
 
+  const backlogLimit = Math.max(BACKLOG, 2 * opts.hosts.reduce((n, h) => n + h.slots, 0));
   const report = runReport(opts, io, writer, () => sched.stats());
   const say = report.say;
-  const controllers = new Map<string, AbortController>();
+  const controllers = new Map<string, JobCancel>();
   let inflight = 0;
   let pendingWrite: Promise<void> | undefined;
   let wake: (() => void) | undefined;
@@ -301,7 +306,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   };
 
   const launch = (job: JobRecord, host: HostRecord, attempt: number, runId: string, workdir: string, collect?: string): void => {
-    const ac = new AbortController();
+    const ac = new JobCancel();
     controllers.set(job.id, ac);
     inflight += 1;
     const spec: JobLaunch = {
@@ -312,7 +317,8 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
       removeWorkdir: !opts.keepWorkdirs && !needsWorkdir(job),
       timeout: job.timeout ?? opts.timeout,
       maxOutput: opts.maxOutput ?? 1024 * 1024,
-      logBase: join(logs, `${job.id}.${attempt}`),
+      // (logs is resolved, a job id holds no slash: no join needed per job)
+      logBase: `${logs}/${job.id}.${attempt}`,
     };
     const transport = transportOf(host);
     // a detached loop ends its jobs within 2 s past their bound (it looks once a second, in whole
@@ -325,33 +331,32 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
       // before the job can start: a cm-exec that dies from here on leaves a line to find it by
       joblog?.append({ kind: 'event', v: 1, event: 'started', job: job.id, task: job.task, run: runId, host: host.name, attempt, transport: transport.name, start: new Date().toISOString(), workdir, spool: spec.spool.dir, reattach_within: linger });
     }
-    let result: Promise<JobOutcome>;
-    try {
-      result =
-        collect !== undefined
-          ? collectUntil(transport, host, spec, ac.signal, collectDeadline, () => closing)
-          : transport.run(host, spec, ac.signal).then((o) =>
-              // its session was lost while the job ran: the host keeps it, so wait for it there
-              // rather than run it twice; elsewhere only once its loop has ended it
-              o.orphaned && !ac.signal.aborted && !closing
-                ? collectUntil(transport, host, spec, ac.signal, Date.now() + (linger + REATTACH_MARGIN) * 1000, () => closing)
-                : o,
-            );
-    } catch (err) {
-      result = Promise.resolve(notRun(new Date(), (err as Error).message));
-    }
-    result
-      .catch((err: unknown) => notRun(new Date(), `transport error: ${(err as Error).message}`))
-      .then((outcome) => {
+    const failed = (err: unknown): void => ended(notRun(new Date(), `transport error: ${(err as Error).message}`));
+    let following = collect !== undefined;
+    const ended = (outcome: JobOutcome): void => {
+      if (!following && outcome.orphaned && !ac.signal.aborted && !closing) {
+        // its session was lost while the job ran: the host keeps it, so wait for it there rather
+        // than run it twice; elsewhere only once its loop has ended it
+        following = true;
+        collectUntil(transport, host, spec, ac.signal, Date.now() + (linger + REATTACH_MARGIN) * 1000, () => closing).then(ended, failed);
+        return;
+      }
+      try {
         controllers.delete(job.id);
         inflight -= 1;
         apply(sched.done(job.id, outcome));
-        poke();
-      })
-      .catch((err: unknown) => {
+      } catch (err) {
         fatal = err;
-        poke();
-      });
+      }
+      poke();
+    };
+    let result: Promise<JobOutcome>;
+    try {
+      result = collect !== undefined ? collectUntil(transport, host, spec, ac.signal, collectDeadline, () => closing) : transport.run(host, spec, ac.signal);
+    } catch (err) {
+      result = Promise.resolve(notRun(new Date(), (err as Error).message));
+    }
+    result.then(ended, failed);
   };
 
   let fatal: unknown;
@@ -385,20 +390,29 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
 
   try {
     try {
-      for await (const { record, raw, line } of readRecords(io.stdin, { source: 'stdin' })) {
-        if (stopCode !== undefined) break;
-        if (record.kind !== 'job') {
-          const p = report.passThrough(raw);
-          if (p) await p;
-          continue;
-        }
-        const job = record as JobRecord;
-        checkJobInput(job, line, raw, sched.has(job.id));
-        apply(sched.add(job));
-        if (pendingWrite) {
-          const p = pendingWrite;
-          pendingWrite = undefined;
-          await p;
+      reading: for await (const batch of readRecordBatches(io.stdin, { source: 'stdin' })) {
+        for (const { record, raw, line } of batch) {
+          if (stopCode !== undefined) break reading;
+          if (record.kind !== 'job') {
+            const p = report.passThrough(raw);
+            if (p) await p;
+            continue;
+          }
+          const job = record as JobRecord;
+          checkJobInput(job, line, raw, sched.has(job.id));
+          apply(sched.add(job));
+          if (pendingWrite) {
+            const p = pendingWrite;
+            pendingWrite = undefined;
+            await p;
+          }
+          // enough jobs wait for a slot: the rest stay in the pipe (and their producer waits) instead
+          // of in memory, so a million-job stream costs what a few thousand do
+          while (sched.backlog > backlogLimit && stopCode === undefined && fatal === undefined) {
+            await new Promise<void>((r) => {
+              wake = r;
+            });
+          }
         }
       }
     } catch (err) {

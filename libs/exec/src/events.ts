@@ -30,31 +30,29 @@ export interface Attempt {
  * nothing else.
  */
 export function outcomeEvent(event: 'finished' | 'gave-up', job: JobRecord, run: string, at: Attempt, o: JobOutcome, reason?: string): EventRecord {
-  const ev: EventRecord = {
-    ...jobEvent(event, job, run),
-    host: at.host,
-    attempt: at.attempt,
-    transport: at.transport,
-    exit: o.exit,
-    signal: o.signal,
-    start: o.start.toISOString(),
-    end: o.end.toISOString(),
-    duration: Math.round(o.end.getTime() - o.start.getTime()) / 1000,
-    stdout: o.stdout.toString('utf8'),
-    stderr: o.stderr.toString('utf8'),
-    stdout_bytes: o.stdoutBytes,
-    stderr_bytes: o.stderrBytes,
-    truncated: o.truncated,
-    log: o.log,
-    workdir: workdirOf(run, job.id),
-    outputs: job.outputs,
-    result: job.result,
-    sweep: job.sweep,
-    index: job.index,
-    params: job.params,
-    reason,
-  };
-  for (const k of Object.keys(ev) as Array<keyof EventRecord>) if (ev[k] === undefined) delete ev[k];
+  // built field by field, absent ones never set: deleting keys would turn every event into a slow
+  // dictionary object (this runs once per job)
+  const ev = jobEvent(event, job, run);
+  ev.host = at.host;
+  ev.attempt = at.attempt;
+  if (at.transport !== undefined) ev.transport = at.transport;
+  ev.exit = o.exit;
+  ev.signal = o.signal;
+  ev.start = o.start.toISOString();
+  ev.end = o.end.toISOString();
+  ev.duration = Math.round(o.end.getTime() - o.start.getTime()) / 1000;
+  ev.stdout = o.stdout.length === 0 ? '' : o.stdout.toString('utf8');
+  ev.stderr = o.stderr.length === 0 ? '' : o.stderr.toString('utf8');
+  ev.stdout_bytes = o.stdoutBytes;
+  ev.stderr_bytes = o.stderrBytes;
+  ev.truncated = o.truncated;
+  if (o.log !== undefined) ev.log = o.log;
+  ev.workdir = workdirOf(run, job.id);
+  if (job.outputs !== undefined) ev.outputs = job.outputs;
+  if (job.result !== undefined) ev.result = job.result;
+  if (job.sweep !== undefined) ev.sweep = job.sweep;
+  if (job.index !== undefined) ev.index = job.index;
+  if (reason !== undefined) ev.reason = reason;
   return ev;
 }
 

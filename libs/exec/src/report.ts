@@ -153,14 +153,22 @@ export interface RunReportOptions {
 /** At most this many failed jobs are described at the end; the events hold every one. */
 const FAILURES_SHOWN = 20;
 
+/** At most this many of the jobs a stop killed are named. */
+const KILLED_SHOWN = 5;
+
 /** The person's view of a run, fed every event and pass-through record by the engine. */
 export class RunReport {
   private readonly status: StatusLine;
   private readonly t0 = Date.now();
   private readonly hosts = new Map<string, HostTally>();
+  /** the first FAILURES_SHOWN failed jobs' events, and how many failed: a long run holds no more */
   private readonly failures: EventRecord[] = [];
+  private failed = 0;
   private readonly stopReasons = new Set(['halted']);
-  private readonly stoppedJobs: EventRecord[] = [];
+  /** jobs the stop killed while they ran (the first KILLED_SHOWN of them, and their number), and those it never started */
+  private readonly killed: EventRecord[] = [];
+  private killedCount = 0;
+  private notStarted = 0;
   private stopReason: string | undefined;
 
   constructor(private readonly o: RunReportOptions) {
@@ -217,7 +225,8 @@ export class RunReport {
     }
     if (!isFinal(ev) || ev.replayed) return;
     if (ev.event === 'gave-up' && this.stopReasons.has(ev.reason ?? '')) {
-      this.stoppedJobs.push(ev);
+      if (!ev.host) this.notStarted += 1;
+      else if (++this.killedCount <= KILLED_SHOWN) this.killed.push(ev);
       return;
     }
     const ok = ev.event === 'finished' && ev.exit === 0;
@@ -227,7 +236,7 @@ export class RunReport {
       else h.failed += 1;
       h.busy += ev.duration ?? 0;
     }
-    if (!ok && ev.event !== 'skipped') this.failures.push(ev);
+    if (!ok && ev.event !== 'skipped' && ++this.failed <= FAILURES_SHOWN) this.failures.push(ev);
   }
 
   private hostOf(name: string): HostTally {
@@ -248,8 +257,8 @@ export class RunReport {
     this.endProgress();
     if (this.o.quiet) return;
     const st = this.o.stats();
-    for (const ev of this.failures.slice(0, FAILURES_SHOWN)) for (const l of describeFailure(ev)) this.say(l);
-    if (this.failures.length > FAILURES_SHOWN) this.say(`... and ${this.failures.length - FAILURES_SHOWN} more failed jobs (their final events say why)`);
+    for (const ev of this.failures) for (const l of describeFailure(ev)) this.say(l);
+    if (this.failed > FAILURES_SHOWN) this.say(`... and ${this.failed - FAILURES_SHOWN} more failed jobs (their final events say why)`);
     if (this.o.tty) {
       this.say(`${countsLine(st)} in ${((Date.now() - this.t0) / 1000).toFixed(1)}s`);
       for (const [name, h] of [...this.hosts].sort(([a], [b]) => a.localeCompare(b))) {
@@ -263,11 +272,10 @@ export class RunReport {
   }
 
   private interrupted(): void {
-    const killed = this.stoppedJobs.filter((e) => e.host);
-    const notStarted = this.stoppedJobs.length - killed.length;
-    const shown = killed.slice(0, 5).map((e) => `${e.job} on ${e.host}`);
-    const list = shown.length > 0 ? ` (${shown.join(', ')}${killed.length > shown.length ? ', ...' : ''})` : '';
-    this.say(`${this.stopReason ?? 'interrupted'}: killed ${killed.length} running job${killed.length === 1 ? '' : 's'}${list}; ${notStarted} not started`);
+    const killed = this.killedCount;
+    const shown = this.killed.map((e) => `${e.job} on ${e.host}`);
+    const list = shown.length > 0 ? ` (${shown.join(', ')}${killed > shown.length ? ', ...' : ''})` : '';
+    this.say(`${this.stopReason ?? 'interrupted'}: killed ${killed} running job${killed === 1 ? '' : 's'}${list}; ${this.notStarted} not started`);
     if (this.o.joblog) {
       this.say(`to run what is left, give the same job records to: ${resumeCommand(this.o.commandLine ?? ['--joblog', this.o.joblog])}`);
     } else {

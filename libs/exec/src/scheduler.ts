@@ -3,6 +3,7 @@
 // it pure is what makes slots, dependencies, failover and --halt testable in milliseconds.
 import { workdirOf, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { jobEvent, outcomeEvent, refusedBeforeRun, UNREACHABLE } from './events';
+import { FinalIds, type Final } from './finals';
 import { haltReached, type HaltPolicy } from './halt';
 import type { JobOutcome } from './transport/types';
 
@@ -32,19 +33,18 @@ export interface SchedulerOptions {
   running?: Map<string, EventRecord>;
 }
 
-type Final = 'ok' | 'failed' | 'gave-up' | 'skipped';
 
 interface JobState {
   job: JobRecord;
   run: string;
   phase: 'waiting' | 'ready' | 'running' | 'final';
-  final?: Final;
   /** deps and `after` entries that have not ended yet */
   pending: number;
   attempt: number;
   retriesLeft: number;
   connFailures: number;
-  failedHosts: Set<number>;
+  /** hosts that failed to connect for this job (made at the first such failure) */
+  failedHosts?: Set<number>;
   eligible: number[];
   host: number;
   cancelReason?: string;
@@ -77,7 +77,13 @@ export class Scheduler {
   private readonly hosts: HostState[];
   private readonly byName = new Map<string, number>();
   private readonly allHosts: number[];
+  /** jobs not yet final */
   private readonly states = new Map<string, JobState>();
+  /**
+   * how every final job ended, by id: all a later job's deps and a duplicate id need. A final job's
+   * record and state are dropped, so a run of a million jobs holds one small entry per ended job.
+   */
+  private readonly finals = new FinalIds();
   /** dependency id -> ids of jobs waiting for it to end */
   private readonly waiters = new Map<string, string[]>();
   private ready: JobState[] = [];
@@ -113,7 +119,12 @@ export class Scheduler {
   }
 
   has(id: string): boolean {
-    return this.states.has(id);
+    return this.states.has(id) || this.finals.has(id);
+  }
+
+  /** Jobs ready to start that wait for a slot: the engine reads no more input while there are many. */
+  get backlog(): number {
+    return this.ready.length - this.head;
   }
 
   stats(): SchedulerStats {
@@ -132,7 +143,7 @@ export class Scheduler {
 
   /** A job arrives. Throws on a duplicate id (the engine turns it into an input error with the line). */
   add(job: JobRecord): Action[] {
-    if (this.states.has(job.id)) throw new Error(`duplicate job id ${JSON.stringify(job.id)}`);
+    if (this.has(job.id)) throw new Error(`duplicate job id ${JSON.stringify(job.id)}`);
     const run = job.run ?? this.opts.run;
     const s: JobState = {
       job,
@@ -142,7 +153,6 @@ export class Scheduler {
       attempt: 0,
       retriesLeft: job.retries ?? this.opts.retries ?? 0,
       connFailures: 0,
-      failedHosts: new Set(),
       eligible: this.allHosts,
       host: -1,
     };
@@ -176,10 +186,10 @@ export class Scheduler {
     }
     const deps = new Set(job.deps);
     for (const d of new Set([...job.deps, ...(job.after ?? [])])) {
-      const dep = this.states.get(d);
-      if (dep?.phase === 'final') {
-        if (deps.has(d) && dep.final !== 'ok') {
-          this.skip(s, `dependency ${d} ${describeFinal(dep.final)}`);
+      const final = this.finals.get(d);
+      if (final !== undefined) {
+        if (deps.has(d) && final !== 'ok') {
+          this.skip(s, `dependency ${d} ${describeFinal(final)}`);
           return this.flush();
         }
         continue;
@@ -198,11 +208,11 @@ export class Scheduler {
   endInput(): Action[] {
     this.inputEnded = true;
     for (const [dep, list] of [...this.waiters]) {
-      if (this.states.has(dep)) continue;
+      if (this.has(dep)) continue;
       this.waiters.delete(dep);
       for (const id of list) {
-        const s = this.states.get(id)!;
-        if (s.phase !== 'final') this.skip(s, `unknown dependency ${dep}`);
+        const s = this.states.get(id);
+        if (s !== undefined && s.phase !== 'final') this.skip(s, `unknown dependency ${dep}`);
       }
     }
     this.settle();
@@ -242,7 +252,7 @@ export class Scheduler {
       if (!h.down && !h.reached && isConnectionError(reason)) this.markDown(hi, reason, `cannot be reached: ${reason}`);
       else if (h.consecutive >= (this.opts.downAfter ?? 3) && !h.down) this.markDown(hi, reason);
       s.connFailures += 1;
-      s.failedHosts.add(hi);
+      (s.failedHosts ??= new Set()).add(hi);
       if (!this.anyUp(s)) this.giveUp(s, `${UNREACHABLE}: every eligible host is down (${this.downList(s)})`, true);
       else if (s.connFailures >= (this.opts.downAfter ?? 3) * s.eligible.length) {
         this.giveUp(s, `${UNREACHABLE} after ${s.connFailures} connection failures (last: ${h.rec.name}: ${reason})`, true);
@@ -332,7 +342,8 @@ export class Scheduler {
       const [s, f] = work.pop()!;
       if (s.phase === 'final') continue;
       s.phase = 'final';
-      s.final = f;
+      this.states.delete(s.job.id);
+      this.finals.set(s.job.id, f);
       this.open -= 1;
       if (f === 'ok') this.counts.ok += 1;
       else if (f === 'failed') this.counts.failed += 1;
@@ -342,8 +353,8 @@ export class Scheduler {
       if (list) {
         this.waiters.delete(s.job.id);
         for (const id of list) {
-          const d = this.states.get(id)!;
-          if (d.phase === 'final') continue;
+          const d = this.states.get(id);
+          if (d === undefined || d.phase === 'final') continue;
           if (f !== 'ok' && d.job.deps.includes(s.job.id)) {
             this.emit({ ...this.base(d, 'skipped'), reason: `dependency ${s.job.id} ${describeFinal(f)}` }, true);
             work.push([d, 'skipped']);
@@ -475,7 +486,7 @@ export class Scheduler {
       const h = this.hosts[i]!;
       if (h.down || h.free <= 0) continue;
       // a host that already failed to connect for this job is the last choice
-      const score = (s.failedHosts.has(i) ? 0 : 1 << 24) + h.free;
+      const score = (s.failedHosts?.has(i) ? 0 : 1 << 24) + h.free;
       if (score > bestScore) {
         best = i;
         bestScore = score;
@@ -521,7 +532,12 @@ export class Scheduler {
     s.attempt += 1;
     s.phase = 'running';
     s.host = hi;
-    const started: EventRecord = { ...this.base(s, 'started'), host: h.rec.name, attempt: s.attempt, transport: this.opts.transportOf?.(h.rec), running: h.running };
+    // (fields set in place, not spread: this runs once per job)
+    const started = this.base(s, 'started');
+    started.host = h.rec.name;
+    started.attempt = s.attempt;
+    started.transport = this.opts.transportOf?.(h.rec);
+    started.running = h.running;
     if (collect !== undefined) started.reattached = true;
     this.emit(started, false);
     const launch: Action = { type: 'launch', job: s.job, host: h.rec, attempt: s.attempt, run: s.run, workdir: workdirOf(s.run, s.job.id) };
@@ -536,7 +552,7 @@ export class Scheduler {
     if (stuck.length === 0 || this.ready.length > this.head) return;
     for (const s of stuck) {
       if (s.phase !== 'waiting') continue;
-      const deps = [...new Set([...s.job.deps, ...(s.job.after ?? [])])].filter((d) => this.states.get(d)?.phase !== 'final');
+      const deps = [...new Set([...s.job.deps, ...(s.job.after ?? [])])].filter((d) => !this.finals.has(d));
       this.skip(s, `dependency cycle through ${deps.join(', ')}`);
     }
     this.pump();

@@ -141,12 +141,18 @@ function* barrierLines(u: Unit, opts: EmitOptions): Generator<string> {
   yield barrierJob(top, ids(0, groups, (g) => `${top}.${g}`), opts);
 }
 
-/** The plan's records as NDJSON lines, in dependency order, generated lazily. */
+/**
+ * The plan's records as NDJSON lines, generated lazily: the reduce records first, then the jobs in
+ * dependency order. A reduce known before its inputs folds each value as it passes; after them,
+ * cm-reduce would have to hold every value until it came, and cm-exec, which reads no further
+ * than the jobs it can soon start, passes it on only at the end.
+ */
 export function* planLines(plan: Plan, opts: EmitOptions = {}): Generator<string> {
   const barriers = barriersOf(plan);
+  for (const step of plan.steps) if (step.kind === 'sum') yield JSON.stringify(reduceRecord(step, opts));
   for (const step of plan.steps) {
-    if (step.kind === 'sum') yield JSON.stringify(reduceRecord(step, opts));
-    else if (step.def.sweep) yield* sweepLines(step, barriers, opts);
+    if (step.kind === 'sum') continue;
+    if (step.def.sweep) yield* sweepLines(step, barriers, opts);
     else yield JSON.stringify(jobTemplate(step, barriers, opts));
   }
 }

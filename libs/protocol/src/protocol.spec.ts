@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PassThrough } from 'node:stream';
-import { readRecords, parseRecords, RecordWriter, recordProblem, InputError, formatBytes, plural } from './index';
+import { readRecords, readRecordBatches, parseRecords, RecordWriter, recordProblem, InputError, formatBytes, plural } from './index';
 
 async function readAll(text: string | Buffer, maxLineBytes?: number): Promise<unknown[]> {
   const input = new PassThrough();
@@ -87,11 +87,52 @@ describe('RecordWriter', () => {
     expect(closed).toBe(true);
     expect(w.write(job)).toBeUndefined();
   });
+  it('with batch, writes the lines of one turn in one write, in order, and all of them by end()', async () => {
+    const out = new PassThrough();
+    const chunks: string[] = [];
+    out.on('data', (c: Buffer) => chunks.push(c.toString()));
+    const w = new RecordWriter(out, { batch: true });
+    w.writeLine('a');
+    w.write(job);
+    w.writeLine('b');
+    expect(chunks).toEqual([]);
+    await new Promise((r) => setImmediate(r));
+    expect(chunks).toEqual([`a\n${JSON.stringify(job)}\nb\n`]);
+    w.writeLine('c');
+    await w.end();
+    expect(chunks.join('')).toBe(`a\n${JSON.stringify(job)}\nb\nc\n`);
+  });
+  it('with batch, still waits for drain when the stream is full', async () => {
+    const out = new PassThrough({ highWaterMark: 16 });
+    const w = new RecordWriter(out, { batch: true });
+    w.write(job);
+    const pending = w.flush();
+    expect(pending).toBeInstanceOf(Promise);
+    expect(w.writeLine('x')).toBe(pending);
+    out.read();
+    await pending;
+  });
 });
 
 describe('formatBytes and plural', () => {
   it('give people binary units and counted words', () => {
     expect([formatBytes(0), formatBytes(1023), formatBytes(1536), formatBytes(107 * 1024 * 1024)]).toEqual(['0 B', '1023 B', '1.5 KiB', '107.0 MiB']);
     expect([plural(1, 'file'), plural(0, 'file'), plural(3, 'host')]).toEqual(['1 file', '0 files', '3 hosts']);
+  });
+});
+
+describe('readRecordBatches', () => {
+  it('gives the records of each chunk together, lines split across chunks and CRLF endings included', async () => {
+    const input = new PassThrough();
+    const a = JSON.stringify(job);
+    const b = JSON.stringify({ ...job, id: 'b' });
+    const c = JSON.stringify({ ...job, id: 'c' });
+    input.write(`${a}\r\n${b.slice(0, 10)}`);
+    input.end(`${b.slice(10)}\n\n${c}`);
+    const batches: string[][] = [];
+    for await (const batch of readRecordBatches(input)) batches.push(batch.map((r) => `${r.line}:${r.raw}`));
+    // (how the writes reach the reader as chunks is the stream's affair: fewer batches than lines here)
+    expect(batches.flat()).toEqual([`1:${a}`, `2:${b}`, `4:${c}`]);
+    expect(batches.length).toBeLessThan(3);
   });
 });

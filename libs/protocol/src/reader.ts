@@ -1,5 +1,4 @@
-import split2 from 'split2';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { InputError } from './errors';
 import type { AnyRecord, ForeignRecord } from './records';
 import { recordProblem } from './validate';
@@ -22,79 +21,6 @@ export interface ReadOptions {
   maxLineBytes?: number;
 }
 
-/** Stands in for a line that was too long; raw NUL is never valid JSON, so no real record looks like it. */
-const OVERLONG = '\u0000cm:overlong';
-
-/**
- * Passes whole lines on and holds back the unfinished one; once a line grows past `max` bytes it is
- * dropped and the stream ends with OVERLONG as its last line. Done on raw bytes ahead of split2 so the
- * lines before the long one are still read, in order, and the long one is never held whole.
- */
-class LineLimit extends Transform {
-  private held: Buffer[] = [];
-  private heldBytes = 0;
-  private tripped = false;
-
-  constructor(private readonly max: number) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.tripped) return cb();
-    const lastNl = chunk.lastIndexOf(10);
-    // the complete lines in this chunk, with what was held before them
-    if (lastNl >= 0) {
-      const firstNl = chunk.indexOf(10);
-      if (this.heldBytes + firstNl > this.max || longestLine(chunk, firstNl + 1, lastNl) > this.max) {
-        return this.trip(chunk, firstNl, cb);
-      }
-      this.push(this.heldBytes > 0 ? Buffer.concat([...this.held, chunk.subarray(0, lastNl + 1)]) : chunk.subarray(0, lastNl + 1));
-      this.held = [];
-      this.heldBytes = 0;
-    }
-    const rest = chunk.subarray(lastNl + 1);
-    if (rest.length > 0) {
-      if (this.heldBytes + rest.length > this.max) return this.trip(Buffer.alloc(0), -1, cb);
-      this.held.push(rest);
-      this.heldBytes += rest.length;
-    }
-    cb();
-  }
-
-  override _flush(cb: TransformCallback): void {
-    if (!this.tripped && this.heldBytes > 0) this.push(Buffer.concat(this.held));
-    cb();
-  }
-
-  /** Passes on the whole lines before the long one, then the marker, and ends. */
-  private trip(chunk: Buffer, firstNl: number, cb: TransformCallback): void {
-    let keep = Buffer.alloc(0);
-    if (firstNl >= 0 && this.heldBytes + firstNl <= this.max) {
-      // the long line is a later one in this chunk: find where it starts
-      let start = firstNl + 1;
-      for (let nl = chunk.indexOf(10, start); nl >= 0 && nl - start <= this.max; nl = chunk.indexOf(10, start)) start = nl + 1;
-      keep = Buffer.concat([...this.held, chunk.subarray(0, start)]);
-    }
-    this.push(Buffer.concat([keep, Buffer.from(`${OVERLONG}\n`)]));
-    this.tripped = true;
-    this.held = [];
-    this.push(null);
-    cb();
-  }
-}
-
-/** Length of the longest line between `from` and the newline at `lastNl` (inclusive). */
-function longestLine(chunk: Buffer, from: number, lastNl: number): number {
-  let longest = 0;
-  let start = from;
-  while (start <= lastNl) {
-    const nl = chunk.indexOf(10, start);
-    longest = Math.max(longest, nl - start);
-    start = nl + 1;
-  }
-  return longest;
-}
-
 function excerpt(text: string): string {
   return text.length > 120 ? `${text.slice(0, 117)}...` : text;
 }
@@ -105,47 +31,108 @@ function excerpt(text: string): string {
  * naming the line and showing its text.
  */
 export async function* readRecords(input: Readable, options: ReadOptions = {}): AsyncGenerator<InputLine> {
+  for await (const batch of readRecordBatches(input, options)) yield* batch;
+}
+
+/**
+ * readRecords by the chunk: the records of each chunk read, as one array. A command that handles
+ * a record per event pays for one await per chunk instead of one per line, and no stream stage
+ * per line (lines are cut from the raw bytes here: a newline byte is never inside a UTF-8
+ * character, and an over-long line is refused before it is held whole).
+ */
+export async function* readRecordBatches(input: Readable, options: ReadOptions = {}): AsyncGenerator<InputLine[]> {
   const source = options.source ?? 'stdin';
-  const maxLength = options.maxLineBytes ?? MAX_LINE_BYTES;
-  const lines = input.pipe(new LineLimit(maxLength)).pipe(split2());
+  const max = options.maxLineBytes ?? MAX_LINE_BYTES;
   let line = 0;
-  let streamError: Error | undefined;
-  lines.on('error', (err: Error) => {
-    streamError = err;
-  });
-  input.on('error', (err: Error) => lines.destroy(err));
-  // pipe() passes on an end, not a destroy: a consumer that stops reading (cm-exec after EPIPE or
-  // SIGINT destroys stdin) would leave this loop waiting for a line that never comes
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  const overlong = (): InputError => new InputError(source, line + 1, undefined, `line longer than ${max} bytes`);
+  // a consumer that stops reading destroys its input (cm-exec after EPIPE or SIGINT): that ends the
+  // records, quietly, where the end of the stream would
   let stopped = false;
-  input.on('close', () => {
-    if (input.readableEnded || lines.destroyed) return;
-    stopped = true;
-    lines.destroy();
-  });
+  const onClose = (): void => {
+    if (!input.readableEnded && !input.errored) stopped = true;
+  };
+  input.on('close', onClose);
+  // the input stays open when this ends early (an input error): what the command does with it is its own affair
+  const chunks = input.iterator({ destroyOnReturn: false });
   try {
-    for await (const text of lines as AsyncIterable<string>) {
-      if (text === OVERLONG) throw new InputError(source, line + 1, undefined, `line longer than ${maxLength} bytes`);
-      line += 1;
-      if (text.trim() === '') continue;
-      if (text.includes('\uFFFD')) {
-        throw new InputError(source, line, text.indexOf('\uFFFD') + 1, 'invalid UTF-8 (write U+FFFD as \\ufffd)', excerpt(text));
+    for await (const data of chunks) {
+      const chunk: Buffer = typeof data === 'string' ? Buffer.from(data) : (data as Buffer);
+      const out: InputLine[] = [];
+      let start = 0;
+      for (let nl = chunk.indexOf(10); nl >= 0; nl = chunk.indexOf(10, start)) {
+        // a CR before the newline is part of the line ending (CRLF files read as LF ones)
+        const end = nl > start && chunk[nl - 1] === 13 ? nl - 1 : nl;
+        let text: string;
+        if (heldBytes > 0) {
+          if (heldBytes + (nl - start) > max) {
+            if (out.length > 0) yield out;
+            throw overlong();
+          }
+          held.push(chunk.subarray(start, nl));
+          const whole = Buffer.concat(held);
+          text = whole.toString('utf8', 0, whole.length > 0 && whole[whole.length - 1] === 13 ? whole.length - 1 : whole.length);
+          held = [];
+          heldBytes = 0;
+        } else {
+          if (nl - start > max) {
+            if (out.length > 0) yield out;
+            throw overlong();
+          }
+          text = chunk.toString('utf8', start, end);
+        }
+        start = nl + 1;
+        line += 1;
+        let rec: InputLine | undefined;
+        try {
+          rec = parseLine(text, line, source);
+        } catch (err) {
+          // the good lines before the bad one are the consumer's first
+          if (out.length > 0) yield out;
+          throw err;
+        }
+        if (rec !== undefined) out.push(rec);
       }
-      let value: unknown;
-      try {
-        value = JSON.parse(text);
-      } catch (err) {
-        throw new InputError(source, line, undefined, `malformed JSON: ${(err as Error).message}`, excerpt(text));
+      if (start < chunk.length) {
+        if (heldBytes + (chunk.length - start) > max) {
+          if (out.length > 0) yield out;
+          throw overlong();
+        }
+        held.push(chunk.subarray(start));
+        heldBytes += chunk.length - start;
       }
-      const problem = recordProblem(value);
-      if (problem) throw new InputError(source, line, undefined, problem, excerpt(text));
-      yield { record: value as AnyRecord | ForeignRecord, raw: text, line };
+      if (out.length > 0) yield out;
     }
   } catch (err) {
     if (err instanceof InputError) throw err;
-    if (stopped && streamError === undefined) return;
-    throw (streamError ?? err) as Error;
+    if (stopped && !input.errored) return;
+    throw err;
+  } finally {
+    input.off('close', onClose);
   }
-  if (streamError) throw streamError;
+  if (heldBytes > 0) {
+    line += 1;
+    const rec = parseLine(Buffer.concat(held).toString('utf8'), line, source);
+    if (rec !== undefined) yield [rec];
+  }
+}
+
+/** One line's record; undefined for a blank line; an InputError naming the line for anything else. */
+function parseLine(text: string, line: number, source: string): InputLine | undefined {
+  if (text.trim() === '') return undefined;
+  if (text.includes('\uFFFD')) {
+    throw new InputError(source, line, text.indexOf('\uFFFD') + 1, 'invalid UTF-8 (write U+FFFD as \\ufffd)', excerpt(text));
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new InputError(source, line, undefined, `malformed JSON: ${(err as Error).message}`, excerpt(text));
+  }
+  const problem = recordProblem(value);
+  if (problem) throw new InputError(source, line, undefined, problem, excerpt(text));
+  return { record: value as AnyRecord | ForeignRecord, raw: text, line };
 }
 
 /** Parses NDJSON text held in memory (tests, small files), with the same checks as readRecords. */

@@ -1,6 +1,19 @@
 import type { Writable } from 'node:stream';
 import type { AnyRecord, ForeignRecord } from './records';
 
+export interface RecordWriterOptions {
+  /**
+   * Lines written in one turn of the event loop leave in one write() (at most `BATCH_BYTES` each):
+   * a command that writes a record per event pays one syscall per turn, and its reader one read,
+   * instead of one per record. Not for a terminal shared with a progress line, which must be
+   * cleared right before each write.
+   */
+  batch?: boolean;
+}
+
+/** A batch leaves at once past this many characters, so a burst of records never piles up in memory. */
+const BATCH_BYTES = 64 * 1024;
+
 /**
  * Writes one record per line. Honours back-pressure (write() returns a promise only when the
  * stream is full, so the fast path costs nothing) and treats EPIPE as "the reader has gone":
@@ -10,8 +23,15 @@ export class RecordWriter {
   closed = false;
   private waiting: Promise<void> | null = null;
   private readonly closeListeners: Array<() => void> = [];
+  private readonly batch: boolean;
+  private held = '';
+  private flushQueued = false;
 
-  constructor(private readonly out: Writable) {
+  constructor(
+    private readonly out: Writable,
+    opts: RecordWriterOptions = {},
+  ) {
+    this.batch = opts.batch === true;
     out.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') this.markClosed();
       else throw err;
@@ -28,6 +48,7 @@ export class RecordWriter {
   private markClosed(): void {
     if (this.closed) return;
     this.closed = true;
+    this.held = '';
     for (const fn of this.closeListeners.splice(0)) fn();
   }
 
@@ -38,7 +59,31 @@ export class RecordWriter {
   /** Writes a line as it is: pass-through keeps records byte for byte. */
   writeLine(line: string): Promise<void> | undefined {
     if (this.closed) return undefined;
-    if (this.out.write(`${line}\n`)) return this.waiting ?? undefined;
+    if (!this.batch) return this.send(`${line}\n`);
+    this.held += `${line}\n`;
+    if (this.held.length >= BATCH_BYTES) return this.flush();
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      setImmediate(this.flushSoon);
+    }
+    return this.waiting ?? undefined;
+  }
+
+  private readonly flushSoon = (): void => {
+    this.flushQueued = false;
+    this.flush();
+  };
+
+  /** Hands what is held to the stream now. */
+  flush(): Promise<void> | undefined {
+    if (this.held === '' || this.closed) return this.waiting ?? undefined;
+    const text = this.held;
+    this.held = '';
+    return this.send(text);
+  }
+
+  private send(text: string): Promise<void> | undefined {
+    if (this.out.write(text)) return this.waiting ?? undefined;
     if (!this.waiting) {
       this.waiting = new Promise<void>((resolve) => {
         const done = (): void => {
@@ -56,6 +101,7 @@ export class RecordWriter {
 
   /** Resolves when everything written has been handed to the OS (or the reader has gone). */
   end(): Promise<void> {
+    this.flush();
     if (this.closed) return Promise.resolve();
     return new Promise((resolve) => {
       this.out.once('error', () => resolve());

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { CmError, ExitCode, readRecords, RecordWriter, type EventRecord, type FetchRecord, type ReduceRecord, type ValueRecord } from '@cm/protocol';
+import { CmError, ExitCode, readRecordBatches, RecordWriter, type EventRecord, type FetchRecord, type ReduceRecord, type ValueRecord } from '@cm/protocol';
 import { EXIT_CODES, flag, str, wantsRecords, type CommandIO, type DocoptArgs } from '@cm/cli';
 import { parseOps, ReduceEngine, ValueError, valuesTable } from '@cm/reduce';
 
@@ -147,7 +147,8 @@ function runCmd(signal: AbortSignal, cwd: string, env: NodeJS.ProcessEnv) {
 }
 
 export async function run(args: Args, io: CommandIO): Promise<number> {
-  const writer = new RecordWriter(io.stdout);
+  // records of one turn leave in one write (cm-reduce draws no progress line)
+  const writer = new RecordWriter(io.stdout, { batch: true });
   const source = args.file ?? 'stdin';
   const input = args.file ? createReadStream(path.resolve(io.cwd, args.file)) : io.stdin;
   // For people, the values become a table at the end; partial ones would only be overwritten.
@@ -169,21 +170,23 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
     input.destroy();
   });
   try {
-    for await (const { record, raw: line, line: n } of readRecords(input, { source })) {
-      if (stopped || io.signal.aborted) break;
-      try {
-        if (record.kind === 'reduce') {
-          await engine.onReduce(record as ReduceRecord);
-          continue;
+    reading: for await (const batch of readRecordBatches(input, { source })) {
+      for (const { record, raw: line, line: n } of batch) {
+        if (stopped || io.signal.aborted) break reading;
+        try {
+          if (record.kind === 'reduce') {
+            await engine.onReduce(record as ReduceRecord);
+            continue;
+          }
+          // Pass on first: a value computed from this record follows it in the stream.
+          const w = records ? writer.writeLine(line) : undefined;
+          if (w) await w;
+          if (record.kind === 'event') await engine.onEvent(record as EventRecord);
+          else if (record.kind === 'fetch') await engine.onFetch(record as FetchRecord);
+        } catch (err) {
+          if (err instanceof ValueError) throw new CmError(`${source}:${n}: ${err.message}`, ExitCode.INPUT);
+          throw err;
         }
-        // Pass on first: a value computed from this record follows it in the stream.
-        const w = records ? writer.writeLine(line) : undefined;
-        if (w) await w;
-        if (record.kind === 'event') await engine.onEvent(record as EventRecord);
-        else if (record.kind === 'fetch') await engine.onFetch(record as FetchRecord);
-      } catch (err) {
-        if (err instanceof ValueError) throw new CmError(`${source}:${n}: ${err.message}`, ExitCode.INPUT);
-        throw err;
       }
     }
   } catch (err) {

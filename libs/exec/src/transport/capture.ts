@@ -11,7 +11,9 @@ export class OutputCapture {
   private held: Buffer[] = [];
   private heldBytes = 0;
   private fd: number | undefined;
-  private tailBuf: Buffer = Buffer.alloc(0);
+  /** the last chunks, at least TAIL bytes of them when there are: tail() joins them only when asked */
+  private recent: Buffer[] = [];
+  private recentBytes = 0;
   bytes = 0;
   /** path of the complete log, once the cap was exceeded */
   log: string | undefined;
@@ -27,7 +29,9 @@ export class OutputCapture {
 
   push(chunk: Buffer): void {
     this.bytes += chunk.length;
-    this.tailBuf = this.tailBuf.length + chunk.length <= TAIL ? Buffer.concat([this.tailBuf, chunk]) : Buffer.concat([this.tailBuf, chunk]).subarray(-TAIL);
+    this.recent.push(chunk);
+    this.recentBytes += chunk.length;
+    while (this.recentBytes - this.recent[0]!.length >= TAIL) this.recentBytes -= this.recent.shift()!.length;
     let taken = 0;
     if (this.heldBytes < this.max) {
       const take = chunk.subarray(0, this.max - this.heldBytes);
@@ -50,14 +54,18 @@ export class OutputCapture {
 
   /** The last bytes seen (up to 256), for trailers a wrapper appends. */
   tail(): Buffer {
-    return this.tailBuf;
+    const all = this.recent.length === 1 ? this.recent[0]! : Buffer.concat(this.recent);
+    return all.length > TAIL ? all.subarray(-TAIL) : all;
   }
 
   /** Forgets the last `n` bytes (a wrapper's trailer), in memory and in the log. */
   dropTail(n: number): void {
     const keep = Math.max(0, this.bytes - n);
     this.bytes = keep;
-    this.tailBuf = this.tailBuf.subarray(0, Math.max(0, this.tailBuf.length - n));
+    const tail = this.tail();
+    const kept = tail.subarray(0, Math.max(0, tail.length - n));
+    this.recent = kept.length > 0 ? [kept] : [];
+    this.recentBytes = kept.length;
     if (this.fd !== undefined) ftruncateSync(this.fd, keep);
     if (this.heldBytes > keep) {
       const all = Buffer.concat(this.held).subarray(0, keep);

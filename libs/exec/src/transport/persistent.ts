@@ -162,11 +162,12 @@ class Session {
     child.stdin.write(this.program);
   }
 
-  /** jobs handed to this session, launched or still waiting for its hello */
-  assigned = 0;
+  /** jobs handed to this session that wait for its hello */
+  waiting = 0;
 
+  /** jobs handed to this session, launched or still waiting for its hello */
   get load(): number {
-    return this.assigned;
+    return this.waiting + this.running.size;
   }
 
   private lastStderrLine(): string {
@@ -420,24 +421,45 @@ export class PersistentTransport implements Transport {
   }
 
   /** `use` on a ready session of host; a host or session that cannot be had is an outcome that never ran. */
-  private async onSession(host: HostRecord, signal: AbortSignal, use: (s: Session) => Promise<JobOutcome>, lostIfUnavailable = false): Promise<JobOutcome> {
-    const start = new Date();
-    if (this.closed) return notRun(start, 'transport closed');
+  private onSession(host: HostRecord, signal: AbortSignal, use: (s: Session) => Promise<JobOutcome>, lostIfUnavailable = false): Promise<JobOutcome> {
+    if (this.closed) return Promise.resolve(notRun(new Date(), 'transport closed'));
     const hs = this.stateOf(host);
-    if (hs.unavailable) return lostIfUnavailable ? { ...notRun(start, hs.unavailable), lost: true } : notRun(start, hs.unavailable);
+    if (hs.unavailable) return Promise.resolve(lostIfUnavailable ? { ...notRun(new Date(), hs.unavailable), lost: true } : notRun(new Date(), hs.unavailable));
     const session = this.pick(host, hs);
-    session.assigned += 1;
+    // the usual case once connected: no wait for the hello, so no promise and listener more per job
+    if (session.state === 'ready' && !signal.aborted) {
+      try {
+        return use(session);
+      } catch (err) {
+        return Promise.resolve(notRun(new Date(), (err as Error).message));
+      }
+    }
+    return this.whenReady(session, hs, signal, use);
+  }
+
+  private async whenReady(session: Session, hs: HostSessions, signal: AbortSignal, use: (s: Session) => Promise<JobOutcome>): Promise<JobOutcome> {
+    const start = new Date();
+    // counted in the session's load while it waits for its hello; once launched, as running
+    session.waiting += 1;
     try {
       await abortable(session.ready, signal);
+    } catch (err) {
+      return this.notStarted(err, hs, signal, start);
+    } finally {
+      session.waiting -= 1;
+    }
+    try {
       return await use(session);
     } catch (err) {
-      if (signal.aborted) return notRun(start, 'cancelled');
-      const e = err as StartError;
-      if (e.unavailable) hs.unavailable = e.message;
-      return notRun(start, e.message);
-    } finally {
-      session.assigned -= 1;
+      return this.notStarted(err, hs, signal, start);
     }
+  }
+
+  private notStarted(err: unknown, hs: HostSessions, signal: AbortSignal, start: Date): JobOutcome {
+    if (signal.aborted) return notRun(start, 'cancelled');
+    const e = err as StartError;
+    if (e.unavailable) hs.unavailable = e.message;
+    return notRun(start, e.message);
   }
 
   prepare(host: HostRecord): void {
