@@ -254,7 +254,7 @@ sub shq { my $v = $_[0]; $v =~ s/\x27/\x27\\\x27\x27/g; "\x27$v\x27" }
 
 # sh -s reads the jobs of its lane as script. HUP, INT and TERM are caught (a subshell starts with
 # the default handlers) so that signalling the process group of the lane reaches the job, not the shell.
-# The shell's own messages (Terminated...) go to /dev/null; the job's stderr is kept on fd E.
+# Messages of the shell itself (Terminated...) go to /dev/null; the stderr of a job is on fd E.
 sub slot_spawn {
   my $lane = $_[0];
   my ($cr, $cw, $or, $ow, $er, $ew);
@@ -337,7 +337,7 @@ sub remove_workdir {
   rmdir $run if length $run;
 }
 
-# The job of the lane ended with status rc: its output is all in the lane's pipes already.
+# The job of the lane ended with status rc: all its output is in the pipes of the lane already.
 sub slot_end {
   my ($lane, $rc, $sig) = @_;
   my $sl = $slot{$lane} or return;
@@ -363,7 +363,7 @@ sub read_status {
 }
 
 # What the jobs that just ended left running: the loop adopted it (child subreaper). In the group of
-# a lane, it ends with the lane's shell, as the group of a job did on the fork and exec path; a process
+# a lane, it ends with the shell of the lane, as the group of a job did on the fork and exec path; a process
 # that left its group runs on, but the lanes that ended now take new pipes, so it writes in no job.
 sub adopted {
   my %ended = map { $_ => 1 } @_;
