@@ -16,7 +16,7 @@ my $WNOHANG = $^O =~ /^(linux|darwin|freebsd|openbsd|netbsd|dragonfly|cygwin)$/ 
 sub signame { require Config; (split / /, $Config::Config{sig_name})[$_[0]] || "-" }
 my (%job, %pid_of, %pipe);    # pid => serial; serial => pid; fileno => [handle, serial, O|E, pid]
 my %remove;                   # serial => the workdir to remove when the job ends
-my %slot;         # lane => [shell pid, its script pipe, stdout, stderr, serial of its job or undef, KILL sent]
+my %slot;         # lane => [shell pid, its script pipe, stdout, stderr, serial of its job or undef, KILL sent, gone]
 my %shell;        # shell pid => lane, while it runs the lane
 my %slot_job;     # serial => lane
 my %spipe;        # fileno => [handle, lane, O|E]
@@ -50,6 +50,7 @@ sub finish {
   kill "KILL", -$_ for keys %job, keys %shell;
   # reaped, not left to init: their CPU time is accounted to the session
   waitpid $_, 0 for keys %shell;
+  unspare($_->[7]) for values %slot;
   exit $_[0];
 }
 # HUP, INT and TERM are caught and ignored: a job that signals its parent (kill PPID) must not
@@ -209,12 +210,12 @@ sub failed {
 
 sub start {
   my ($serial, $lane, $rm, $wd, $cmd, @env) = @_;
-  # as the per-job transport: mkdir -p DIR && cd DIR, else status 1 with the reason on stderr
-  return failed($serial, "mkdir: cannot create directory $wd: $!\n") if !mkpath($wd) && !mkpath($wd);
   my $sp = delete $want_spool{$serial};
   # $$ is the slot shell in a subshell: a job that names it gets a shell of its own. A spooled job
   # must outlive the session, and so the slots of its loop.
   return if !$sp && $SLOTS && $cmd !~ /\$\{?\$/ && slot_start($serial, $lane, $rm, $wd, $cmd, @env);
+  # as the per-job transport: mkdir -p DIR && cd DIR, else status 1 with the reason on stderr
+  return failed($serial, "mkdir: cannot create directory $wd: $!\n") if !mkpath($wd) && !mkpath($wd);
   my ($sout, $serr);
   if ($sp) {
     return failed($serial, "mkdir: cannot create directory $sp->[0]: $!\n") if !mkpath($sp->[0]) && !mkpath($sp->[0]);
@@ -257,8 +258,8 @@ sub shq { my $v = $_[0]; $v =~ s/\x27/\x27\\\x27\x27/g; "\x27$v\x27" }
 # Messages of the shell itself (Terminated...) go to /dev/null; the stderr of a job is on fd E.
 sub slot_spawn {
   my $lane = $_[0];
-  my ($cr, $cw, $or, $ow, $er, $ew);
-  pipe($cr, $cw) && pipe($or, $ow) && pipe($er, $ew) or return;
+  my ($cr, $cw, $or, $ow, $er, $ew, $xr, $xw);
+  pipe($cr, $cw) && pipe($or, $ow) && pipe($er, $ew) && pipe($xr, $xw) or return;
   my $pid = fork;
   return if !defined $pid;
   if ($pid == 0) {
@@ -268,17 +269,44 @@ sub slot_spawn {
     open STDERR, ">&", $ew or exit 1;
     # F_SETFD 0: the status pipe stays open across the exec
     fcntl($status_w, 2, 0) or exit 1;
-    exec { $SH } "sh", "-s";
+    # the room its arguments take is where ps reads the command line of the job (see title)
+    exec { $SH } "sh", "-s", " " x 4000;
     exit 127;
   }
   close $cr;
   close $ow;
   close $ew;
+  close $xw;
+  # end of file once the exec is done (close-on-exec), and the memory of the shell is its own
+  sysread $xr, my $junk, 1;
+  close $xr;
   $shell{$pid} = $lane;
-  $slot{$lane} = [$pid, $cw, $or, $er, undef, 0];
+  $slot{$lane} = [$pid, $cw, $or, $er, undef, 0, 0, undef, title_of($pid)];
   $spipe{fileno $or} = [$or, $lane, "O"];
   $spipe{fileno $er} = [$er, $lane, "E"];
-  return slot_send($lane, "trap : HUP INT TERM\nexec $E>&2 2>/dev/null\n");
+  title($slot{$lane}, "sh\0-s");
+  return slot_send($lane, "set --\ntrap : HUP INT TERM\nexec $E>&2 2>/dev/null\n");
+}
+
+# ps shows a job as sh -c CMD, as on the fork and exec path (people and tests find jobs by their
+# command line): the loop writes it where the shell keeps its arguments, which the subshell of the
+# job inherits, then puts sh -s back when the job ends. Best effort: without ptrace rights over its
+# own children (Yama scope 2 or 3), ps shows sh -s.
+sub title_of {
+  my $pid = $_[0];
+  open my $st, "<", "/proc/$pid/stat" or return;
+  my $stat = <$st>;
+  close $st;
+  my ($from, $to) = (split / /, substr($stat, rindex($stat, ")") + 2))[45, 46];
+  open my $mem, "+<", "/proc/$pid/mem" or return;
+  return $from && $to > $from ? [$mem, $from, $to - $from] : undef;
+}
+
+sub title {
+  my ($sl, $text) = @_;
+  my $t = $sl->[8] or return;
+  $text = substr($text, 0, $t->[2] - 1) . "\0" x ($t->[2] - length $text);
+  sysseek $t->[0], $t->[1], 0 and syswrite $t->[0], $text;
 }
 
 sub slot_send {
@@ -299,6 +327,7 @@ sub slot_drop {
   my $sl = delete $slot{$lane} or return;
   kill "KILL", -$sl->[0];
   delete $shell{$sl->[0]};
+  unspare($sl->[7]);
   close $sl->[1];
   for my $h (@$sl[2, 3]) { delete $spipe{fileno $h}; close $h }
 }
@@ -315,6 +344,16 @@ sub slot_start {
   }
   $script .= "eval " . shq($cmd) . "\n) </dev/null 2>&$E $E>&- $S>&-; echo $lane \$? >&$S\n";
   $sl || slot_spawn($lane) or return 0;
+  $sl = $slot{$lane};
+  # The empty folder the previous job of the lane left becomes this one (one rename, where mkdir
+  # and rmdir cost several times as much on a journalling file system).
+  my $spare = $sl->[7];
+  $sl->[7] = undef;
+  if (!defined $spare || up($spare) ne up($wd) || !rename $spare, $wd) {
+    unspare($spare);
+    return failed($serial, "mkdir: cannot create directory $wd: $!\n") || 1 if !mkpath($wd) && !mkpath($wd);
+  }
+  title($sl, "sh\0-c\0$cmd");
   slot_send($lane, $script) or return 0;
   $slot{$lane}[4] = $serial;
   $slot_job{$serial} = $lane;
@@ -328,6 +367,16 @@ sub drain_now {
   my $bits = "";
   vec($bits, fileno $p->[0], 1) = 1;
   1 while select(my $ready = $bits, undef, undef, 0) > 0 && $reader->($p);
+}
+
+sub up { (my $up = $_[0]) =~ s{/+[^/]+/*$}{}; $up }
+
+# A spare folder goes, and its run folder once empty.
+sub unspare {
+  defined(my $d = $_[0]) or return;
+  rmdir $d;
+  my $run = up($d);
+  rmdir $run if length $run;
 }
 
 sub remove_workdir {
@@ -344,7 +393,16 @@ sub slot_end {
   defined(my $serial = $sl->[4]) or return;
   drain_now($_, \&sdrain) for grep { $_->[1] eq $lane } values %spipe;
   $sl->[4] = undef;
+  title($sl, "sh\0-s");
   delete $slot_job{$serial};
+  my $wd = $remove{$serial};
+  if (defined $wd && !$sl->[6] && opendir my $d, $wd) {
+    my $names = 0;
+    $names++ while $names < 3 && defined readdir $d;
+    closedir $d;
+    # empty: kept for the next job of the lane, under its name until then
+    ($sl->[7], $wd) = ($wd, delete $remove{$serial}) if $names == 2;
+  }
   remove_workdir($serial);
   $sig //= $rc > 128 && $rc < 160 ? signame($rc - 128) : "-";
   $reply .= "$M $serial x $rc $sig\n";
@@ -405,6 +463,8 @@ sub sdrain {
 sub shell_gone {
   my ($lane, $status) = @_;
   my $sl = $slot{$lane} or return;
+  # once: draining its pipes below meets their end of file again
+  return if $sl->[6]++;
   $status //= waitpid($sl->[0], 0) == $sl->[0] ? $? : 9;
   drain_now([$status_r], sub { read_status(); 1 }) if $SLOTS;
   if (defined $sl->[4] && $slot{$lane}) {
