@@ -281,11 +281,20 @@ sub slot_spawn {
   sysread $xr, my $junk, 1;
   close $xr;
   $shell{$pid} = $lane;
-  $slot{$lane} = [$pid, $cw, $or, $er, undef, 0, 0, undef, title_of($pid)];
+  $slot{$lane} = [$pid, $cw, $or, $er, undef, 0, 0, undef, undef];
   $spipe{fileno $or} = [$or, $lane, "O"];
   $spipe{fileno $er} = [$er, $lane, "E"];
+  slot_send($lane, "set --\ntrap : HUP INT TERM\nexec $E>&2 2>/dev/null\necho $lane - >&$S\n") or return 0;
+  # Its arguments are read once it says so: from then on they are only what ps shows. (Lines of
+  # other lanes that come first wait in status_in.)
+  until ($status_in =~ s/(^|\n)$lane -\n/$1/) {
+    my $n = sysread $status_r, $status_in, 4096, length $status_in;
+    next if !defined $n && $!{EINTR};
+    if (!$n || !kill 0, $pid) { slot_drop($lane); return 0 }
+  }
+  $slot{$lane}[8] = title_of($pid);
   title($slot{$lane}, "sh\0-s");
-  return slot_send($lane, "set --\ntrap : HUP INT TERM\nexec $E>&2 2>/dev/null\n");
+  return 1;
 }
 
 # ps shows a job as sh -c CMD, as on the fork and exec path (people and tests find jobs by their
@@ -411,7 +420,7 @@ sub slot_end {
 }
 
 sub read_status {
-  my $n = sysread $status_r, $status_in, 4096, length $status_in;
+  sysread $status_r, $status_in, 4096, length $status_in if !@_;
   my @lanes;
   while ((my $i = index $status_in, "\n") >= 0) {
     my ($lane, $rc) = split / /, substr($status_in, 0, $i + 1, "");
@@ -569,6 +578,8 @@ for (;;) {
   ($chld = 0, reap()) if $chld || %job;
   watch_turn() if %watch;
   detached_turn() if $detached;
+  # status lines read while a lane was starting
+  read_status(1) if index($status_in, "\n") >= 0;
   if ($ended || length $reply > 65536) { put($reply); ($reply, $ended) = ("", 0) }
   my $rin = "";
   vec($rin, 0, 1) = 1;
