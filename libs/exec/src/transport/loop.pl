@@ -271,6 +271,7 @@ sub slot_spawn {
     fcntl($status_w, 2, 0) or exit 1;
     # the room its arguments take is where ps reads the command line of the job (see title)
     exec { $SH } "sh", "-s", " " x 4000;
+    syswrite $xw, "x";
     exit 127;
   }
   close $cr;
@@ -278,8 +279,9 @@ sub slot_spawn {
   close $ew;
   close $xw;
   # end of file once the exec is done (close-on-exec), and the memory of the shell is its own
-  sysread $xr, my $junk, 1;
+  my $failed = sysread $xr, my $junk, 1;
   close $xr;
+  if ($failed) { waitpid $pid, 0; return 0 }
   $shell{$pid} = $lane;
   $slot{$lane} = [$pid, $cw, $or, $er, undef, 0, 0, undef, undef];
   $spipe{fileno $or} = [$or, $lane, "O"];
@@ -288,9 +290,11 @@ sub slot_spawn {
   # Its arguments are read once it says so: from then on they are only what ps shows. (Lines of
   # other lanes that come first wait in status_in.)
   until ($status_in =~ s/(^|\n)$lane -\n/$1/) {
-    my $n = sysread $status_r, $status_in, 4096, length $status_in;
-    next if !defined $n && $!{EINTR};
-    if (!$n || !kill 0, $pid) { slot_drop($lane); return 0 }
+    my $bits = "";
+    vec($bits, fileno $status_r, 1) = 1;
+    if (select(my $ready = $bits, undef, undef, 1) > 0) { sysread $status_r, $status_in, 4096, length $status_in; next }
+    # (the other shells hold the status pipe: no end of file tells that this one is gone)
+    if (waitpid($pid, $WNOHANG) == $pid) { slot_drop($lane); return 0 }
   }
   $slot{$lane}[8] = title_of($pid);
   title($slot{$lane}, "sh\0-s");
@@ -548,8 +552,9 @@ sub request {
   if ($line =~ /^r (\d+) (\d+) ([01]) (.*)$/s) { start($1, $2, $3, words($4)) }
   elsif ($line =~ /^k (\d+) \d+ ([A-Z0-9]+)$/) {
     if (defined(my $lane = $slot_job{$1})) {
-      kill $2, -$slot{$lane}[0];
-      $slot{$lane}[5] = 1 if $2 eq "KILL";
+      my $sl = $slot{$lane} or return;
+      kill $2, -$sl->[0];
+      $sl->[5] = 1 if $2 eq "KILL";
       return;
     }
     my $pid = $pid_of{$1};
