@@ -1,5 +1,8 @@
-# The job loop of the persistent transport, in perl: one process runs every job of the session (one fork and
-# one exec per job). It travels inside one sh single-quoted word, so it holds no single quote.
+# The job loop of the persistent transport, in perl: one process runs every job of the session. A job
+# runs as a subshell of a long-lived sh per lane (a slot shell): a fork of an already started shell,
+# with no exec, where a fork and an exec of sh -c per job cost about 4x as much CPU. Jobs that need a
+# shell of their own ($$, a spool) and hosts where orphans cannot be found (no child subreaper) take
+# the fork and exec path. It travels inside one sh single-quoted word, so it holds no single quote.
 use strict;
 # The wire format of the sh loop, from one process that runs every job of the session.
 # No modules at start-up: POSIX alone costs 12 ms of CPU per session, which every host pays at
@@ -13,6 +16,12 @@ my $WNOHANG = $^O =~ /^(linux|darwin|freebsd|openbsd|netbsd|dragonfly|cygwin)$/ 
 sub signame { require Config; (split / /, $Config::Config{sig_name})[$_[0]] || "-" }
 my (%job, %pid_of, %pipe);    # pid => serial; serial => pid; fileno => [handle, serial, O|E, pid]
 my %remove;                   # serial => the workdir to remove when the job ends
+my %slot;         # lane => [shell pid, its script pipe, stdout, stderr, serial of its job or undef, KILL sent, gone]
+my %shell;        # shell pid => lane, while it runs the lane
+my %slot_job;     # serial => lane
+my %spipe;        # fileno => [handle, lane, O|E]
+my %stray;        # adopted orphans that left their group: left running, as by the fork and exec path
+my $status_in = "";
 my $closing = 0;
 # Detached runs (cm-exec --reattach-within): a job sent with a spool keeps its first <cap> bytes of
 # stdout and stderr, its start, end and status in files of that folder on the host, so that a later
@@ -38,7 +47,10 @@ sub finish {
   # a forked job not yet in its exec gets the signal as its status, and must not touch the loop state
   exit $_[0] if $$ != $LOOP;
   return if $closing++;
-  kill "KILL", -$_ for keys %job;
+  kill "KILL", -$_ for keys %job, keys %shell;
+  # reaped, not left to init: their CPU time is accounted to the session
+  waitpid $_, 0 for keys %shell;
+  unspare($_->[7]) for values %slot;
   exit $_[0];
 }
 # HUP, INT and TERM are caught and ignored: a job that signals its parent (kill PPID) must not
@@ -46,10 +58,31 @@ sub finish {
 # its stdin closes (ssh gone) or stdout breaks. Caught, not ignored, so a job starts with the
 # default handlers after its exec.
 $SIG{$_} = sub {} for qw(HUP INT TERM);
-$SIG{PIPE} = sub { lost(141) };
+# (a slot shell that died breaks its script pipe: slot_send sees EPIPE and drops the lane)
+my $to_slot = 0;
+$SIG{PIPE} = sub { lost(141) unless $to_slot };
 pipe(my $wake_r, my $wake_w) or finish(3);
 # (blocking writes are fine: the loop drains it on every turn, one byte per SIGCHLD)
-$SIG{CHLD} = sub { syswrite $wake_w, "c" if $$ == $LOOP };
+# waitpid only after a SIGCHLD: slot jobs end without one (their parent is the slot shell)
+my $chld = 1;
+$SIG{CHLD} = sub { $chld = 1, syswrite $wake_w, "c" if $$ == $LOOP };
+
+# Slot shells need to find what a job leaves running once its subshell has ended: as the child
+# subreaper of its session, the loop adopts every orphan and lists them in /proc (Linux 3.5+).
+# Elsewhere, the process group of a job, which the fork and exec path kills at its end, does that.
+my $CHILDREN = "/proc/$$/task/$$/children";
+my ($status_r, $status_w, $S, $E);
+my $SLOTS = $^O eq "linux" && do {
+  require Config;
+  my $prctl = { x86_64 => 157, aarch64 => 167 }->{(split /-/, $Config::Config{archname})[0]};
+  # PR_SET_CHILD_SUBREAPER
+  $prctl && syscall($prctl, 36, 1, 0, 0, 0) == 0 && -r $CHILDREN
+} && pipe($status_r, $status_w) && fileno $status_w <= 9;
+if ($SLOTS) {
+  # every slot shell writes "<lane> <status>" there when a job ends: a line is one atomic write
+  $S = fileno $status_w;
+  $E = $S == 9 ? 8 : 9;
+}
 
 sub words {
   my @w;
@@ -106,6 +139,7 @@ sub lost {
   ($reply, $ended) = ("", 0);
   %watch = ();
   for my $pid (keys %job) { kill "KILL", -$pid unless $spool{$job{$pid}} }
+  slot_drop($_) for keys %slot;
   open STDIN, "<", "/dev/null";
   open STDOUT, ">", "/dev/null";
   open STDERR, ">", "/dev/null";
@@ -175,10 +209,13 @@ sub failed {
 }
 
 sub start {
-  my ($serial, $rm, $wd, $cmd, @env) = @_;
+  my ($serial, $lane, $rm, $wd, $cmd, @env) = @_;
+  my $sp = delete $want_spool{$serial};
+  # $$ is the slot shell in a subshell: a job that names it gets a shell of its own. A spooled job
+  # must outlive the session, and so the slots of its loop.
+  return if !$sp && $SLOTS && $cmd !~ /\$\{?\$/ && slot_start($serial, $lane, $rm, $wd, $cmd, @env);
   # as the per-job transport: mkdir -p DIR && cd DIR, else status 1 with the reason on stderr
   return failed($serial, "mkdir: cannot create directory $wd: $!\n") if !mkpath($wd) && !mkpath($wd);
-  my $sp = delete $want_spool{$serial};
   my ($sout, $serr);
   if ($sp) {
     return failed($serial, "mkdir: cannot create directory $sp->[0]: $!\n") if !mkpath($sp->[0]) && !mkpath($sp->[0]);
@@ -214,6 +251,243 @@ sub start {
   $pipe{fileno $er} = [$er, $serial, "E", $pid];
 }
 
+sub shq { my $v = $_[0]; $v =~ s/\x27/\x27\\\x27\x27/g; "\x27$v\x27" }
+
+# sh -s reads the jobs of its lane as script. HUP, INT and TERM are caught (a subshell starts with
+# the default handlers) so that signalling the process group of the lane reaches the job, not the shell.
+# Messages of the shell itself (Terminated...) go to /dev/null; the stderr of a job is on fd E.
+sub slot_spawn {
+  my $lane = $_[0];
+  my ($cr, $cw, $or, $ow, $er, $ew, $xr, $xw);
+  pipe($cr, $cw) && pipe($or, $ow) && pipe($er, $ew) && pipe($xr, $xw) or return;
+  my $pid = fork;
+  return if !defined $pid;
+  if ($pid == 0) {
+    setpgrp(0, 0);
+    open STDIN, "<&", $cr or exit 1;
+    open STDOUT, ">&", $ow or exit 1;
+    open STDERR, ">&", $ew or exit 1;
+    # F_SETFD 0: the status pipe stays open across the exec
+    fcntl($status_w, 2, 0) or exit 1;
+    # the room its arguments take is where ps reads the command line of the job (see title)
+    exec { $SH } "sh", "-s", " " x 4000;
+    syswrite $xw, "x";
+    exit 127;
+  }
+  close $cr;
+  close $ow;
+  close $ew;
+  close $xw;
+  # end of file once the exec is done (close-on-exec), and the memory of the shell is its own
+  my $failed = sysread $xr, my $junk, 1;
+  close $xr;
+  if ($failed) { waitpid $pid, 0; return 0 }
+  $shell{$pid} = $lane;
+  $slot{$lane} = [$pid, $cw, $or, $er, undef, 0, 0, undef, undef];
+  $spipe{fileno $or} = [$or, $lane, "O"];
+  $spipe{fileno $er} = [$er, $lane, "E"];
+  slot_send($lane, "set --\ntrap : HUP INT TERM\nexec $E>&2 2>/dev/null\necho $lane - >&$S\n") or return 0;
+  # Its arguments are read once it says so: from then on they are only what ps shows. (Lines of
+  # other lanes that come first wait in status_in.)
+  until ($status_in =~ s/(^|\n)$lane -\n/$1/) {
+    my $bits = "";
+    vec($bits, fileno $status_r, 1) = 1;
+    if (select(my $ready = $bits, undef, undef, 1) > 0) { sysread $status_r, $status_in, 4096, length $status_in; next }
+    # (the other shells hold the status pipe: no end of file tells that this one is gone)
+    if (waitpid($pid, $WNOHANG) == $pid) { slot_drop($lane); return 0 }
+  }
+  $slot{$lane}[8] = title_of($pid);
+  title($slot{$lane}, "sh\0-s");
+  return 1;
+}
+
+# ps shows a job as sh -c CMD, as on the fork and exec path (people and tests find jobs by their
+# command line): the loop writes it where the shell keeps its arguments, which the subshell of the
+# job inherits, then puts sh -s back when the job ends. Best effort: without ptrace rights over its
+# own children (Yama scope 2 or 3), ps shows sh -s.
+sub title_of {
+  my $pid = $_[0];
+  open my $st, "<", "/proc/$pid/stat" or return;
+  my $stat = <$st>;
+  close $st;
+  my ($from, $to) = (split / /, substr($stat, rindex($stat, ")") + 2))[45, 46];
+  open my $mem, "+<", "/proc/$pid/mem" or return;
+  return $from && $to > $from ? [$mem, $from, $to - $from] : undef;
+}
+
+sub title {
+  my ($sl, $text) = @_;
+  my $t = $sl->[8] or return;
+  $text = substr($text, 0, $t->[2] - 1) . "\0" x ($t->[2] - length $text);
+  sysseek $t->[0], $t->[1], 0 and syswrite $t->[0], $text;
+}
+
+sub slot_send {
+  my ($lane, $s) = @_;
+  while (length $s) {
+    $to_slot = 1;
+    my $w = syswrite $slot{$lane}[1], $s;
+    $to_slot = 0;
+    if (!defined $w) { next if $!{EINTR}; slot_drop($lane); return 0 }
+    substr($s, 0, $w) = "";
+  }
+  return 1;
+}
+
+# The shell of the lane and whatever is left in its group go; the next job of the lane starts a new one.
+sub slot_drop {
+  my $lane = $_[0];
+  my $sl = delete $slot{$lane} or return;
+  kill "KILL", -$sl->[0];
+  delete $shell{$sl->[0]};
+  unspare($sl->[7]);
+  close $sl->[1];
+  for my $h (@$sl[2, 3]) { delete $spipe{fileno $h}; close $h }
+}
+
+sub slot_start {
+  my ($serial, $lane, $rm, $wd, $cmd, @env) = @_;
+  my $sl = $slot{$lane};
+  return 0 if $sl && defined $sl->[4];
+  my $script = "( cd -- " . shq($wd =~ m{^/} ? $wd : "./$wd") . " || exit 1\n";
+  while (@env) {
+    my ($k, $v) = splice @env, 0, 2;
+    return 0 unless $k =~ /^[A-Za-z_][A-Za-z0-9_]*$/;
+    $script .= "export $k=" . shq($v) . "\n";
+  }
+  $script .= "eval " . shq($cmd) . "\n) </dev/null 2>&$E $E>&- $S>&-; echo $lane \$? >&$S\n";
+  $sl || slot_spawn($lane) or return 0;
+  $sl = $slot{$lane};
+  # The empty folder the previous job of the lane left becomes this one (one rename, where mkdir
+  # and rmdir cost several times as much on a journalling file system).
+  my $spare = $sl->[7];
+  $sl->[7] = undef;
+  if (!defined $spare || up($spare) ne up($wd) || !rename $spare, $wd) {
+    unspare($spare);
+    return failed($serial, "mkdir: cannot create directory $wd: $!\n") || 1 if !mkpath($wd) && !mkpath($wd);
+  }
+  title($sl, "sh\0-c\0$cmd");
+  slot_send($lane, $script) or return 0;
+  $slot{$lane}[4] = $serial;
+  $slot_job{$serial} = $lane;
+  $remove{$serial} = $wd if $rm;
+  return 1;
+}
+
+# All a pipe holds now, without waiting.
+sub drain_now {
+  my ($p, $reader) = @_;
+  my $bits = "";
+  vec($bits, fileno $p->[0], 1) = 1;
+  1 while select(my $ready = $bits, undef, undef, 0) > 0 && $reader->($p);
+}
+
+sub up { (my $up = $_[0]) =~ s{/+[^/]+/*$}{}; $up }
+
+# A spare folder goes, and its run folder once empty.
+sub unspare {
+  defined(my $d = $_[0]) or return;
+  rmdir $d;
+  my $run = up($d);
+  rmdir $run if length $run;
+}
+
+sub remove_workdir {
+  defined(my $wd = delete $remove{$_[0]}) or return;
+  rmdir $wd or rmtree($wd);
+  (my $run = $wd) =~ s{/+[^/]+/*$}{};
+  rmdir $run if length $run;
+}
+
+# The job of the lane ended with status rc: all its output is in the pipes of the lane already.
+sub slot_end {
+  my ($lane, $rc, $sig) = @_;
+  my $sl = $slot{$lane} or return;
+  defined(my $serial = $sl->[4]) or return;
+  drain_now($_, \&sdrain) for grep { $_->[1] eq $lane } values %spipe;
+  $sl->[4] = undef;
+  title($sl, "sh\0-s");
+  delete $slot_job{$serial};
+  my $wd = $remove{$serial};
+  if (defined $wd && !$sl->[6] && opendir my $d, $wd) {
+    my $names = 0;
+    $names++ while $names < 3 && defined readdir $d;
+    closedir $d;
+    # empty: kept for the next job of the lane, under its name until then
+    ($sl->[7], $wd) = ($wd, delete $remove{$serial}) if $names == 2;
+  }
+  remove_workdir($serial);
+  $sig //= $rc > 128 && $rc < 160 ? signame($rc - 128) : "-";
+  $reply .= "$M $serial x $rc $sig\n";
+  $ended = 1;
+  return 1;
+}
+
+sub read_status {
+  sysread $status_r, $status_in, 4096, length $status_in if !@_;
+  my @lanes;
+  while ((my $i = index $status_in, "\n") >= 0) {
+    my ($lane, $rc) = split / /, substr($status_in, 0, $i + 1, "");
+    push @lanes, $lane if slot_end($lane, $rc + 0);
+  }
+  adopted(@lanes) if @lanes;
+}
+
+# What the jobs that just ended left running: the loop adopted it (child subreaper). In the group of
+# a lane, it ends with the shell of the lane, as the group of a job did on the fork and exec path; a process
+# that left its group runs on, but the lanes that ended now take new pipes, so it writes in no job.
+sub adopted {
+  my %ended = map { $_ => 1 } @_;
+  open my $f, "<", $CHILDREN or return;
+  my $kids = <$f>;
+  close $f;
+  my $strays = 0;
+  for my $pid (split " ", $kids // "") {
+    next if exists $shell{$pid} || exists $job{$pid} || $stray{$pid};
+    open my $st, "<", "/proc/$pid/stat" or next;
+    my $stat = <$st>;
+    close $st;
+    my $pgid = (split / /, substr($stat, rindex($stat, ")") + 2))[2];
+    my $lane = $shell{$pgid};
+    if (defined $lane) { slot_drop($lane) if !defined $slot{$lane}[4] }
+    elsif (!$job{$pgid}) { $stray{$pid} = 1; $strays = 1 }
+  }
+  if ($strays) { slot_drop($_) for keys %ended }
+}
+
+# Output of the job a lane runs; output while the lane is idle has no job to go to.
+sub sdrain {
+  my $p = $_[0];
+  my $n = sysread $p->[0], my $buf, 65536;
+  return 1 if !defined $n && $!{EINTR};
+  if ($n) {
+    my $sl = $slot{$p->[1]};
+    return 1 if $detached || !$sl || !defined $sl->[4];
+    $reply .= "$M $sl->[4] $p->[2] $n\n" . $buf;
+    if (length $reply > 1 << 20) { put($reply); $reply = "" }
+    return 1;
+  }
+  # the shell of the lane is gone
+  shell_gone($p->[1]);
+  return 0;
+}
+
+# The shell of the lane died (the job killed its group with KILL, or a KILL after a timeout).
+sub shell_gone {
+  my ($lane, $status) = @_;
+  my $sl = $slot{$lane} or return;
+  # once: draining its pipes below meets their end of file again
+  return if $sl->[6]++;
+  $status //= waitpid($sl->[0], 0) == $sl->[0] ? $? : 9;
+  drain_now([$status_r], sub { read_status(); 1 }) if $SLOTS;
+  if (defined $sl->[4] && $slot{$lane}) {
+    my ($rc, $sig) = ($status >> 8, "-");
+    if ($status & 127) { $rc = 128 + ($status & 127); $sig = signame($status & 127) }
+    slot_end($lane, $rc, $sig);
+  }
+  slot_drop($lane);
+}
+
 # Reads what the pipe of a job holds. Returns false at end of file, when the pipe is closed.
 sub drain {
   my $p = $_[0];
@@ -239,6 +513,8 @@ sub drain {
 sub reap {
   while ((my $pid = waitpid(-1, $WNOHANG)) > 0) {
     my $status = $?;
+    delete $stray{$pid};
+    if (defined(my $lane = $shell{$pid})) { shell_gone($lane, $status); next }
     defined(my $serial = delete $job{$pid}) or next;
     delete $pid_of{$serial};
     # what the job left running in its process group ends with it, as with the sh loop
@@ -252,11 +528,7 @@ sub reap {
       if ($pipe{fileno $p->[0]}) { delete $pipe{fileno $p->[0]}; close $p->[0] }
     }
     # a job nothing downstream reads from leaves nothing behind; the folder of its run goes once empty
-    if (defined(my $wd = delete $remove{$serial})) {
-      rmtree($wd);
-      (my $run = $wd) =~ s{/+[^/]+/*$}{};
-      rmdir $run if length $run;
-    }
+    remove_workdir($serial);
     my ($rc, $sig) = ($status >> 8, "-");
     if ($status & 127) { $rc = 128 + ($status & 127); $sig = signame($status & 127) }
     if (my $sp = $spool{$serial}) {
@@ -277,8 +549,14 @@ sub reap {
 
 sub request {
   my $line = $_[0];
-  if ($line =~ /^r (\d+) \d+ ([01]) (.*)$/s) { start($1, $2, words($3)) }
+  if ($line =~ /^r (\d+) (\d+) ([01]) (.*)$/s) { start($1, $2, $3, words($4)) }
   elsif ($line =~ /^k (\d+) \d+ ([A-Z0-9]+)$/) {
+    if (defined(my $lane = $slot_job{$1})) {
+      my $sl = $slot{$lane} or return;
+      kill $2, -$sl->[0];
+      $sl->[5] = 1 if $2 eq "KILL";
+      return;
+    }
     my $pid = $pid_of{$1};
     if (!$pid && $watch{$1} && open my $p, "<", "$watch{$1}/pid") { (undef, $pid) = split / /, scalar <$p>; close $p }
     kill($2, -$pid) or kill($2, $pid) if $pid;
@@ -302,21 +580,28 @@ sub request {
 put("$M hello $VERSION perl\n");
 my $in = "";
 for (;;) {
-  reap();
+  ($chld = 0, reap()) if $chld || %job;
   watch_turn() if %watch;
   detached_turn() if $detached;
+  # status lines read while a lane was starting
+  read_status(1) if index($status_in, "\n") >= 0;
   if ($ended || length $reply > 65536) { put($reply); ($reply, $ended) = ("", 0) }
   my $rin = "";
   vec($rin, 0, 1) = 1;
   vec($rin, fileno $wake_r, 1) = 1;
-  vec($rin, $_, 1) = 1 for keys %pipe;
+  vec($rin, $_, 1) = 1 for keys %pipe, keys %spipe;
+  vec($rin, fileno $status_r, 1) = 1 if $SLOTS;
   # A SIGCHLD that lands between reap and select runs its (deferred) handler only after select
   # returns, so the self-pipe cannot always wake us: poll every 10 ms while jobs run.
   vec($rin, 0, 1) = 0 if $detached;
-  my $n = select(my $rout = $rin, undef, undef, $detached ? 0.25 : %job ? 0.01 : %watch ? 0.2 : undef);
+  # Slot shells wake it by a status line or by the end of their pipes: no polling for them, but
+  # for a shell sent a KILL (a process outside its group may hold its pipes).
+  my $n = select(my $rout = $rin, undef, undef, $detached ? 0.25 : %job || grep({ $_->[5] } values %slot) ? 0.01 : %watch ? 0.2 : undef);
   next if $n <= 0;
   sysread $wake_r, my $junk, 4096 if vec($rout, fileno $wake_r, 1);
   for my $fd (keys %pipe) { drain($pipe{$fd}) if vec($rout, $fd, 1) }
+  for my $fd (keys %spipe) { sdrain($spipe{$fd}) if $spipe{$fd} && vec($rout, $fd, 1) }
+  read_status() if $SLOTS && vec($rout, fileno $status_r, 1);
   next unless vec($rout, 0, 1);
   my $got = sysread STDIN, $in, 65536, length $in;
   next if !defined $got && $!{EINTR};

@@ -225,6 +225,27 @@ describe.each([
     rmSync(join(dir, '.cm'), { recursive: true });
   });
 
+  it.runIf(loop === 'auto' && process.platform === 'linux')('runs a job as sh -c would, in a subshell of its lane\'s shell', async () => {
+    const mk = (n: number, lane: number, cmd: string, env: string[] = []): string =>
+      `r ${n} ${lane} 1 ${lineQuote(`./.cm/runs/s/j${n}`)} ${lineQuote(cmd)}${env.map((w) => ` ${lineQuote(w)}`).join('')}\n`;
+    const reqs = [
+      // the parent of a job's subshell is the lane's shell, not the loop ($PPID)
+      mk(1, 0, 'p=$(ps -o ppid= -p $(sh -c "echo \\$PPID")); [ $p != $PPID ] && echo "$0 $# [$V]" && pwd', ['V', "a\nb'c"]),
+      mk(2, 1, 'trap "echo bye" EXIT; exit 3'),
+      mk(3, 2, 'if then'),
+      mk(4, 3, 'exec sh -c "exit 5"'),
+    ];
+    const { got } = decodeAll([await runLoop(reqs, 4)]);
+    const out = (n: number) => Buffer.concat(got.get(n)?.out ?? []).toString();
+    expect(out(1)).toBe(`sh 0 [a\nb'c]\n${join(dir, '.cm/runs/s/j1')}\n`);
+    expect(out(2)).toBe('bye\n');
+    expect([1, 2, 3, 4].map((n) => got.get(n)?.exit)).toMatchObject([{ status: 0 }, { status: 3 }, { status: 2 }, { status: 5 }]);
+    expect(Buffer.concat(got.get(3)?.err ?? []).toString()).toMatch(/Syntax error/);
+    // the folders go, each job's and then its run's, spare folders of lanes included
+    expect(readdirSync(join(dir, '.cm/runs'))).toEqual([]);
+    rmSync(join(dir, '.cm'), { recursive: true });
+  });
+
   it.runIf(loop === 'auto')('writes no file on the host: outputs come through pipes', async () => {
     // the sh loop's folder would be there while the job runs
     const out = await runLoop([`r 1 0 0 ${lineQuote('w')} ${lineQuote('ls ${TMPDIR}; echo e >&2')}\n`], 1);

@@ -31,10 +31,11 @@
 //
 // Two loops speak this format. Where the host has perl (perl-base is Essential on Debian and
 // Ubuntu, and standard on RHEL-family systems), the sh program hands over to PERL_LOOP: one
-// process that forks each job straight into its sh -c, reads its output from pipes, and ships it
-// as raw length-framed blocks. A job then costs one fork and one exec on the host, where the sh
-// loop spends a runner fork, mkdir, setsid, sh and base64 (about 4.5 ms of CPU against 1 ms on the
-// reference machine).
+// process that runs each job as a subshell of a long-lived sh of its lane (the lane of the r
+// request; no exec per job), or forks it straight into its sh -c where that cannot be done (see
+// loop.pl), reads its output from pipes, and ships it as raw length-framed blocks. A tiny job then
+// costs about 2x a bare subshell of sh on the host, where the sh loop spends a runner fork, mkdir,
+// setsid, sh and base64 (docs/design.md has the figures).
 // Elsewhere (busybox, minimal images) the POSIX sh loop runs, with the same semantics.
 import { shQuote } from '@cm/protocol';
 import LOOP_PL from './loop.pl';
