@@ -17,6 +17,8 @@ CM_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH=$CM_REPO/node_modules/.bin:$PATH
 small=${BENCH_SMALL:-1000}
 big_mb=${BENCH_BIG_MB:-200}
+rounds=${BENCH_ROUNDS:-3}
+only=${BENCH_ONLY:-}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cm-bench-fetch.XXXXXX")
 export CM_TEST_HOSTS_DIR=$work/hosts
@@ -62,6 +64,7 @@ rsync2() { rsync -a -e "ssh -F $cfg" th1:.cm/runs/$1/ "$work/dest/th1/" & rsync 
 
 sbytes=$((small * 4096))
 bbytes=$((big_mb * 1000000))
+if [[ -z $only || $only == small ]]; then
 echo "== $small small files ($((sbytes / 1024)) KiB)"
 time_it "cm-fetch (per job, sha256 checked)" $sbytes cmfetch "$work/small.ndjson"
 check_count f.bin "$small"
@@ -71,12 +74,43 @@ time_it "scp -r (one per host)" $sbytes scp2 small
 check_count f.bin "$small"
 time_it "rsync -a (one per host)" $sbytes rsync2 small
 check_count f.bin "$small"
+fi
+if [[ -z $only || $only == big ]]; then
 echo "== one ${big_mb} MB file"
-time_it "cm-fetch (sha256 checked)" $bbytes cmfetch "$work/big.ndjson"
-check_count big.bin 1
-time_it "cm-fetch --no-verify" $bbytes cmfetch --no-verify "$work/big.ndjson"
-time_it "scp" $bbytes scp -F "$cfg" -q th1:.cm/runs/big/b0/big.bin "$work/dest/"
-time_it "rsync" $bbytes rsync -a -e "ssh -F $cfg" th1:.cm/runs/big/b0/big.bin "$work/dest/"
+echo "$rounds interleaved rounds, the median by wall time; CPU s by bench/cpu-split.pl (host: the test sshds' trees, ctl: the command's tree with its ssh master); load $(cut -d' ' -f1-3 /proc/loadavg)"
+declare -A B_WALL B_HOST B_CTL
+# big_run LABEL CMD...: one run under cpu-split.pl, into the dest folder emptied first
+big_run() {
+  local label=$1 wall host ctl
+  shift
+  rm -rf "$work/dest" && mkdir -p "$work/dest"
+  sleep 0.3
+  perl "$CM_REPO/bench/cpu-split.pl" "$work/split" "$CM_TEST_HOSTS_DIR/pids" "$work/nomatch" -- "$@" >"$work/out.ndjson"
+  read -r wall host ctl _ <"$work/split"
+  B_WALL[$label]+="$wall " B_HOST[$label]+="$host " B_CTL[$label]+="$ctl "
+}
+big_labels=("cm-fetch (sha256 checked)" "cm-fetch --no-verify" "scp" "rsync")
+for ((r = 0; r < rounds; r++)); do
+  big_run "${big_labels[0]}" cm-fetch --transfers 8 --dir "$work/dest" "$work/big.ndjson"
+  check_count big.bin 1
+  big_run "${big_labels[1]}" cm-fetch --transfers 8 --no-verify --dir "$work/dest" "$work/big.ndjson"
+  big_run "${big_labels[2]}" scp -F "$cfg" -q th1:.cm/runs/big/b0/big.bin "$work/dest/"
+  check_count big.bin 1
+  big_run "${big_labels[3]}" rsync -a -e "ssh -F $cfg" th1:.cm/runs/big/b0/big.bin "$work/dest/"
+done
+printf '%-34s %8s %9s %9s %9s  %s\n' '' wall_s MB/s host_s ctl_s 'every run: wall_s'
+for label in "${big_labels[@]}"; do
+  read -r w h c < <(awk -v w="${B_WALL[$label]}" -v h="${B_HOST[$label]}" -v c="${B_CTL[$label]}" 'BEGIN {
+    n = split(w, W, " "); split(h, H, " "); split(c, C, " ")
+    for (i = 1; i <= n; i++) idx[i] = i
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (W[idx[j]] < W[idx[i]]) { t = idx[i]; idx[i] = idx[j]; idx[j] = t }
+    k = idx[int((n + 1) / 2)]; print W[k], H[k], C[k] }')
+  secs[$label]=$(echo "$w / 1000" | bc -l)
+  printf '%-34s %8.2f %9.1f %9.2f %9.2f  %s\n' "$label" "${secs[$label]}" "$(echo "$bbytes / 1000 / $w" | bc -l)" \
+    "$(echo "$h / 1000" | bc -l)" "$(echo "$c / 1000" | bc -l)" "$(awk -v w="${B_WALL[$label]}" 'BEGIN { n = split(w, W, " "); for (i = 1; i <= n; i++) printf "%.2f ", W[i] / 1000 }')"
+done
+fi
+if [[ -z $only || $only == small ]]; then
 echo "== $small jobs writing 4 KiB each, run by cm-exec on th1+th2 (4 slots each), timed from its start"
 printf '@outputs(out.bin)\ndef w(i=1..%d):\n    head -c 4096 /dev/urandom > out.bin\nw\n' "$small" | cm-plan - >"$work/live.ndjson"
 live_n=0
@@ -90,11 +124,11 @@ time_it "cm-exec | cm-fetch" $sbytes exec_fetch
 check_count out.bin "$small"
 time_it "cm-exec, then rsync -a (one per host)" $sbytes exec_rsync
 check_count out.bin "$small"
+fi
 echo "== ratios (time / cm-fetch time; > 1 means cm-fetch is faster)"
-for peer in "scp -r (one per host)" "rsync -a (one per host)"; do
-  printf 'small, %-26s %6.2f\n' "$peer:" "$(echo "${secs[$peer]} / ${secs["cm-fetch (per job, sha256 checked)"]}" | bc -l)"
-done
-for peer in scp rsync; do
-  printf 'big,   %-26s %6.2f\n' "$peer:" "$(echo "${secs[$peer]} / ${secs["cm-fetch (sha256 checked)"]}" | bc -l)"
-done
-printf 'live,  %-26s %6.2f\n' "cm-exec, then rsync -a:" "$(echo "${secs["cm-exec, then rsync -a (one per host)"]} / ${secs["cm-exec | cm-fetch"]}" | bc -l)"
+ratio() { [[ -n ${secs[$2]:-} && -n ${secs[$3]:-} ]] && printf '%-6s %-26s %6.2f\n' "$1," "$2:" "$(echo "${secs[$2]} / ${secs[$3]}" | bc -l)"; return 0; }
+ratio small "scp -r (one per host)" "cm-fetch (per job, sha256 checked)"
+ratio small "rsync -a (one per host)" "cm-fetch (per job, sha256 checked)"
+ratio big scp "cm-fetch (sha256 checked)"
+ratio big rsync "cm-fetch (sha256 checked)"
+ratio live "cm-exec, then rsync -a (one per host)" "cm-exec | cm-fetch"
