@@ -3,7 +3,7 @@
 // <results>/<run>/<job>/. Refused names never stop the others; a broken transfer is retried whole.
 import { createHash, randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
-import { closeSync, fstatSync, openSync, read, renameSync, writeSync } from 'node:fs';
+import { closeSync, openSync, read, renameSync, writeSync } from 'node:fs';
 import { copyFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -661,15 +661,25 @@ async function attemptBatch(conns: Connections, host: HostRecord, slots: Slot[],
 
 const readAt = promisify(read);
 
-/** sha256 of what the file holds, read from its start (the fd's own offset is the writer's). */
-async function hashFile(fd: number): Promise<string> {
+/**
+ * sha256 of the file as it grows, read from its start (the fd's own offset is the writer's): the
+ * hash keeps up with the transfer instead of following it. Caught up, it waits for more, briefly;
+ * once `done` says the writer has ended, it reads to the end and returns the sha256 and the length.
+ */
+async function hashGrowing(fd: number, done: () => boolean): Promise<{ sha256: string; size: number }> {
   const hash = createHash('sha256');
   const buf = Buffer.allocUnsafe(1024 * 1024);
   for (let pos = 0; ; ) {
+    const ended = done();
     const { bytesRead } = await readAt(fd, buf, 0, buf.length, pos);
-    if (bytesRead === 0) return hash.digest('hex');
-    hash.update(buf.subarray(0, bytesRead));
-    pos += bytesRead;
+    if (bytesRead > 0) {
+      hash.update(buf.subarray(0, bytesRead));
+      pos += bytesRead;
+    } else if (ended) {
+      return { sha256: hash.digest('hex'), size: pos };
+    } else {
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 }
 
@@ -688,13 +698,27 @@ async function fetchBig(conns: Connections, host: HostRecord, remote: string, bi
     child.kill('SIGTERM');
   };
   opts.signal?.addEventListener('abort', abort, { once: true });
-  const { code, sig } = await new Promise<{ code: number | null; sig: NodeJS.Signals | null }>((resolve) => {
-    child.on('close', (c, s) => resolve({ code: c, sig: s }));
+  let ended = false;
+  const exited = new Promise<{ code: number | null; sig: NodeJS.Signals | null }>((resolve) => {
+    child.on('close', (c, s) => {
+      ended = true;
+      resolve({ code: c, sig: s });
+    });
     child.on('error', (err) => {
+      ended = true;
       stderr += err.message;
       resolve({ code: null, sig: null });
     });
   });
+  let hashed: { sha256: string; size: number } | undefined;
+  let readError: unknown;
+  try {
+    hashed = await hashGrowing(big.fd, () => ended);
+  } catch (err) {
+    readError = err;
+    child.kill('SIGTERM');
+  }
+  const { code, sig } = await exited;
   opts.signal?.removeEventListener('abort', abort);
   // openssl -r: "HEX *NAME", with a backslash first where the name holds one
   const sumLine = /^\\?([0-9a-f]{64}) /;
@@ -703,16 +727,12 @@ async function fetchBig(conns: Connections, host: HostRecord, remote: string, bi
     .filter((l) => l.trim() !== '' && !sumLine.test(l))
     .slice(0, 3)
     .join(' / ');
+  // our disk, not the link: not retried
+  if (!hashed) throw new LocalWriteError('reading back', big.final, readError);
   if (viaSsh && code === 255) throw new Transient(`ssh connection to ${host.name} failed${detail ? `: ${detail}` : ''}`);
   if (code !== 0) throw new Transient(`sending ${JSON.stringify(remote)} from ${host.name} exited with ${code ?? sig}${detail ? `: ${detail}` : ''}`);
-  let got: number;
-  try {
-    got = fstatSync(big.fd).size;
-  } catch (err) {
-    throw new LocalWriteError('writing', big.final, err);
-  }
-  if (got !== big.size) throw new Transient(`${JSON.stringify(remote)} changed on ${host.name} while sent (${got} bytes came of ${big.size})`);
-  const local = await hashFile(big.fd);
+  if (hashed.size !== big.size) throw new Transient(`${JSON.stringify(remote)} changed on ${host.name} while sent (${hashed.size} bytes came of ${big.size})`);
+  const local = hashed.sha256;
   if (!opts.verify) return { local };
   const m = stderr.split('\n').map((l) => sumLine.exec(l)).find((x) => x);
   if (!m) throw new Transient(`no checksum came back from ${host.name} for ${JSON.stringify(remote)}${detail ? `: ${detail}` : ''}`);
