@@ -11,6 +11,9 @@
 # case: one `scp -r` / `rsync -a` per host for the whole tree, the two hosts in parallel.
 #
 #   bash bench/fetch.sh            (BENCH_SMALL=N and BENCH_BIG_MB=M change the sizes)
+#   BENCH_ONLY=small|big           only the small files and the live run, or only the big file
+#   BENCH_ROUNDS=N                 rounds of the big file (default 3), the contenders in turn
+#   BENCH_BASELINE=DIR             also DIR's cm-fetch (another checkout, built), "before" beside "after"
 set -euo pipefail
 
 CM_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,6 +21,7 @@ export PATH=$CM_REPO/node_modules/.bin:$PATH
 small=${BENCH_SMALL:-1000}
 big_mb=${BENCH_BIG_MB:-200}
 rounds=${BENCH_ROUNDS:-3}
+baseline=${BENCH_BASELINE:+$BENCH_BASELINE/node_modules/.bin/cm-fetch}
 only=${BENCH_ONLY:-}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cm-bench-fetch.XXXXXX")
@@ -70,6 +74,10 @@ time_it "cm-fetch (per job, sha256 checked)" $sbytes cmfetch "$work/small.ndjson
 check_count f.bin "$small"
 time_it "cm-fetch --no-verify" $sbytes cmfetch --no-verify "$work/small.ndjson"
 check_count f.bin "$small"
+if [[ -n $baseline ]]; then
+  time_it "baseline cm-fetch (sha256 checked)" $sbytes bash -c '"$0" --transfers 8 --dir "$1" "$2" >/dev/null' "$baseline" "$work/dest" "$work/small.ndjson"
+  check_count f.bin "$small"
+fi
 time_it "scp -r (one per host)" $sbytes scp2 small
 check_count f.bin "$small"
 time_it "rsync -a (one per host)" $sbytes rsync2 small
@@ -90,6 +98,7 @@ big_run() {
   B_WALL[$label]+="$wall " B_HOST[$label]+="$host " B_CTL[$label]+="$ctl "
 }
 big_labels=("cm-fetch (sha256 checked)" "cm-fetch --no-verify" "scp" "rsync")
+[[ -z $baseline ]] || big_labels+=("baseline cm-fetch (sha256)")
 for ((r = 0; r < rounds; r++)); do
   big_run "${big_labels[0]}" cm-fetch --transfers 8 --dir "$work/dest" "$work/big.ndjson"
   check_count big.bin 1
@@ -97,6 +106,10 @@ for ((r = 0; r < rounds; r++)); do
   big_run "${big_labels[2]}" scp -F "$cfg" -q th1:.cm/runs/big/b0/big.bin "$work/dest/"
   check_count big.bin 1
   big_run "${big_labels[3]}" rsync -a -e "ssh -F $cfg" th1:.cm/runs/big/b0/big.bin "$work/dest/"
+  if [[ -n $baseline ]]; then
+    big_run "${big_labels[4]}" "$baseline" --transfers 8 --dir "$work/dest" "$work/big.ndjson"
+    check_count big.bin 1
+  fi
 done
 printf '%-34s %8s %9s %9s %9s  %s\n' '' wall_s MB/s host_s ctl_s 'every run: wall_s'
 for label in "${big_labels[@]}"; do
@@ -118,10 +131,15 @@ live_n=0
 execrun() { live_n=$((live_n + 1)); cm-exec --run "live$live_n" "$@" <"$work/live.ndjson"; }
 exec_only() { execrun --keep-workdirs >"$work/out.ndjson"; }
 exec_fetch() { execrun | cm-fetch --transfers 8 --dir "$work/dest" >"$work/out.ndjson"; }
+exec_baseline() { execrun | "$baseline" --transfers 8 --dir "$work/dest" >"$work/out.ndjson"; }
 exec_rsync() { execrun --keep-workdirs >"$work/out.ndjson" && rsync2 "live$live_n"; }
 time_it "cm-exec alone (no fetch)" $sbytes exec_only
 time_it "cm-exec | cm-fetch" $sbytes exec_fetch
 check_count out.bin "$small"
+if [[ -n $baseline ]]; then
+  time_it "cm-exec | baseline cm-fetch" $sbytes exec_baseline
+  check_count out.bin "$small"
+fi
 time_it "cm-exec, then rsync -a (one per host)" $sbytes exec_rsync
 check_count out.bin "$small"
 fi
