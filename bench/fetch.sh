@@ -141,9 +141,10 @@ if [[ -z $only || $only == small ]]; then
   section $sbytes out.bin "$small" "$@" "cm-exec, then rsync -a (one per host)" exec_rsync
 fi
 echo "== ratios (time / cm-fetch time; > 1 means cm-fetch is faster)"
-ratio() { [[ -n ${secs[$2]:-} && -n ${secs[$3]:-} ]] && printf '%-6s %-26s %6.2f\n' "$1," "$2:" "$(echo "${secs[$2]} / ${secs[$3]}" | bc -l)"; return 0; }
+# ratio SECTION PEER CM [NAME]: PEER's time over CM's, named NAME (default PEER)
+ratio() { [[ -n ${secs[$2]:-} && -n ${secs[$3]:-} ]] && printf '%-6s %-26s %6.2f\n' "$1," "${4:-$2}:" "$(echo "${secs[$2]} / ${secs[$3]}" | bc -l)"; return 0; }
 ratio small "scp -r (one per host)" "cm-fetch (per job, sha256 checked)"
 ratio small "rsync -a (one per host)" "cm-fetch (per job, sha256 checked)"
 ratio big scp "cm-fetch (sha256 checked)"
 ratio big rsync "cm-fetch (sha256 checked)"
-ratio live "cm-exec, then rsync -a (one per host)" "cm-exec | cm-fetch"
+ratio live "cm-exec, then rsync -a (one per host)" "cm-exec | cm-fetch" "cm-exec, then rsync -a"
