@@ -11,12 +11,21 @@
 # case: one `scp -r` / `rsync -a` per host for the whole tree, the two hosts in parallel.
 #
 #   bash bench/fetch.sh            (BENCH_SMALL=N and BENCH_BIG_MB=M change the sizes)
+#   BENCH_ONLY=small|big           only the small files and the live run, or only the big file
+#   BENCH_ROUNDS=N                 rounds (default 3): each section runs its contenders in turn, N
+#                                  times, and shows the median run by wall time, with every run's
+#   BENCH_BASELINE=DIR             also DIR's cm-fetch (another checkout, built), "before" beside "after"
+# CPU seconds by bench/cpu-split.pl: host = the test sshds' trees, ctl = the command's tree (with the
+# ssh masters it starts).
 set -euo pipefail
 
 CM_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH=$CM_REPO/node_modules/.bin:$PATH
 small=${BENCH_SMALL:-1000}
 big_mb=${BENCH_BIG_MB:-200}
+rounds=${BENCH_ROUNDS:-3}
+baseline=${BENCH_BASELINE:+$BENCH_BASELINE/node_modules/.bin/cm-fetch}
+only=${BENCH_ONLY:-}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cm-bench-fetch.XXXXXX")
 export CM_TEST_HOSTS_DIR=$work/hosts
@@ -37,64 +46,105 @@ for ((i = 0; i < small; i++)); do
 done >"$work/small.ndjson"
 echo '{"kind":"event","v":1,"event":"finished","job":"b0","run":"big","host":"th1","exit":0,"workdir":".cm/runs/big/b0","outputs":["big.bin"],"kept":true}' >"$work/big.ndjson"
 
-now() { date +%s.%N; }
-# time_it LABEL BYTES CMD...: runs CMD, prints seconds and MB/s
-declare -A secs
-time_it() {
-  local label=$1 bytes=$2 t0 t1
-  shift 2
-  rm -rf "$work/dest" && mkdir -p "$work/dest"
-  t0=$(now)
-  "$@"
-  t1=$(now)
-  secs[$label]=$(echo "$t1 - $t0" | bc -l)
-  printf '%-34s %8.2f s %9.1f MB/s\n' "$label" "${secs[$label]}" "$(echo "$bytes / 1000000 / ${secs[$label]}" | bc -l)"
-}
+declare -A secs B_WALL B_HOST B_CTL
 check_count() { # the copy really happened
   local n
   n=$(find "$work/dest" -type f -name "$1" | wc -l)
   [[ $n == "$2" ]] || { echo "bench: expected $2 files named $1, found $n" >&2; exit 1; }
 }
+# one_run LABEL FN: one run of the exported function FN under cpu-split.pl into an empty dest folder
+one_run() {
+  local label=$1 wall host ctl
+  rm -rf "$work/dest" && mkdir -p "$work/dest"
+  # the last run's leftovers (sessions closing, page cache) settle before the clock starts
+  sleep 0.3
+  perl "$CM_REPO/bench/cpu-split.pl" "$work/split" "$CM_TEST_HOSTS_DIR/pids" "$work/nomatch" -- bash -c "$2" >"$work/out.ndjson"
+  read -r wall host ctl _ <"$work/split"
+  B_WALL[$label]+="$wall " B_HOST[$label]+="$host " B_CTL[$label]+="$ctl "
+}
+# section BYTES FILE COUNT LABEL FN LABEL FN...: the contenders in turn, $rounds times (each FN an
+# exported function; COUNT files named FILE must land, FILE - checks nothing), then a line per contender
+section() {
+  local bytes=$1 file=$2 count=$3 r i label w h c
+  shift 3
+  local -a pairs=("$@")
+  for ((i = 0; i < ${#pairs[@]}; i += 2)); do B_WALL[${pairs[i]}]= B_HOST[${pairs[i]}]= B_CTL[${pairs[i]}]=; done
+  for ((r = 0; r < rounds; r++)); do
+    for ((i = 0; i < ${#pairs[@]}; i += 2)); do
+      one_run "${pairs[i]}" "${pairs[i + 1]}"
+      [[ $file == - ]] || check_count "$file" "$count"
+    done
+  done
+  printf '%-38s %10s %14s %7s %7s  %s\n' '' wall speed host_s ctl_s 'every run: wall_s'
+  for ((i = 0; i < ${#pairs[@]}; i += 2)); do
+    label=${pairs[i]}
+    read -r w h c < <(awk -v w="${B_WALL[$label]}" -v h="${B_HOST[$label]}" -v c="${B_CTL[$label]}" 'BEGIN {
+      n = split(w, W, " "); split(h, H, " "); split(c, C, " ")
+      for (i = 1; i <= n; i++) idx[i] = i
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (W[idx[j]] < W[idx[i]]) { t = idx[i]; idx[i] = idx[j]; idx[j] = t }
+      k = idx[int((n + 1) / 2)]; print W[k], H[k], C[k] }')
+    secs[$label]=$(echo "$w / 1000" | bc -l)
+    printf '%-38s %8.2f s %9.1f MB/s %7.2f %7.2f  %s\n' "$label" "${secs[$label]}" "$(echo "$bytes / 1000 / $w" | bc -l)" \
+      "$(echo "$h / 1000" | bc -l)" "$(echo "$c / 1000" | bc -l)" \
+      "$(awk -v w="${B_WALL[$label]}" 'BEGIN { n = split(w, W, " "); for (i = 1; i <= n; i++) printf "%.2f ", W[i] / 1000 }')"
+  done
+}
 
-cmfetch() { cm-fetch --transfers 8 --dir "$work/dest" "$@" >"$work/out.ndjson"; }
-scp2() { scp -F "$cfg" -q -r th1:.cm/runs/$1 "$work/dest/th1" & scp -F "$cfg" -q -r th2:.cm/runs/$1 "$work/dest/th2" & wait; }
+cm_small() { cm-fetch --transfers 8 --dir "$work/dest" "$work/small.ndjson"; }
+cm_small_nv() { cm-fetch --transfers 8 --no-verify --dir "$work/dest" "$work/small.ndjson"; }
+base_small() { "$baseline" --transfers 8 --dir "$work/dest" "$work/small.ndjson"; }
+scp_small() { scp -F "$cfg" -q -r th1:.cm/runs/small "$work/dest/th1" & scp -F "$cfg" -q -r th2:.cm/runs/small "$work/dest/th2" & wait; }
+rsync_small() { rsync2 small; }
 rsync2() { rsync -a -e "ssh -F $cfg" th1:.cm/runs/$1/ "$work/dest/th1/" & rsync -a -e "ssh -F $cfg" th2:.cm/runs/$1/ "$work/dest/th2/" & wait; }
+cm_big() { cm-fetch --transfers 8 --dir "$work/dest" "$work/big.ndjson"; }
+cm_big_nv() { cm-fetch --transfers 8 --no-verify --dir "$work/dest" "$work/big.ndjson"; }
+base_big() { "$baseline" --transfers 8 --dir "$work/dest" "$work/big.ndjson"; }
+scp_big() { scp -F "$cfg" -q th1:.cm/runs/big/b0/big.bin "$work/dest/"; }
+rsync_big() { rsync -a -e "ssh -F $cfg" th1:.cm/runs/big/b0/big.bin "$work/dest/"; }
+# each live run gets its own id, so no one fetches another's folders
+# (each run is a process of its own: the count lives in a file)
+execrun() {
+  live_n=$(($(<"$work/live_n") + 1))
+  echo "$live_n" >"$work/live_n"
+  cm-exec --run "live$live_n" "$@" <"$work/live.ndjson"
+}
+exec_only() { execrun --keep-workdirs; }
+exec_fetch() { execrun | cm-fetch --transfers 8 --dir "$work/dest"; }
+exec_baseline() { execrun | "$baseline" --transfers 8 --dir "$work/dest"; }
+exec_rsync() { execrun --keep-workdirs >/dev/null && rsync2 "live$live_n"; }
+export -f cm_small cm_small_nv base_small scp_small rsync_small rsync2 cm_big cm_big_nv base_big scp_big rsync_big
+export -f execrun exec_only exec_fetch exec_baseline exec_rsync
+export work cfg baseline small
 
 sbytes=$((small * 4096))
 bbytes=$((big_mb * 1000000))
-echo "== $small small files ($((sbytes / 1024)) KiB)"
-time_it "cm-fetch (per job, sha256 checked)" $sbytes cmfetch "$work/small.ndjson"
-check_count f.bin "$small"
-time_it "cm-fetch --no-verify" $sbytes cmfetch --no-verify "$work/small.ndjson"
-check_count f.bin "$small"
-time_it "scp -r (one per host)" $sbytes scp2 small
-check_count f.bin "$small"
-time_it "rsync -a (one per host)" $sbytes rsync2 small
-check_count f.bin "$small"
-echo "== one ${big_mb} MB file"
-time_it "cm-fetch (sha256 checked)" $bbytes cmfetch "$work/big.ndjson"
-check_count big.bin 1
-time_it "cm-fetch --no-verify" $bbytes cmfetch --no-verify "$work/big.ndjson"
-time_it "scp" $bbytes scp -F "$cfg" -q th1:.cm/runs/big/b0/big.bin "$work/dest/"
-time_it "rsync" $bbytes rsync -a -e "ssh -F $cfg" th1:.cm/runs/big/b0/big.bin "$work/dest/"
-echo "== $small jobs writing 4 KiB each, run by cm-exec on th1+th2 (4 slots each), timed from its start"
-printf '@outputs(out.bin)\ndef w(i=1..%d):\n    head -c 4096 /dev/urandom > out.bin\nw\n' "$small" | cm-plan - >"$work/live.ndjson"
-live_n=0
-# each contender's run gets its own id, so no one fetches another's folders
-execrun() { live_n=$((live_n + 1)); cm-exec --run "live$live_n" "$@" <"$work/live.ndjson"; }
-exec_only() { execrun --keep-workdirs >"$work/out.ndjson"; }
-exec_fetch() { execrun | cm-fetch --transfers 8 --dir "$work/dest" >"$work/out.ndjson"; }
-exec_rsync() { execrun --keep-workdirs >"$work/out.ndjson" && rsync2 "live$live_n"; }
-time_it "cm-exec alone (no fetch)" $sbytes exec_only
-time_it "cm-exec | cm-fetch" $sbytes exec_fetch
-check_count out.bin "$small"
-time_it "cm-exec, then rsync -a (one per host)" $sbytes exec_rsync
-check_count out.bin "$small"
+echo "load $(cut -d' ' -f1-3 /proc/loadavg); $rounds rounds, the contenders in turn; the median run by wall time"
+if [[ -z $only || $only == small ]]; then
+  echo "== $small small files ($((sbytes / 1024)) KiB)"
+  set -- "cm-fetch (per job, sha256 checked)" cm_small "cm-fetch --no-verify" cm_small_nv
+  [[ -z $baseline ]] || set -- "$@" "baseline cm-fetch (sha256 checked)" base_small
+  section $sbytes f.bin "$small" "$@" "scp -r (one per host)" scp_small "rsync -a (one per host)" rsync_small
+fi
+if [[ -z $only || $only == big ]]; then
+  echo "== one ${big_mb} MB file"
+  set -- "cm-fetch (sha256 checked)" cm_big "cm-fetch --no-verify" cm_big_nv
+  [[ -z $baseline ]] || set -- "$@" "baseline cm-fetch (sha256 checked)" base_big
+  section $bbytes big.bin 1 "$@" scp scp_big rsync rsync_big
+fi
+if [[ -z $only || $only == small ]]; then
+  echo "== $small jobs writing 4 KiB each, run by cm-exec on th1+th2 (4 slots each), timed from its start"
+  printf '@outputs(out.bin)\ndef w(i=1..%d):\n    head -c 4096 /dev/urandom > out.bin\nw\n' "$small" | cm-plan - >"$work/live.ndjson"
+  echo 0 >"$work/live_n"
+  section $sbytes - 0 "cm-exec alone (no fetch)" exec_only
+  set -- "cm-exec | cm-fetch" exec_fetch
+  [[ -z $baseline ]] || set -- "$@" "cm-exec | baseline cm-fetch" exec_baseline
+  section $sbytes out.bin "$small" "$@" "cm-exec, then rsync -a (one per host)" exec_rsync
+fi
 echo "== ratios (time / cm-fetch time; > 1 means cm-fetch is faster)"
-for peer in "scp -r (one per host)" "rsync -a (one per host)"; do
-  printf 'small, %-26s %6.2f\n' "$peer:" "$(echo "${secs[$peer]} / ${secs["cm-fetch (per job, sha256 checked)"]}" | bc -l)"
-done
-for peer in scp rsync; do
-  printf 'big,   %-26s %6.2f\n' "$peer:" "$(echo "${secs[$peer]} / ${secs["cm-fetch (sha256 checked)"]}" | bc -l)"
-done
-printf 'live,  %-26s %6.2f\n' "cm-exec, then rsync -a:" "$(echo "${secs["cm-exec, then rsync -a (one per host)"]} / ${secs["cm-exec | cm-fetch"]}" | bc -l)"
+# ratio SECTION PEER CM [NAME]: PEER's time over CM's, named NAME (default PEER)
+ratio() { [[ -n ${secs[$2]:-} && -n ${secs[$3]:-} ]] && printf '%-6s %-26s %6.2f\n' "$1," "${4:-$2}:" "$(echo "${secs[$2]} / ${secs[$3]}" | bc -l)"; return 0; }
+ratio small "scp -r (one per host)" "cm-fetch (per job, sha256 checked)"
+ratio small "rsync -a (one per host)" "cm-fetch (per job, sha256 checked)"
+ratio big scp "cm-fetch (sha256 checked)"
+ratio big rsync "cm-fetch (sha256 checked)"
+ratio live "cm-exec, then rsync -a (one per host)" "cm-exec | cm-fetch" "cm-exec, then rsync -a"

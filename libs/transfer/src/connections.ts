@@ -57,16 +57,19 @@ export class Connections {
     return args;
   }
 
-  /** Spawns `script` on host with stdin/stdout/stderr as pipes. */
-  async spawn(host: HostRecord, script: string, stdin: 'pipe' | 'ignore' = 'ignore'): Promise<Spawned> {
+  /**
+   * Spawns `script` on host with stdin/stdout/stderr as pipes, or stdout straight into the file
+   * descriptor `stdout` (the ssh master then writes the bytes there itself).
+   */
+  async spawn(host: HostRecord, script: string, stdin: 'pipe' | 'ignore' = 'ignore', stdout: 'pipe' | number = 'pipe'): Promise<Spawned> {
     if (this.closed) throw new Error('connections closed');
     if (host.local) {
-      const child = spawn('sh', ['-c', script], { cwd: this.opts.home, stdio: [stdin, 'pipe', 'pipe'], env: this.opts.env });
+      const child = spawn('sh', ['-c', script], { cwd: this.opts.home, stdio: [stdin, stdout, 'pipe'], env: this.opts.env });
       return { child, viaSsh: false };
     }
     // a master that could not be set up fails this spawn's own ssh, which says why
     await this.masters.ensure(host, this.args(host));
-    const child = spawn(this.opts.ssh ?? 'ssh', [...this.args(host), script], { stdio: [stdin, 'pipe', 'pipe'], env: this.opts.env });
+    const child = spawn(this.opts.ssh ?? 'ssh', [...this.args(host), script], { stdio: [stdin, stdout, 'pipe'], env: this.opts.env });
     return { child, viaSsh: true };
   }
 

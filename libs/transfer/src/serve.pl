@@ -4,10 +4,13 @@
 # sh single-quoted word, so it holds no single quote.
 #
 # Requests, one line each, names hex-encoded (any byte but NUL may be in a name):
-#   f V HEX...   one tar archive (ustar, GNU long names) of those paths, relative to the login
+#   f V MIN HEX...  one tar archive (ustar, GNU long names) of those paths, relative to the login
 #                directory, then, with V=1, the sha256 of each file, hashed in the same read that
 #                sends it (files of 4 MiB and more: by openssl in parallel, as it uses the CPU
-#                SHA instructions where Digest::SHA does not)
+#                SHA instructions where Digest::SHA does not). With MIN > 0, a plain file of MIN
+#                bytes or more is only announced (type B, its size, no body): the client fetches it
+#                on a session of its own straight into its file (send.sh), where this stream would
+#                pass every byte through the client. Not with V=1 where openssl is missing.
 #   r HEX...     remove those job folders, then each run folder left empty
 # After the archive (two zero blocks), reply lines, names escaped as \\ \n \r:
 #   cm-sha256 HEX NAME    cm-missing NAME    cm-changed NAME (size changed while read: fetch again)
@@ -112,7 +115,7 @@ sub send_file {
 }
 
 sub send_path {
-  my ($p, $verify) = @_;
+  my ($p, $verify, $min) = @_;
   my @st = lstat($p);
   if (!@st) { push @tail, "cm-missing " . esc($p); return; }
   my ($mode, $size, $mtime) = @st[2, 7, 9];
@@ -124,7 +127,9 @@ sub send_path {
     if (!opendir($dh, $p)) { push @tail, "cm-error " . esc("$p: $!"); return; }
     my @names = sort grep { $_ ne "." && $_ ne ".." } readdir $dh;
     closedir $dh;
-    send_path("$p/$_", $verify) for @names;
+    send_path("$p/$_", $verify, $min) for @names;
+  } elsif (-f _ && $min > 0 && $size >= $min && ($openssl || !$verify)) {
+    header($p, $mode, $size, $mtime, "B", "");
   } elsif (-f _) {
     send_file($p, $size, $mode, $mtime, $verify);
   } else {
@@ -141,8 +146,8 @@ while (defined(my $line = <STDIN>)) {
   my ($op, @args) = split / /, $line;
   @tail = ();
   if ($op eq "f") {
-    my $verify = shift @args;
-    send_path($_, $verify) for unhex(@args);
+    my ($verify, $min) = splice(@args, 0, 2);
+    send_path($_, $verify, $min) for unhex(@args);
     put("\0" x 1024);
   } elsif ($op eq "r") {
     require File::Path;

@@ -146,4 +146,76 @@ describe("cm-fetch's server (serve.pl) on a local host", () => {
     expect(sha(readFileSync(path.join(dest, 'r/a/big.bin')))).toBe(sha(body));
     expect(listTree(dest).filter((n) => n.includes('.cm-part-'))).toEqual([]);
   }, 30000);
+
+  it('a big file (from bigFrom bytes) comes on a session of its own, straight into its file, checked like the others', async () => {
+    const home = scratch();
+    const dest = scratch();
+    const big = randomBytes(3 * 1024 * 1024 + 7);
+    const nested = randomBytes(2 * 1024 * 1024);
+    jobDir(home, 'a', { 'big.bin': big, 'v.txt': 'a\n', 'd/nested.bin': nested });
+    const conns = new Connections({ home });
+    const servers = new FetchServers(conns);
+    const spawned: string[] = [];
+    const spawn = conns.spawn.bind(conns);
+    conns.spawn = (host, script, stdin, stdout) => {
+      spawned.push(script);
+      return spawn(host, script, stdin, stdout);
+    };
+    const opts = { dir: dest, retries: 0, verify: true, servers, bigFrom: 1024 * 1024 };
+    const [out] = await fetchBatch(conns, LAP, [job('a', ['big.bin', 'v.txt', 'd'])], opts);
+    const [unverified] = await fetchBatch(conns, LAP, [job('a', ['big.bin'], { run: 'r', folder: 'again' })], { ...opts, verify: false });
+    servers.close();
+    await conns.close();
+    expect(out?.error).toBeUndefined();
+    expect(out).toMatchObject({ ok: true, verified: true, attempt: 1 });
+    expect(Object.fromEntries((out?.files ?? []).map((f) => [f.remote, f.sha256]))).toEqual({
+      '.cm/runs/r/a/big.bin': sha(big),
+      '.cm/runs/r/a/v.txt': sha('a\n'),
+      '.cm/runs/r/a/d/nested.bin': sha(nested),
+    });
+    expect(sha(readFileSync(path.join(dest, 'r/a/big.bin')))).toBe(sha(big));
+    expect(sha(readFileSync(path.join(dest, 'r/a/d/nested.bin')))).toBe(sha(nested));
+    expect(unverified).toMatchObject({ ok: true, verified: false, files: [{ remote: '.cm/runs/r/a/big.bin', sha256: sha(big) }] });
+    expect(sha(readFileSync(path.join(dest, 'r/again/big.bin')))).toBe(sha(big));
+    // the server, then one session per big file
+    expect(spawned.filter((s) => s.startsWith('f=')).map((s) => s.split('\n')[0])).toEqual([
+      "f='./.cm/runs/r/a/big.bin' v=1",
+      "f='./.cm/runs/r/a/d/nested.bin' v=1",
+      "f='./.cm/runs/r/a/big.bin' v=0",
+    ]);
+    expect(spawned.length).toBe(4);
+    expect(listTree(dest).filter((n) => n.includes('.cm-part-'))).toEqual([]);
+  }, 30000);
+
+  it("a big file's session that fails: the batch is retried whole, no temp file is left", async () => {
+    const home = scratch();
+    const dest = scratch();
+    const big = randomBytes(2 * 1024 * 1024);
+    jobDir(home, 'a', { 'big.bin': big, 'v.txt': 'a\n' });
+    const conns = new Connections({ home });
+    const servers = new FetchServers(conns);
+    let failed = 0;
+    const spawn = conns.spawn.bind(conns);
+    conns.spawn = (host, script, stdin, stdout) => {
+      // the first big file's session sends half of it and dies
+      if (script.startsWith('f=') && failed++ === 0) return spawn(host, 'head -c 1000000 .cm/runs/r/a/big.bin; exit 3', stdin, stdout);
+      return spawn(host, script, stdin, stdout);
+    };
+    const [out] = await fetchBatch(conns, LAP, [job('a', ['big.bin', 'v.txt'])], { dir: dest, retries: 2, verify: true, backoff: () => 0, servers, bigFrom: 1024 * 1024 });
+    servers.close();
+    await conns.close();
+    expect(failed).toBe(2);
+    expect(out).toMatchObject({ ok: true, verified: true, attempt: 2 });
+    expect(sha(readFileSync(path.join(dest, 'r/a/big.bin')))).toBe(sha(big));
+    expect(listTree(dest).filter((n) => n.includes('.cm-part-'))).toEqual([]);
+  }, 30000);
+
+  it('a big entry in an archive that did not ask for one (fetch.sh, GNU tar) is refused', async () => {
+    const dest = scratch();
+    const { SafeExtractor } = await import('./fetch');
+    const ex = new SafeExtractor(dest, true);
+    expect(await ex.entry({ name: 'x.bin', type: 'big', flag: 'B', size: 5, linkname: '', mode: 0o644 })).toBeNull();
+    expect(ex.refused).toEqual(['refused "x.bin": a special entry (tar type "B")']);
+    expect(ex.bigs).toEqual([]);
+  });
 });

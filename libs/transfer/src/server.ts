@@ -123,11 +123,14 @@ export class FetchServer {
     }
   }
 
-  /** Sends `paths` (relative to the login directory) as one archive into handler. */
-  fetch(paths: string[], verify: boolean, handler: TarHandler): Promise<ServerReply> {
+  /**
+   * Sends `paths` (relative to the login directory) as one archive into handler; with bigFrom > 0,
+   * files of that size and more come as 'big' entries without their bytes (the caller fetches them).
+   */
+  fetch(paths: string[], verify: boolean, handler: TarHandler, bigFrom = 0): Promise<ServerReply> {
     return this.exclusive(() =>
       this.reply(async () => {
-        this.send(`f ${verify ? 1 : 0} ${paths.map(hex).join(' ')}`);
+        this.send(`f ${verify ? 1 : 0} ${bigFrom} ${paths.map(hex).join(' ')}`);
         await readArchive(this.reader, handler);
         const out: ServerReply = { sums: new Map(), missing: [], changed: [], errors: [] };
         for (const l of await this.tail()) {

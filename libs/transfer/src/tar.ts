@@ -4,7 +4,8 @@
 
 export class TarFormatError extends Error {}
 
-export type EntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'device' | 'fifo' | 'other';
+/** big: a file cm-fetch's server only announced (its size, no body), to be fetched on its own */
+export type EntryType = 'file' | 'big' | 'dir' | 'symlink' | 'hardlink' | 'device' | 'fifo' | 'other';
 
 export interface TarEntry {
   name: string;
@@ -155,6 +156,8 @@ function typeOf(flag: string): EntryType {
       return 'device';
     case '6':
       return 'fifo';
+    case 'B':
+      return 'big';
     default:
       return 'other';
   }
@@ -232,7 +235,7 @@ async function readEntries(r: ByteReader, handler: TarHandler): Promise<void> {
     const type = typeOf(flag);
     // Only regular files carry a body that belongs to the entry; the rest have size 0 in practice.
     const bodySize = type === 'file' || type === 'other' ? size : 0;
-    const entry: TarEntry = { name, type, flag, size: bodySize, linkname, mode: num(h, 100, 8) };
+    const entry: TarEntry = { name, type, flag, size: type === 'big' ? size : bodySize, linkname, mode: num(h, 100, 8) };
     const sink = await handler.entry(entry);
     await r.pipe(bodySize, sink ? (b) => sink.write(b) : null);
     await r.pipe(pad(bodySize), null);

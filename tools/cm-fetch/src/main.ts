@@ -31,7 +31,9 @@ One ControlMaster connection per host, that cm-fetch opens in its own private di
 closes at exit (AES-GCM first where this CPU has AES instructions; local hosts: \`sh -c\` in
 $HOME). Over it, one perl process per host for the whole run (cm-fetch's server) sends each batch
 as one tar archive, hashing each file in the same read, and removes the folders: no ssh session
-and no process per batch. Where the host has no perl (or no Digest::SHA), or CM_REMOTE_LOOP=sh,
+and no process per batch. A file of 16 MiB or more only has its name and size in that archive: it
+comes on a session of its own whose output is the local file itself (the ssh master writes it
+there; cm-fetch hashes it as it grows, the host's openssl at the same time). Where the host has no perl (or no Digest::SHA), or CM_REMOTE_LOOP=sh,
 each transfer is one \`ssh host 'tar -cf - ...'\` instead, up to 8 at once per host.
 A job is fetched as soon as it finishes when its host is free; jobs that finish while it is busy
 wait and then leave together, up to 64 of one host in one archive.
