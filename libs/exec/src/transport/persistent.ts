@@ -11,11 +11,13 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { homedir } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { isEnvName, type HostRecord } from '@cm/protocol';
 import { SSH_CONNECTION_FAILURE, sshArgs, type SshArgOptions } from '@cm/ssh';
 import { OutputCapture, outcomeOf } from './capture';
 import { notRun } from './local';
 import { bootstrapCommand, FrameDecoder, lineQuote, remoteProgram, type Frame, type RemoteLoop } from './remote-loop';
+import { trace, tracing } from '../trace';
 import { removableWorkdir, type JobLaunch, type JobOutcome, type Transport } from './types';
 
 /** Start of `reason` when the loop cannot run on a host; the caller should use the per-job transport there. */
@@ -92,6 +94,8 @@ class Session {
   private hello: (err?: StartError) => void = () => {};
   private helloTimer: NodeJS.Timeout | undefined;
   private readonly noise: string[] = [];
+  /** CM_TRACE: when each lane's last job's x frame came in */
+  private readonly freedAt: number[] = [];
 
   constructor(
     readonly host: HostRecord,
@@ -115,6 +119,7 @@ class Session {
     if (this.state === 'dead') return;
     const { command, opts, host } = this;
     const child = spawn(command.file, command.args, { stdio: 'pipe', cwd: command.cwd });
+    trace(`${host.name}: session spawned`);
     this.child = child;
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     const decoder = new FrameDecoder(this.marker, (f) => this.frame(f));
@@ -180,6 +185,7 @@ class Session {
     switch (f.type) {
       case 'hello':
         clearTimeout(this.helloTimer);
+        trace(`${this.host.name}: hello`);
         if (this.state === 'starting') {
           this.state = 'ready';
           hello();
@@ -227,6 +233,7 @@ class Session {
           signal: r.reason !== undefined ? f.signal : null,
         });
         this.lanes[r.lane] = false;
+        if (tracing) this.freedAt[r.lane] = performance.now();
         return;
       }
     }
@@ -308,6 +315,10 @@ class Session {
       this.running.set(serial, r);
       signal.addEventListener('abort', onAbort, { once: true });
       this.send(request(serial, lane));
+      if (tracing) {
+        const freed = this.freedAt[lane];
+        trace(`${this.host.name}: r ${serial} on lane ${lane}${freed === undefined ? '' : `, ${(performance.now() - freed).toFixed(1)} ms after the lane's x`}`);
+      }
       // a collected job's timeout ran on the cm-exec that started it; this one only waits
       if (job.timeout !== undefined && !collecting) {
         r.timers.push(
@@ -352,6 +363,7 @@ class Session {
       const lines = this.outbox.join('');
       this.outbox = [];
       if (this.state === 'ready') this.child?.stdin.write(lines);
+      if (tracing) trace(`${this.host.name}: wrote ${lines.split('\n').length - 1} request lines`);
     });
   }
 

@@ -1,0 +1,23 @@
+// CM_TRACE=1: where a run's start-up and each slot's turnaround go, as lines on stderr of milliseconds
+// since the process started (performance.now() counts from there), so a slow start can be taken apart
+// without a profiler. Off, a call costs one boolean test.
+import { performance } from 'node:perf_hooks';
+
+export const tracing = process.env.CM_TRACE !== undefined && process.env.CM_TRACE !== '' && process.env.CM_TRACE !== '0';
+
+let first = true;
+
+/** One line `cm-exec +<ms> (cpu <ms>) <what>` on stderr when CM_TRACE is set. */
+export function trace(what: string): void {
+  if (!tracing) return;
+  if (first) {
+    first = false;
+    process.once('exit', () => trace('exit'));
+    // node's own start-up, before any of cm's code ran
+    const t = performance.nodeTiming;
+    process.stderr.write(`cm-exec +${t.bootstrapComplete.toFixed(1)} node bootstrapped (main script at +${t.environment.toFixed(1)} environment)\n`);
+  }
+  // CPU beside the wall: on a loaded machine the wall clock says more about the neighbours
+  const cpu = process.cpuUsage();
+  process.stderr.write(`cm-exec +${performance.now().toFixed(1)} (cpu ${((cpu.user + cpu.system) / 1000).toFixed(1)}) ${what}\n`);
+}
