@@ -1,9 +1,13 @@
-// CM_TRACE=1: where a run's start-up and each slot's turnaround go, as lines on stderr of milliseconds
+// CM_TRACE=1: where a run's start-up goes, as lines on stderr of milliseconds (and CPU milliseconds)
 // since the process started (performance.now() counts from there), so a slow start can be taken apart
-// without a profiler. Off, a call costs one boolean test.
+// without a profiler; CM_TRACE=2 adds a line per request, with each slot's turnaround (from a job's
+// x frame to the next request on its lane), at a cost per job. Off, a call costs one boolean test.
 import { performance } from 'node:perf_hooks';
 
-export const tracing = process.env.CM_TRACE !== undefined && process.env.CM_TRACE !== '' && process.env.CM_TRACE !== '0';
+const level = Number(process.env.CM_TRACE) || 0;
+export const tracing = level > 0;
+/** CM_TRACE=2: a line per request too */
+export const tracingJobs = level > 1;
 
 let first = true;
 

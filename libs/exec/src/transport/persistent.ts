@@ -17,7 +17,7 @@ import { SSH_CONNECTION_FAILURE, sshArgs, type SshArgOptions } from '@cm/ssh';
 import { OutputCapture, outcomeOf } from './capture';
 import { notRun } from './local';
 import { bootstrapCommand, FrameDecoder, lineQuote, remoteProgram, type Frame, type RemoteLoop } from './remote-loop';
-import { trace, tracing } from '../trace';
+import { trace, tracingJobs } from '../trace';
 import { removableWorkdir, type JobLaunch, type JobOutcome, type Transport } from './types';
 
 /** Start of `reason` when the loop cannot run on a host; the caller should use the per-job transport there. */
@@ -79,6 +79,36 @@ class StartError extends Error {
   }
 }
 
+
+// Every job of a run carries the same few variable names and, in CM_RUN, the same value: their
+// checks and quoting are done once, not per job.
+const quotedNames = new Map<string, string | undefined>();
+const lastValues = new Map<string, { value: string; quoted: string }>();
+
+/** The name as a request word; undefined when sh cannot take it or the loop reserves it. */
+function quotedName(name: string): string | undefined {
+  let q = quotedNames.get(name);
+  if (q === undefined && !quotedNames.has(name)) {
+    q = isEnvName(name) && !name.startsWith('_cmq_') ? lineQuote(name) : undefined;
+    // a stream of made-up names must not grow this without bound
+    if (quotedNames.size < 1024) quotedNames.set(name, q);
+  }
+  return q;
+}
+
+/** The value of variable `name` as a request word. */
+function quotedValue(name: string, value: string): string {
+  const last = lastValues.get(name);
+  if (last !== undefined && last.value === value) return last.quoted;
+  const quoted = lineQuote(value);
+  if (last !== undefined) {
+    last.value = value;
+    last.quoted = quoted;
+  } else if (lastValues.size < 1024) {
+    lastValues.set(name, { value, quoted });
+  }
+  return quoted;
+}
 
 /** One ssh child running the loop. */
 class Session {
@@ -233,7 +263,7 @@ class Session {
           signal: r.reason !== undefined ? f.signal : null,
         });
         this.lanes[r.lane] = false;
-        if (tracing) this.freedAt[r.lane] = performance.now();
+        if (tracingJobs) this.freedAt[r.lane] = performance.now();
         return;
       }
     }
@@ -271,19 +301,20 @@ class Session {
   launch(job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
     const start = new Date();
     if (this.state !== 'ready') return Promise.resolve(notRun(start, `session to ${this.host.name} lost: ${this.deathReason}`));
-    const names = Object.keys(job.env);
-    const bad = names.find((n) => !isEnvName(n) || n.startsWith('_cmq_'));
-    if (bad !== undefined) {
-      return Promise.resolve(notRun(start, `environment variable name ${JSON.stringify(bad)} is not valid in sh or reserved (_cmq_*)`));
-    }
     // sh treats a leading "-" as an option and the loop's cwd is the login directory
     const wd = job.workdir === '' ? '.' : job.workdir.startsWith('/') ? job.workdir : `./${job.workdir}`;
-    const words = [lineQuote(wd), lineQuote(job.command)];
-    for (const n of names) words.push(lineQuote(n), lineQuote(job.env[n] as string));
+    let words = `${lineQuote(wd)} ${lineQuote(job.command)}`;
+    for (const n in job.env) {
+      const name = quotedName(n);
+      if (name === undefined) {
+        return Promise.resolve(notRun(start, `environment variable name ${JSON.stringify(n)} is not valid in sh or reserved (_cmq_*)`));
+      }
+      words += ` ${name} ${quotedValue(n, job.env[n] as string)}`;
+    }
     const rm = job.removeWorkdir && removableWorkdir(job.workdir) ? 1 : 0;
     const spool = job.spool ? `${job.maxOutput} ${job.spool.linger} ${lineQuote(job.spool.dir)}` : undefined;
     return this.track(job, signal, start, spool ? 'spooled' : 'run', (serial, lane) =>
-      `${spool ? `s ${serial} ${spool}\n` : ''}r ${serial} ${lane} ${rm} ${words.join(' ')}\n`,
+      `${spool ? `s ${serial} ${spool}\n` : ''}r ${serial} ${lane} ${rm} ${words}\n`,
     );
   }
 
@@ -315,7 +346,7 @@ class Session {
       this.running.set(serial, r);
       signal.addEventListener('abort', onAbort, { once: true });
       this.send(request(serial, lane));
-      if (tracing) {
+      if (tracingJobs) {
         const freed = this.freedAt[lane];
         trace(`${this.host.name}: r ${serial} on lane ${lane}${freed === undefined ? '' : `, ${(performance.now() - freed).toFixed(1)} ms after the lane's x`}`);
       }
@@ -363,7 +394,7 @@ class Session {
       const lines = this.outbox.join('');
       this.outbox = [];
       if (this.state === 'ready') this.child?.stdin.write(lines);
-      if (tracing) trace(`${this.host.name}: wrote ${lines.split('\n').length - 1} request lines`);
+      if (tracingJobs) trace(`${this.host.name}: wrote ${lines.split('\n').length - 1} request lines`);
     });
   }
 
