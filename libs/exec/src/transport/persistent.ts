@@ -526,7 +526,8 @@ export class PersistentTransport implements Transport {
     for (const s of hs.sessions) if (!best || s.load < best.load) best = s;
     if (best && (best.load === 0 || hs.sessions.length >= limit)) return best;
     const marker = `cm${randomBytes(12).toString('hex')}`;
-    const program = remoteProgram(marker, this.opts.loop);
+    // its share of the host's slots: the lanes the loop readies before the first job comes
+    const program = remoteProgram(marker, this.opts.loop, Math.ceil(host.slots / limit));
     const delay = hs.retryAt - Date.now();
     const spawnIt = () =>
       new Session(

@@ -53,11 +53,16 @@ if (PERL_LOOP.includes("'")) throw new Error('PERL_LOOP must not contain a singl
 /** Which loop runs on the host: perl where it is installed (the default), or always the sh loop. */
 export type RemoteLoop = 'auto' | 'sh';
 
-/** The loop's text with this session's marker in it. */
-export function remoteProgram(marker: string, loop: RemoteLoop = 'auto'): string {
+/**
+ * The loop's text with this session's marker in it. `lanes`: how many jobs the session will run at
+ * once (the perl loop starts that many slot shells as soon as it has said hello); 0: as jobs come.
+ */
+export function remoteProgram(marker: string, loop: RemoteLoop = 'auto', lanes = 0): string {
   if (!/^[A-Za-z0-9]{8,64}$/.test(marker)) throw new Error(`bad session marker ${JSON.stringify(marker)}`);
+  if (!Number.isInteger(lanes) || lanes < 0) throw new Error(`bad lane count ${lanes}`);
   return PROGRAM.replace('@MARKER@', marker)
     .replace('@TRY_PERL@', loop === 'auto' ? '1' : '0')
+    .replace('@LANES@', String(Math.min(lanes, 64)))
     .replace('@PERL@', () => PERL_LOOP)
     .replaceAll('@VERSION@', String(LOOP_VERSION));
 }
