@@ -15,6 +15,7 @@ import { PersistentTransport } from './transport/persistent';
 import type { RemoteLoop } from './transport/remote-loop';
 import { SshTransport } from './transport/ssh';
 import type { JobLaunch, JobOutcome, Transport } from './transport/types';
+import { trace, tracing } from './trace';
 
 export type TransportName = 'ssh' | 'persistent';
 
@@ -258,7 +259,9 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   const transportOf = (h: HostRecord): Transport => own(h) ?? (h.local ? local : remote!);
   // Connect while the first records are still on their way (cm-plan starting up, a slow producer):
   // a job then starts on an open session instead of waiting for a key exchange.
+  trace('engine: connecting');
   for (const h of opts.hosts) if (!h.local) transportOf(h).prepare?.(h);
+  trace('engine: every session spawned');
   const joblog = opts.joblog ? new JobLog(resolve(opts.cwd, opts.joblog)) : undefined;
 
   const sched = new Scheduler({
@@ -399,6 +402,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
             continue;
           }
           const job = record as JobRecord;
+          if (tracing && sched.stats().seen === 0) trace('first job record read');
           checkJobInput(job, line, raw, sched.has(job.id));
           apply(sched.add(job));
           if (pendingWrite) {
@@ -444,8 +448,10 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
     // cancel anything still running (only after an internal error) before closing connections
     const running = controllers.size;
     closing = true;
+    trace('every job ended: closing');
     if (!detached) for (const c of controllers.values()) c.abort();
     await Promise.all([local.close(), remote?.close()]);
+    trace('connections closed');
     if (detached && !opts.quiet) {
       say(`${String((io.signal.reason as Error).message)}: ${running} running job${running === 1 ? '' : 's'} keep running on their hosts`);
       say(`to collect them and run what is left, give the same job records to: ${resumeCommand(opts.commandLine ?? ['--joblog', opts.joblog!])}`);

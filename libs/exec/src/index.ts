@@ -16,3 +16,4 @@ export { describeEvent, describeFailure, lastLines, progressText, resumeCommand,
 export { cleanRuns, parseAge, cleanScript, cleanRecord, type CleanOptions, type CleanIO } from './clean';
 export { runStatus, statusText, type RunStatus } from './status';
 export { spoolOf } from './engine';
+export { trace, tracing, tracingJobs } from './trace';

@@ -4,7 +4,7 @@ import { envDefault, EXIT_CODES, flag, given, intOpt, numOpt, str, wantsRecords,
 import { loadInventory } from '@cm/inventory';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { cleanRuns, DEFAULT_TRANSPORT, parseAge, parseHalt, runStatus, statusText, type HaltPolicy, type RemoteLoop, type TransportName } from '@cm/exec';
+import { cleanRuns, DEFAULT_TRANSPORT, trace, parseAge, parseHalt, runStatus, statusText, type HaltPolicy, type RemoteLoop, type TransportName } from '@cm/exec';
 import { execJobs, execOnAllocation, execWithClusters, type SlurmMode } from '@cm/slurm';
 
 export const USAGE = `
@@ -128,7 +128,9 @@ Notes:
   jobs it killed and the command that resumes. A job with inputs but no "staged" gives up before
   it runs (put cm-fetch --stage-in before cm-exec) and its dependents are skipped. A host that
   was not reached yet in the run and refuses or does not answer is down at its first failure, so
-  dead hosts are known within about one --connect-timeout.
+  dead hosts are known within about one --connect-timeout. CM_TRACE=1 prints where the start goes
+  on stderr (ms and CPU ms since the process started: inventory, each session spawned and ready,
+  the first job read, the end); CM_TRACE=2 adds a line per request to the hosts.
 
 ${EXIT_CODES}
 
@@ -286,6 +288,7 @@ export function toArgs(argv: DocoptArgs, env: NodeJS.ProcessEnv, commandLine?: s
 }
 
 export async function run(args: Args, io: CommandIO): Promise<number> {
+  trace('run() called');
   if (args.status) return status(args.joblog as string, args, io);
   if ((io.stdin as { isTTY?: boolean }).isTTY === true && !args.quiet) {
     io.stderr.write('cm-exec: reading job records from this terminal (e.g. cm-plan -f examples/assignment.cm | cm-exec); Ctrl-D ends\n');
@@ -333,6 +336,7 @@ export async function run(args: Args, io: CommandIO): Promise<number> {
   }
   const inventory = await loadInventory({ path: args.inventory, env: io.env, cwd: io.cwd });
   const hosts = inventory.select(args.hosts);
+  trace(`inventory read: ${hosts.length} hosts`);
   if (args.clean) {
     const ssh = { sshConfig: args.sshConfig, connectTimeout: args.connectTimeout, strictHostKeys: args.strictHostKeys };
     return cleanRuns({ hosts, run: args.run, olderThan: args.olderThan, home: core.home, records: core.records, ...ssh }, io);

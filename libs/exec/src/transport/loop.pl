@@ -9,7 +9,8 @@ use strict;
 # once on the machine running cm-exec when the hosts are local, and in the latency of the first job.
 # The stdout and stderr of a job are pipes that this loop reads as the job writes: no file is
 # created on the host, and no output waits on a disk.
-my ($M, $SH, $VERSION) = @ARGV;
+my ($M, $SH, $VERSION, $LANES) = @ARGV;
+$LANES = 0 unless defined $LANES && $LANES =~ /^\d{1,4}$/;
 my $LOOP = $$;
 # WNOHANG is 1 wherever cm runs hosts (Linux, the BSDs, macOS); POSIX says so elsewhere
 my $WNOHANG = $^O =~ /^(linux|darwin|freebsd|openbsd|netbsd|dragonfly|cygwin)$/ ? 1 : do { require POSIX; POSIX::WNOHANG() };
@@ -256,7 +257,10 @@ sub shq { my $v = $_[0]; $v =~ s/\x27/\x27\\\x27\x27/g; "\x27$v\x27" }
 # sh -s reads the jobs of its lane as script. HUP, INT and TERM are caught (a subshell starts with
 # the default handlers) so that signalling the process group of the lane reaches the job, not the shell.
 # Messages of the shell itself (Terminated...) go to /dev/null; the stderr of a job is on fd E.
-sub slot_spawn {
+sub slot_spawn { return slot_fork($_[0]) && slot_ready($_[0]) }
+
+# Starts the shell of a lane and hands it its set-up; slot_ready waits for it.
+sub slot_fork {
   my $lane = $_[0];
   my ($cr, $cw, $or, $ow, $er, $ew, $xr, $xw);
   pipe($cr, $cw) && pipe($or, $ow) && pipe($er, $ew) && pipe($xr, $xw) or return;
@@ -287,6 +291,13 @@ sub slot_spawn {
   $spipe{fileno $or} = [$or, $lane, "O"];
   $spipe{fileno $er} = [$er, $lane, "E"];
   slot_send($lane, "set --\ntrap : HUP INT TERM\nexec $E>&2 2>/dev/null\necho $lane - >&$S\n") or return 0;
+  return 1;
+}
+
+# Waits for the shell of the lane to say it is ready (after slot_fork).
+sub slot_ready {
+  my $lane = $_[0];
+  my $pid = $slot{$lane}[0];
   # Its arguments are read once it says so: from then on they are only what ps shows. (Lines of
   # other lanes that come first wait in status_in.)
   until ($status_in =~ s/(^|\n)$lane -\n/$1/) {
@@ -578,6 +589,12 @@ sub request {
 }
 
 put("$M hello $VERSION perl\n");
+# The shells of the lanes the controller will use start now, side by side, while its first requests
+# are on their way: one shell start before the first jobs instead of one after another per lane.
+if ($SLOTS && $LANES) {
+  my @started = grep { slot_fork($_) } 0 .. ($LANES > 64 ? 63 : $LANES - 1);
+  slot_ready($_) for @started;
+}
 my $in = "";
 for (;;) {
   ($chld = 0, reap()) if $chld || %job;

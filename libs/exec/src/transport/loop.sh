@@ -7,7 +7,7 @@ _cmq_nl='
 _cmq_sh=$(command -v sh) || _cmq_sh=/bin/sh
 # A perl that cannot even compile the loop fails the session, and the host gets the per-job transport.
 if [ @TRY_PERL@ = 1 ] && command -v perl >/dev/null 2>&1; then
-  exec perl -e '@PERL@' "$_cmq_M" "$_cmq_sh" @VERSION@
+  exec perl -e '@PERL@' "$_cmq_M" "$_cmq_sh" @VERSION@ @LANES@
 fi
 for _cmq_t in base64 mkfifo mkdir rm; do
   command -v "$_cmq_t" >/dev/null 2>&1 || { printf '%s fail the host has no %s command\n' "$_cmq_M" "$_cmq_t"; exit 3; }

@@ -153,6 +153,28 @@ describe.each(['auto', 'sh'] as const)('PersistentTransport over a local sh, loo
     expect(spawned).toHaveLength(1);
   });
 
+  it('passes each job its own values of the same variables, and refuses names sh cannot take or the loop reserves', async () => {
+    const { t } = transport();
+    const values = ['a', 'a', "it's\nb", 'a', ''];
+    const got = await Promise.all(values.map((v) => t.run(host, job('printf "%s|" "$CM_RUN"', { env: { CM_RUN: v } }), never)));
+    expect(got.map((r) => r.stdout.toString())).toEqual(values.map((v) => `${v}|`));
+    for (const bad of ['_cmq_nl', '1X']) {
+      const r = await t.run(host, job('true', { env: { [bad]: 'x' } }), never);
+      expect(r.ran).toBe(false);
+      expect(r.reason).toContain(JSON.stringify(bad));
+    }
+  });
+
+  it('the perl loop starts the shells of all the lanes of its share of the slots before the first job', async () => {
+    const { t } = transport();
+    await t.run(host, job('true'), never);
+    const loopPid = Number(readFileSync(pidFile, 'utf8').trim().split('\n').pop());
+    const shells = execFileSync('ps', ['--ppid', String(loopPid), '-o', 'args=']).toString().split('\n').filter((l) => /^sh -s/.test(l));
+    // where perl or the slot shells are unavailable both loops start what a job needs, when it comes
+    if (which === 'auto' && process.platform === 'linux') expect(shells).toHaveLength(host.slots);
+    else expect(shells).toHaveLength(0);
+  });
+
   it("opens one session per slot with sessionsPerHost 'slots'", async () => {
     const { t, spawned } = transport({ sessionsPerHost: 'slots' });
     await Promise.all(Array.from({ length: 8 }, () => t.run(host, job('sleep 0.2'), never)));

@@ -16,6 +16,7 @@ import { SSH_CONNECTION_FAILURE, sshArgs, type SshArgOptions } from '@cm/ssh';
 import { OutputCapture, outcomeOf } from './capture';
 import { notRun } from './local';
 import { bootstrapCommand, FrameDecoder, lineQuote, remoteProgram, type Frame, type RemoteLoop } from './remote-loop';
+import { trace, tracingJobs } from '../trace';
 import { removableWorkdir, type JobLaunch, type JobOutcome, type Transport } from './types';
 
 /** Start of `reason` when the loop cannot run on a host; the caller should use the per-job transport there. */
@@ -78,6 +79,36 @@ class StartError extends Error {
 }
 
 
+// Every job of a run carries the same few variable names and, in CM_RUN, the same value: their
+// checks and quoting are done once, not per job.
+const quotedNames = new Map<string, string | undefined>();
+const lastValues = new Map<string, { value: string; quoted: string }>();
+
+/** The name as a request word; undefined when sh cannot take it or the loop reserves it. */
+function quotedName(name: string): string | undefined {
+  let q = quotedNames.get(name);
+  if (q === undefined && !quotedNames.has(name)) {
+    q = isEnvName(name) && !name.startsWith('_cmq_') ? lineQuote(name) : undefined;
+    // a stream of made-up names must not grow this without bound
+    if (quotedNames.size < 1024) quotedNames.set(name, q);
+  }
+  return q;
+}
+
+/** The value of variable `name` as a request word. */
+function quotedValue(name: string, value: string): string {
+  const last = lastValues.get(name);
+  if (last !== undefined && last.value === value) return last.quoted;
+  const quoted = lineQuote(value);
+  if (last !== undefined) {
+    last.value = value;
+    last.quoted = quoted;
+  } else if (lastValues.size < 1024) {
+    lastValues.set(name, { value, quoted });
+  }
+  return quoted;
+}
+
 /** One ssh child running the loop. */
 class Session {
   state: 'starting' | 'ready' | 'dead' = 'starting';
@@ -92,6 +123,8 @@ class Session {
   private hello: (err?: StartError) => void = () => {};
   private helloTimer: NodeJS.Timeout | undefined;
   private readonly noise: string[] = [];
+  /** CM_TRACE: when each lane's last job's x frame came in */
+  private readonly freedAt: number[] = [];
 
   constructor(
     readonly host: HostRecord,
@@ -115,6 +148,7 @@ class Session {
     if (this.state === 'dead') return;
     const { command, opts, host } = this;
     const child = spawn(command.file, command.args, { stdio: 'pipe', cwd: command.cwd });
+    trace(`${host.name}: session spawned`);
     this.child = child;
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     const decoder = new FrameDecoder(this.marker, (f) => this.frame(f));
@@ -180,6 +214,7 @@ class Session {
     switch (f.type) {
       case 'hello':
         clearTimeout(this.helloTimer);
+        trace(`${this.host.name}: hello`);
         if (this.state === 'starting') {
           this.state = 'ready';
           hello();
@@ -227,6 +262,7 @@ class Session {
           signal: r.reason !== undefined ? f.signal : null,
         });
         this.lanes[r.lane] = false;
+        if (tracingJobs) this.freedAt[r.lane] = performance.now();
         return;
       }
     }
@@ -264,19 +300,20 @@ class Session {
   launch(job: JobLaunch, signal: AbortSignal): Promise<JobOutcome> {
     const start = new Date();
     if (this.state !== 'ready') return Promise.resolve(notRun(start, `session to ${this.host.name} lost: ${this.deathReason}`));
-    const names = Object.keys(job.env);
-    const bad = names.find((n) => !isEnvName(n) || n.startsWith('_cmq_'));
-    if (bad !== undefined) {
-      return Promise.resolve(notRun(start, `environment variable name ${JSON.stringify(bad)} is not valid in sh or reserved (_cmq_*)`));
-    }
     // sh treats a leading "-" as an option and the loop's cwd is the login directory
     const wd = job.workdir === '' ? '.' : job.workdir.startsWith('/') ? job.workdir : `./${job.workdir}`;
-    const words = [lineQuote(wd), lineQuote(job.command)];
-    for (const n of names) words.push(lineQuote(n), lineQuote(job.env[n] as string));
+    let words = `${lineQuote(wd)} ${lineQuote(job.command)}`;
+    for (const n in job.env) {
+      const name = quotedName(n);
+      if (name === undefined) {
+        return Promise.resolve(notRun(start, `environment variable name ${JSON.stringify(n)} is not valid in sh or reserved (_cmq_*)`));
+      }
+      words += ` ${name} ${quotedValue(n, job.env[n] as string)}`;
+    }
     const rm = job.removeWorkdir && removableWorkdir(job.workdir) ? 1 : 0;
     const spool = job.spool ? `${job.maxOutput} ${job.spool.linger} ${lineQuote(job.spool.dir)}` : undefined;
     return this.track(job, signal, start, spool ? 'spooled' : 'run', (serial, lane) =>
-      `${spool ? `s ${serial} ${spool}\n` : ''}r ${serial} ${lane} ${rm} ${words.join(' ')}\n`,
+      `${spool ? `s ${serial} ${spool}\n` : ''}r ${serial} ${lane} ${rm} ${words}\n`,
     );
   }
 
@@ -308,6 +345,10 @@ class Session {
       this.running.set(serial, r);
       signal.addEventListener('abort', onAbort, { once: true });
       this.send(request(serial, lane));
+      if (tracingJobs) {
+        const freed = this.freedAt[lane];
+        trace(`${this.host.name}: r ${serial} on lane ${lane}${freed === undefined ? '' : `, ${(performance.now() - freed).toFixed(1)} ms after the lane's x`}`);
+      }
       // a collected job's timeout ran on the cm-exec that started it; this one only waits
       if (job.timeout !== undefined && !collecting) {
         r.timers.push(
@@ -352,6 +393,7 @@ class Session {
       const lines = this.outbox.join('');
       this.outbox = [];
       if (this.state === 'ready') this.child?.stdin.write(lines);
+      if (tracingJobs) trace(`${this.host.name}: wrote ${lines.split('\n').length - 1} request lines`);
     });
   }
 
@@ -483,7 +525,8 @@ export class PersistentTransport implements Transport {
     for (const s of hs.sessions) if (!best || s.load < best.load) best = s;
     if (best && (best.load === 0 || hs.sessions.length >= limit)) return best;
     const marker = `cm${randomBytes(12).toString('hex')}`;
-    const program = remoteProgram(marker, this.opts.loop);
+    // its share of the host's slots: the lanes the loop readies before the first job comes
+    const program = remoteProgram(marker, this.opts.loop, Math.ceil(host.slots / limit));
     const delay = hs.retryAt - Date.now();
     const spawnIt = () =>
       new Session(

@@ -115,6 +115,26 @@ describe('FrameDecoder', () => {
     ]);
   });
 
+  it('copies a small raw block out of a big chunk, and hands on one that fills its chunk as it is', () => {
+    const frames: Frame[] = [];
+    const decoder = new FrameDecoder(MARKER, (f) => frames.push(f));
+    const big = Buffer.concat([Buffer.from(`${MARKER} 1 O 3\nabc${MARKER} 1 x 0 -\n`), Buffer.alloc(65536, 0x0a)]);
+    decoder.push(big);
+    const whole = Buffer.concat([Buffer.from(`${MARKER} 2 O 65536\n`)]);
+    decoder.push(whole);
+    const body = Buffer.alloc(65536, 0x41);
+    decoder.push(body);
+    const data = frames.filter((f): f is Extract<Frame, { type: 'data' }> => f.type === 'data');
+    expect(data.map((f) => [f.serial, f.bytes.length])).toEqual([
+      [1, 3],
+      [2, 65536],
+    ]);
+    expect(data[0]!.bytes.toString()).toBe('abc');
+    // the 3 bytes kept for job 1 do not keep the 64 KB chunk they came in alive
+    expect(data[0]!.bytes.buffer.byteLength).toBeLessThan(big.length);
+    expect(data[1]!.bytes.buffer).toBe(body.buffer);
+  });
+
   it('counts a frame cut off by a dying session as partial', () => {
     const { partial } = decodeAll([Buffer.from(`${MARKER} 1 o\nQUJD\nRE`)]);
     expect(partial).toBeGreaterThan(0);

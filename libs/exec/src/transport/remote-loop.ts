@@ -53,11 +53,16 @@ if (PERL_LOOP.includes("'")) throw new Error('PERL_LOOP must not contain a singl
 /** Which loop runs on the host: perl where it is installed (the default), or always the sh loop. */
 export type RemoteLoop = 'auto' | 'sh';
 
-/** The loop's text with this session's marker in it. */
-export function remoteProgram(marker: string, loop: RemoteLoop = 'auto'): string {
+/**
+ * The loop's text with this session's marker in it. `lanes`: how many jobs the session will run at
+ * once (the perl loop starts that many slot shells as soon as it has said hello); 0: as jobs come.
+ */
+export function remoteProgram(marker: string, loop: RemoteLoop = 'auto', lanes = 0): string {
   if (!/^[A-Za-z0-9]{8,64}$/.test(marker)) throw new Error(`bad session marker ${JSON.stringify(marker)}`);
+  if (!Number.isInteger(lanes) || lanes < 0) throw new Error(`bad lane count ${lanes}`);
   return PROGRAM.replace('@MARKER@', marker)
     .replace('@TRY_PERL@', loop === 'auto' ? '1' : '0')
+    .replace('@LANES@', String(Math.min(lanes, 64)))
     .replace('@PERL@', () => PERL_LOOP)
     .replaceAll('@VERSION@', String(LOOP_VERSION));
 }
@@ -95,6 +100,8 @@ export type Frame =
   | { type: 'noise'; line: string };
 
 const NL = 0x0a;
+const DIGITS = /^\d+$/;
+const EMPTY = Buffer.alloc(0);
 const END_OF_BLOCK = Buffer.from('\n.\n');
 
 /**
@@ -102,7 +109,7 @@ const END_OF_BLOCK = Buffer.from('\n.\n');
  * decoded (a block is never held whole), so a 10 MB stdout costs a few KB of memory here.
  */
 export class FrameDecoder {
-  private pending: Buffer = Buffer.alloc(0);
+  private pending: Buffer = EMPTY;
   /** inside an output block: whose, and the base64 characters not yet forming a 4-char group */
   private block: { serial: number; stream: 'stdout' | 'stderr' } | null = null;
   private carry = '';
@@ -124,7 +131,10 @@ export class FrameDecoder {
       if (this.raw) {
         const n = Math.min(this.raw.left, buf.length - pos);
         const { serial, stream } = this.raw;
-        this.onFrame({ type: 'data', serial, stream, bytes: Buffer.from(buf.subarray(pos, pos + n)) });
+        const bytes = buf.subarray(pos, pos + n);
+        // handed on as is when it is most of the memory it lives in; a small piece of a big chunk is
+        // copied, so a job's kept output does not hold on to the whole chunk
+        this.onFrame({ type: 'data', serial, stream, bytes: 2 * n >= buf.buffer.byteLength ? bytes : Buffer.from(bytes) });
         pos += n;
         this.raw.left -= n;
         if (this.raw.left === 0) this.raw = null;
@@ -157,7 +167,7 @@ export class FrameDecoder {
       this.header(buf.toString('latin1', pos, nl));
       pos = nl + 1;
     }
-    this.pending = pos < buf.length ? Buffer.from(buf.subarray(pos)) : Buffer.alloc(0);
+    this.pending = pos < buf.length ? Buffer.from(buf.subarray(pos)) : EMPTY;
   }
 
   /** bytes received after the last complete line (a session that died mid-frame) */
@@ -189,24 +199,33 @@ export class FrameDecoder {
       return;
     }
     const f = line.slice(this.prefix.length).split(' ');
-    if (f[0] === 'hello' && f.length === 3) {
-      this.onFrame({ type: 'hello', version: Number(f[1]), runner: f[2] === '-' ? null : (f[2] as string) });
-    } else if (f[0] === 'fail') {
-      this.onFrame({ type: 'fail', reason: f.slice(1).join(' ') });
-    } else if (/^\d+$/.test(f[0] ?? '') && (f[1] === 'o' || f[1] === 'e') && f.length === 2) {
-      this.block = { serial: Number(f[0]), stream: f[1] === 'o' ? 'stdout' : 'stderr' };
-    } else if (/^\d+$/.test(f[0] ?? '') && (f[1] === 'O' || f[1] === 'E') && f.length === 3 && /^\d+$/.test(f[2] ?? '')) {
+    const what = f[0] as string;
+    if (!DIGITS.test(what)) {
+      if (what === 'hello' && f.length === 3) {
+        this.onFrame({ type: 'hello', version: Number(f[1]), runner: f[2] === '-' ? null : (f[2] as string) });
+      } else if (what === 'fail') {
+        this.onFrame({ type: 'fail', reason: f.slice(1).join(' ') });
+      } else {
+        this.onFrame({ type: 'noise', line });
+      }
+      return;
+    }
+    const serial = Number(what);
+    const kind = f[1];
+    if ((kind === 'O' || kind === 'E') && f.length === 3 && DIGITS.test(f[2] as string)) {
       const left = Number(f[2]);
-      if (left > 0) this.raw = { serial: Number(f[0]), stream: f[1] === 'O' ? 'stdout' : 'stderr', left };
-    } else if (/^\d+$/.test(f[0] ?? '') && f[1] === 't' && f.length === 6 && f.slice(2).every((x) => /^\d+$/.test(x))) {
-      const [start, end, stdoutBytes, stderrBytes] = f.slice(2).map(Number) as [number, number, number, number];
-      this.onFrame({ type: 'times', serial: Number(f[0]), start, end, stdoutBytes, stderrBytes });
-    } else if (/^\d+$/.test(f[0] ?? '') && f[1] === 'l') {
-      this.onFrame({ type: 'lost', serial: Number(f[0]), reason: f.slice(2).join(' ') });
-    } else if (/^\d+$/.test(f[0] ?? '') && f[1] === 'x' && f.length === 4 && /^\d+$/.test(f[2] ?? '')) {
+      if (left > 0) this.raw = { serial, stream: kind === 'O' ? 'stdout' : 'stderr', left };
+    } else if (kind === 'x' && f.length === 4 && DIGITS.test(f[2] as string)) {
       const status = Number(f[2]);
       const signal = f[3] !== '-' && status > 128 ? `SIG${f[3]}` : null;
-      this.onFrame({ type: 'exit', serial: Number(f[0]), status, signal });
+      this.onFrame({ type: 'exit', serial, status, signal });
+    } else if ((kind === 'o' || kind === 'e') && f.length === 2) {
+      this.block = { serial, stream: kind === 'o' ? 'stdout' : 'stderr' };
+    } else if (kind === 't' && f.length === 6 && f.slice(2).every((x) => DIGITS.test(x))) {
+      const [start, end, stdoutBytes, stderrBytes] = f.slice(2).map(Number) as [number, number, number, number];
+      this.onFrame({ type: 'times', serial, start, end, stdoutBytes, stderrBytes });
+    } else if (kind === 'l') {
+      this.onFrame({ type: 'lost', serial, reason: f.slice(2).join(' ') });
     } else {
       this.onFrame({ type: 'noise', line });
     }
