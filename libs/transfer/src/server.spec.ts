@@ -12,18 +12,8 @@ const scratch = (): string => mkdtempSync(path.join(os.tmpdir(), 'cm-srv-'));
 const LAP = { kind: 'host' as const, v: 1 as const, name: 'lap', address: 'localhost', local: true, slots: 1, tags: [] };
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 
-function listTree(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (rel: string): void => {
-    for (const e of readdirSync(path.join(dir, rel), { withFileTypes: true })) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      out.push(r);
-      if (e.isDirectory()) walk(r);
-    }
-  };
-  walk('');
-  return out.sort();
-}
+/** Every file and folder under dir, relative to it, sorted. */
+const listTree = (dir: string): string[] => readdirSync(dir, { recursive: true }).map(String).sort();
 
 /** a job's folder on the local "host" with these files (name -> content) */
 function jobDir(home: string, job: string, files: Record<string, string | Buffer>): void {

@@ -41,18 +41,8 @@ async function* chunks(buf: Buffer, size = 100): AsyncGenerator<Buffer> {
   for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
 }
 
-function listTree(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (rel: string): void => {
-    for (const e of readdirSync(path.join(dir, rel), { withFileTypes: true })) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      out.push(r);
-      if (e.isDirectory()) walk(r);
-    }
-  };
-  walk('');
-  return out.sort();
-}
+/** Every file and folder under dir, relative to it, sorted. */
+const listTree = (dir: string): string[] => readdirSync(dir, { recursive: true }).map(String).sort();
 
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
 /** a fresh folder under the OS temp dir */
