@@ -394,3 +394,28 @@ is_empty_dir() { [[ -z $(ls -A "$1") ]]; }
   assert_equal "$status" 0
   assert_equal "$(field finished exit <<<"$output" | grep -c '^0$')" 30
 }
+
+@test "CM_TRACE=1 says on stderr where the start goes (--help's Notes); CM_TRACE=2 adds a line per request; stdout stays records" {
+  { job t.1 'echo one'; job t.2 'echo two'; } >"$BATS_TEST_TMPDIR/jobs"
+  run --separate-stderr env CM_TRACE=1 cm-exec --transport "$CM_EXEC_TRANSPORT" -H th1 <"$BATS_TEST_TMPDIR/jobs"
+  assert_success
+  assert_equal "$(jq -r 'select(.event == "finished") | .exit' <<<"$output" | sort | paste -sd,)" 0,0
+  # every stderr line is a trace line: +<ms> since the process started, with its CPU ms
+  assert_equal "$(grep -cv '^cm-exec +[0-9.]* ' <<<"$stderr")" 0
+  grep -q '^cm-exec +[0-9.]* (cpu [0-9.]*) run() called$' <<<"$stderr"
+  grep -q '^cm-exec +[0-9.]* (cpu [0-9.]*) inventory read: 1 hosts$' <<<"$stderr"
+  grep -q '^cm-exec +[0-9.]* (cpu [0-9.]*) first job record read$' <<<"$stderr"
+  grep -q '^cm-exec +[0-9.]* (cpu [0-9.]*) exit$' <<<"$stderr"
+  if [[ $CM_EXEC_TRANSPORT == persistent ]]; then
+    grep -q '^cm-exec +[0-9.]* (cpu [0-9.]*) th1: hello$' <<<"$stderr"
+    # no per-request lines at level 1
+    assert_equal "$(grep -c ': r [0-9]* on lane ' <<<"$stderr")" 0
+    run --separate-stderr env CM_TRACE=2 cm-exec --transport persistent -H th1 <"$BATS_TEST_TMPDIR/jobs"
+    assert_success
+    assert_equal "$(grep -c '^cm-exec +[0-9.]* (cpu [0-9.]*) th1: r [0-9]* on lane [0-9]*' <<<"$stderr")" 2
+  fi
+  # off: not a line
+  run --separate-stderr cm-exec --transport "$CM_EXEC_TRANSPORT" -H th1 <"$BATS_TEST_TMPDIR/jobs"
+  assert_success
+  assert_equal "$stderr" ""
+}
