@@ -126,8 +126,8 @@ sub rmtree {
 sub unspool {
   my $dir = $_[0];
   rmtree($dir);
-  (my $up = $dir) =~ s{/+[^/]+/*$}{};
-  rmdir $up and $up =~ s{/+[^/]+/*$}{} and rmdir $up if length $up;
+  my $run = up($dir);
+  rmdir $run and rmdir_run($run) if length $run;
 }
 
 # The controller is gone (stdin closed or stdout broken). Jobs with a spool keep running and keep
@@ -159,7 +159,7 @@ sub detached_turn {
   return if time - $seen <= $linger;
   kill "KILL", -$_ for keys %job;
   unspool($_->[0]) for values %spool;
-  for my $wd (values %remove) { rmtree($wd); (my $run = $wd) =~ s{/+[^/]+/*$}{}; rmdir $run if length $run }
+  for my $wd (values %remove) { rmtree($wd); rmdir_run($wd) }
   exit 0;
 }
 
@@ -395,19 +395,20 @@ sub drain_now {
 
 sub up { (my $up = $_[0]) =~ s{/+[^/]+/*$}{}; $up }
 
+# The folder above a job folder (its run folder), once empty: other jobs may still be in it.
+sub rmdir_run { my $run = up($_[0]); rmdir $run if length $run }
+
 # A spare folder goes, and its run folder once empty.
 sub unspare {
   defined(my $d = $_[0]) or return;
   rmdir $d;
-  my $run = up($d);
-  rmdir $run if length $run;
+  rmdir_run($d);
 }
 
 sub remove_workdir {
   defined(my $wd = delete $remove{$_[0]}) or return;
   rmdir $wd or rmtree($wd);
-  (my $run = $wd) =~ s{/+[^/]+/*$}{};
-  rmdir $run if length $run;
+  rmdir_run($wd);
 }
 
 # The job of the lane ended with status rc: all its output is in the pipes of the lane already.
@@ -466,6 +467,12 @@ sub adopted {
   if ($strays) { slot_drop($_) for keys %ended }
 }
 
+# A block of the stdout (O) or stderr (E) of a job into the reply, which leaves once it holds 1 MB.
+sub frame {
+  $reply .= "$M $_[0] $_[1] " . length($_[2]) . "\n" . $_[2];
+  if (length $reply > 1 << 20) { put($reply); $reply = "" }
+}
+
 # Output of the job a lane runs; output while the lane is idle has no job to go to.
 sub sdrain {
   my $p = $_[0];
@@ -474,8 +481,7 @@ sub sdrain {
   if ($n) {
     my $sl = $slot{$p->[1]};
     return 1 if $detached || !$sl || !defined $sl->[4];
-    $reply .= "$M $sl->[4] $p->[2] $n\n" . $buf;
-    if (length $reply > 1 << 20) { put($reply); $reply = "" }
+    frame($sl->[4], $p->[2], $buf);
     return 1;
   }
   # the shell of the lane is gone
@@ -512,8 +518,7 @@ sub drain {
       $sp->[$i] += $n;
     }
     return 1 if $detached;
-    $reply .= "$M $p->[1] $p->[2] $n\n" . $buf;
-    if (length $reply > 1 << 20) { put($reply); $reply = "" }
+    frame($p->[1], $p->[2], $buf);
     return 1;
   }
   delete $pipe{fileno $p->[0]};
@@ -533,9 +538,7 @@ sub reap {
     # All the job wrote is in its pipes now. A process that left the group may still hold them:
     # take what is there and close them rather than wait for it.
     for my $p (grep { $_->[3] == $pid } values %pipe) {
-      my $bits = "";
-      vec($bits, fileno $p->[0], 1) = 1;
-      1 while select(my $ready = $bits, undef, undef, 0) > 0 && drain($p);
+      drain_now($p, \&drain);
       if ($pipe{fileno $p->[0]}) { delete $pipe{fileno $p->[0]}; close $p->[0] }
     }
     # a job nothing downstream reads from leaves nothing behind; the folder of its run goes once empty
