@@ -158,7 +158,11 @@ export function runMain(
     return;
   }
   const io: CommandIO = {
-    stdin: process.stdin,
+    // on first use: node builds the stream (a file stdin loads fs streams) only then, 10 ms of start-up
+    // of a command that never reads it (cm-plan -f FILE, cm-hosts list)
+    get stdin() {
+      return process.stdin;
+    },
     stdout: process.stdout,
     stderr: process.stderr,
     env: process.env,

@@ -1,10 +1,9 @@
 // Edits the inventory the way a person would: comments, key order and quoting stay as written
 // (yaml's Document API edits the parsed tree in place) and the file is replaced atomically.
-import { randomBytes } from 'node:crypto';
 import { open as openFile, rename, stat, unlink, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isMap, isScalar, type Scalar, YAMLMap, YAMLSeq, parseDocument, type Document, type Pair } from 'yaml';
-import { CmError, ExitCode, PATTERNS } from '@cm/protocol';
+import { CmError, ExitCode, PATTERNS, randomHex } from '@cm/protocol';
 import { expandRange, isPattern } from './ranges';
 import type { Assignments } from './edit';
 import { HOST_FIELDS, inventoryFromDocument, parseInventory, parseYaml, readInventoryText, type HostField, type HostFields, type InventoryView } from './load';
@@ -239,7 +238,7 @@ export class InventoryFile {
       (s) => s.mode & 0o7777,
       () => 0o644,
     );
-    const tmp = path.join(dir, `.${path.basename(this.path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    const tmp = path.join(dir, `.${path.basename(this.path)}.${process.pid}.${randomHex(4)}.tmp`);
     const fh = await openFile(tmp, 'wx', mode);
     try {
       await fh.writeFile(text, 'utf8');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PassThrough } from 'node:stream';
-import { readRecords, readRecordBatches, parseRecords, RecordWriter, recordProblem, InputError, formatBytes, plural } from './index';
+import { readRecords, readRecordBatches, parseRecords, RecordWriter, recordProblem, InputError, formatBytes, plural, freshRunId, randomHex } from './index';
 
 async function readAll(text: string | Buffer, maxLineBytes?: number): Promise<unknown[]> {
   const input = new PassThrough();
@@ -134,5 +134,16 @@ describe('readRecordBatches', () => {
     // (how the writes reach the reader as chunks is the stream's affair: fewer batches than lines here)
     expect(batches.flat()).toEqual([`1:${a}`, `2:${b}`, `4:${c}`]);
     expect(batches.length).toBeLessThan(3);
+  });
+});
+
+describe('randomHex and freshRunId', () => {
+  it('gives as many random bytes as asked, as hex, different each time', () => {
+    const seen = new Set(Array.from({ length: 50 }, () => randomHex(12)));
+    expect(seen.size).toBe(50);
+    for (const h of seen) expect(h).toMatch(/^[0-9a-f]{24}$/);
+  });
+  it('names a run by its local start time and 4 hex digits', () => {
+    expect(freshRunId(new Date(2026, 11, 5, 3, 4, 5))).toMatch(/^20261205-030405-[0-9a-f]{4}$/);
   });
 });

@@ -1,9 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { type Server, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { ControlDir, sweepStale } from './control';
+import { ControlDir, exitMasters, sweepStale } from './control';
 
 const root = mkdtempSync(join(tmpdir(), 'cm-control-spec-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -55,5 +56,56 @@ describe('ControlDir', () => {
     expect(existsSync(c.path)).toBe(true);
     chmodSync(c.path, 0o755);
     expect(() => new ControlDir({ prefix: 'cm-t', keep: 300, home })).toThrow(/only you can use/);
+  });
+});
+
+describe('exitMasters', () => {
+  const hello = Buffer.from('000000080000000100000004', 'hex');
+  const terminate = Buffer.from('000000081000000500000001', 'hex');
+
+  /** a listener on DIR/NAME that answers each connection with `reply`, and keeps what it was sent */
+  async function listener(dir: string, name: string, reply: Buffer): Promise<{ got: Buffer[]; server: Server }> {
+    const got: Buffer[] = [];
+    const server = createServer((c) => {
+      c.write(reply);
+      c.on('data', (d) => {
+        got.push(d);
+        // a master exits once it has read the terminate request
+        if (Buffer.concat(got).length >= 24) c.destroy();
+      });
+    });
+    await new Promise<void>((r) => server.listen(join(dir, name), r));
+    return { got, server };
+  }
+
+  it('speaks the mux protocol to each master (hello, terminate) without starting ssh', async () => {
+    const dir = mkdtempSync(join(root, 'mux-'));
+    const calls = join(dir, 'calls');
+    const ssh = join(root, 'ssh-that-logs');
+    writeFileSync(ssh, `#!/bin/sh\necho "$@" >>${calls}\n`, { mode: 0o755 });
+    const a = await listener(dir, 'a'.repeat(40), hello);
+    const b = await listener(dir, 'b'.repeat(40), hello);
+    await exitMasters(dir, ssh);
+    for (const m of [a, b]) {
+      expect(Buffer.concat(m.got)).toEqual(Buffer.concat([hello, terminate]));
+      m.server.close();
+    }
+    expect(existsSync(calls)).toBe(false);
+  });
+
+  it('asks ssh when the socket does not speak the protocol, and skips a socket nobody listens on', async () => {
+    const dir = mkdtempSync(join(root, 'mux-'));
+    const calls = join(dir, 'calls');
+    const ssh = join(root, 'ssh-that-logs2');
+    writeFileSync(ssh, `#!/bin/sh\necho "$@" >>${calls}\n`, { mode: 0o755 });
+    const odd = await listener(dir, 'c'.repeat(40), Buffer.from('SSH-2.0-other\r\n'));
+    // a master that died without removing its socket (perl exits without unlinking what it bound)
+    const stale = join(dir, 'd'.repeat(40));
+    spawnSync('perl', ['-MIO::Socket::UNIX', '-e', 'IO::Socket::UNIX->new(Local => $ARGV[0], Listen => 1) or die', stale]);
+    expect(lstatSync(stale).isSocket()).toBe(true);
+    writeFileSync(join(dir, 'not-a-socket'), '');
+    await exitMasters(dir, ssh);
+    odd.server.close();
+    expect(readFileSync(calls, 'utf8')).toBe(`-S ${join(dir, 'c'.repeat(40))} -O exit cm-control\n`);
   });
 });

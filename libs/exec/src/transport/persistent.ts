@@ -9,9 +9,8 @@
 // background runner, so one session does not serialise a host's slots. `sessionsPerHost` can raise
 // the count when one loop's request handling becomes the bottleneck.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { homedir } from 'node:os';
-import { isEnvName, type HostRecord } from '@cm/protocol';
+import { isEnvName, randomHex, type HostRecord } from '@cm/protocol';
 import { SSH_CONNECTION_FAILURE, sshArgs, type SshArgOptions } from '@cm/ssh';
 import { OutputCapture, outcomeOf } from './capture';
 import { notRun } from './local';
@@ -524,7 +523,7 @@ export class PersistentTransport implements Transport {
     let best: Session | undefined;
     for (const s of hs.sessions) if (!best || s.load < best.load) best = s;
     if (best && (best.load === 0 || hs.sessions.length >= limit)) return best;
-    const marker = `cm${randomBytes(12).toString('hex')}`;
+    const marker = `cm${randomHex(12)}`;
     // its share of the host's slots: the lanes the loop readies before the first job comes
     const program = remoteProgram(marker, this.opts.loop, Math.ceil(host.slots / limit));
     const delay = hs.retryAt - Date.now();

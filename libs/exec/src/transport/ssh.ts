@@ -4,9 +4,8 @@
 // SIGKILL) kills the job's whole process group, TERM then KILL after a grace period. That is what
 // makes timeouts and cancellation reach the remote processes without a second connection.
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
-import { isEnvName, shQuote, signalName, type HostRecord } from '@cm/protocol';
+import { isEnvName, randomHex, shQuote, signalName, type HostRecord } from '@cm/protocol';
 import { ControlDir, Masters, sshArgs, type SshArgOptions } from '@cm/ssh';
 import { OutputCapture, outcomeOf } from './capture';
 import { JobStops } from './stops';
@@ -59,7 +58,7 @@ export class SshTransport implements Transport {
   readonly name = 'ssh';
   readonly control: ControlDir;
   private readonly masters: Masters;
-  private readonly trailer = `cm-exec-exit-255-${randomBytes(8).toString('hex')}`;
+  private readonly trailer = `cm-exec-exit-255-${randomHex(8)}`;
   private readonly ssh: string;
   /** removals of spools whose jobs cm-exec has: close() waits for them */
   private readonly unspooling = new Set<Promise<void>>();
