@@ -72,6 +72,17 @@ table_line() {
   assert_line 'every process under 200 MB RSS: yes'
 }
 
+@test "bench/scheduler.sh at 2,000 jobs: CPU per job on 16 and 64 hosts, and on 1,000 and 3,000 jobs" {
+  bench scheduler -- 2000 16,64 1000,3000
+  assert_equal "$status" 0
+  no_complaints
+  assert_line --regexp '^scheduler alone +us/job  x first of its kind$'
+  assert_line --regexp '^16 hosts x 4 slots, 2000 jobs +[0-9.]+  1\.00x$'
+  assert_line --regexp '^64 hosts x 4 slots, 2000 jobs +[0-9.]+  [0-9.]+x$'
+  assert_line --regexp '^16 hosts x 4 slots, 1000 jobs +[0-9.]+  1\.00x$'
+  assert_line --regexp '^16 hosts x 4 slots, 3000 jobs +[0-9.]+  [0-9.]+x$'
+}
+
 @test "bench/plan.sh at 500 runs: cm-plan, awk and GNU parallel --dry-run" {
   bench plan -- 500
   assert_equal "$status" 0

@@ -6,6 +6,7 @@ import { jobEvent, outcomeEvent, refusedBeforeRun, UNREACHABLE } from './events'
 import { FinalIds, type Final } from './finals';
 import { haltReached, type HaltPolicy } from './halt';
 import type { JobOutcome } from './transport/types';
+import { SlotPool } from './slot-pool';
 
 export type Action =
   | { type: 'emit'; event: EventRecord; /** a final state to append to the joblog */ joblog: boolean }
@@ -77,6 +78,7 @@ export class Scheduler {
   private readonly hosts: HostState[];
   private readonly byName = new Map<string, number>();
   private readonly allHosts: number[];
+  private readonly pool: SlotPool;
   /** jobs not yet final */
   private readonly states = new Map<string, JobState>();
   /**
@@ -103,6 +105,8 @@ export class Scheduler {
     this.hosts.forEach((h, i) => this.byName.set(h.rec.name, i));
     this.allHosts = this.hosts.map((_, i) => i);
     this.freeUp = this.hosts.reduce((n, h) => n + h.free, 0);
+    this.pool = new SlotPool(this.hosts.length);
+    this.hosts.forEach((h, i) => this.pool.set(i, h.free));
   }
 
   /** True once the input has ended and every job has a final state. */
@@ -226,6 +230,7 @@ export class Scheduler {
     const hi = s.host;
     const h = this.hosts[hi]!;
     h.free += 1;
+    if (!h.down) this.pool.set(hi, h.free);
     h.running -= 1;
     this.running -= 1;
     // (collected jobs may hold more than a host's slots: free counts up from below zero)
@@ -466,6 +471,7 @@ export class Scheduler {
   private markDown(hi: number, reason: string, why = `${this.hosts[hi]!.consecutive} consecutive connection failures (last: ${reason})`): void {
     const h = this.hosts[hi]!;
     h.down = true;
+    this.pool.set(hi, -Infinity);
     this.freeUp -= Math.max(0, h.free);
     this.emit({ kind: 'event', v: 1, event: 'host-down', host: h.rec.name, reason: why }, false);
     const keep: JobState[] = [];
@@ -480,6 +486,8 @@ export class Scheduler {
   }
 
   private pick(s: JobState): number {
+    // the common case, a job that may run on any host, without a scan of them all
+    if (s.eligible === this.allHosts && !s.failedHosts?.size) return this.pool.best();
     let best = -1;
     let bestScore = -1;
     for (const i of s.eligible) {
@@ -527,6 +535,7 @@ export class Scheduler {
     const h = this.hosts[hi]!;
     if (h.free > 0) this.freeUp -= 1;
     h.free -= 1;
+    if (!h.down) this.pool.set(hi, h.free);
     h.running += 1;
     this.running += 1;
     s.attempt += 1;
