@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -130,10 +131,8 @@ async function readResult(file: string): Promise<string> {
 }
 
 function runCmd(signal: AbortSignal, cwd: string, env: NodeJS.ProcessEnv) {
-  return async (command: string, input: string): Promise<string> => {
-    // loaded on the first cmd: reducer: child_process is 7 ms of every cm-reduce start otherwise
-    const { spawn } = await import('node:child_process');
-    return new Promise((resolve, reject) => {
+  return (command: string, input: string): Promise<string> =>
+    new Promise((resolve, reject) => {
       const child = spawn('sh', ['-c', command], { cwd, env, stdio: ['pipe', 'pipe', 'inherit'], signal });
       const chunks: Buffer[] = [];
       child.stdout.on('data', (c: Buffer) => chunks.push(c));
@@ -145,7 +144,6 @@ function runCmd(signal: AbortSignal, cwd: string, env: NodeJS.ProcessEnv) {
       });
       child.stdin.end(input);
     });
-  };
 }
 
 export async function run(args: Args, io: CommandIO): Promise<number> {
