@@ -24,6 +24,13 @@ my %spipe;        # fileno => [handle, lane, O|E]
 my %stray;        # adopted orphans that left their group: left running, as by the fork and exec path
 my $status_in = "";
 my $closing = 0;
+# what the loop selects on, built again only when a pipe comes or goes
+my $watched_fds;
+# The output pipes of a lane are watched once its job has run a while (5 ms, or 4 turns of a busy
+# loop): a tiny job wakes the loop once, by its status line, and what it wrote is read then. A job
+# that fills a pipe before that waits that long.
+my %young;        # lane => turns its job has run unwatched
+my %watched;      # lane => the output pipes of its job, now watched
 # Detached runs (cm-exec --reattach-within): a job sent with a spool keeps its first <cap> bytes of
 # stdout and stderr, its start, end and status in files of that folder on the host, so that a later
 # session can collect them (request a) if this one loses its controller. The folder goes when the
@@ -72,12 +79,13 @@ $SIG{CHLD} = sub { $chld = 1, syswrite $wake_w, "c" if $$ == $LOOP };
 # subreaper of its session, the loop adopts every orphan and lists them in /proc (Linux 3.5+).
 # Elsewhere, the process group of a job, which the fork and exec path kills at its end, does that.
 my $CHILDREN = "/proc/$$/task/$$/children";
-my ($status_r, $status_w, $S, $E);
+my ($status_r, $status_w, $S, $E, $children, $NR);
 my $SLOTS = $^O eq "linux" && do {
   require Config;
-  my $prctl = { x86_64 => 157, aarch64 => 167 }->{(split /-/, $Config::Config{archname})[0]};
+  # prctl, pread64, pwrite64: one call where perl would seek, then read or write
+  $NR = { x86_64 => [157, 17, 18], aarch64 => [167, 67, 68] }->{(split /-/, $Config::Config{archname})[0]};
   # PR_SET_CHILD_SUBREAPER
-  $prctl && syscall($prctl, 36, 1, 0, 0, 0) == 0 && -r $CHILDREN
+  $NR && syscall($NR->[0], 36, 1, 0, 0, 0) == 0 && sysopen $children, $CHILDREN, 0
 } && pipe($status_r, $status_w) && fileno $status_w <= 9;
 if ($SLOTS) {
   # every slot shell writes "<lane> <status>" there when a job ends: a line is one atomic write
@@ -86,8 +94,12 @@ if ($SLOTS) {
 }
 
 sub words {
+  # (a copy: the argument is often $4 of the request, which the next match resets)
+  my $s = $_[0];
+  # most requests: plain quoted words, one regex takes them
+  return $s =~ /\x27([^\x27]*)\x27/g if $s =~ /^\x27[^\x27]*\x27(?: \x27[^\x27]*\x27)*\z/;
   my @w;
-  for my $word ($_[0] =~ /((?:\x27[^\x27]*\x27|\\\x27|"\$_cmq_nl")+)/g) {
+  for my $word ($s =~ /((?:\x27[^\x27]*\x27|\\\x27|"\$_cmq_nl")+)/g) {
     my $v = "";
     $v .= defined $1 ? $1 : defined $2 ? "\x27" : "\n" while $word =~ /\G(?:\x27([^\x27]*)\x27|(\\\x27)|"\$_cmq_nl")/gc;
     push @w, $v;
@@ -250,6 +262,7 @@ sub start {
   }
   $pipe{fileno $or} = [$or, $serial, "O", $pid];
   $pipe{fileno $er} = [$er, $serial, "E", $pid];
+  $watched_fds = undef;
 }
 
 sub shq { my $v = $_[0]; $v =~ s/\x27/\x27\\\x27\x27/g; "\x27$v\x27" }
@@ -286,10 +299,13 @@ sub slot_fork {
   my $failed = sysread $xr, my $junk, 1;
   close $xr;
   if ($failed) { waitpid $pid, 0; return 0 }
+  # O_NONBLOCK: when the job of the lane has ended, one read takes all it left there
+  fcntl($_, 4, 2048) for $or, $er;
   $shell{$pid} = $lane;
-  $slot{$lane} = [$pid, $cw, $or, $er, undef, 0, 0, undef, undef];
-  $spipe{fileno $or} = [$or, $lane, "O"];
-  $spipe{fileno $er} = [$er, $lane, "E"];
+  my @pipes = ([$or, $lane, "O"], [$er, $lane, "E"]);
+  $slot{$lane} = [$pid, $cw, $or, $er, undef, 0, 0, undef, undef, \@pipes];
+  $spipe{fileno $_->[0]} = $_ for @pipes;
+  $watched_fds = undef;
   slot_send($lane, "set --\ntrap : HUP INT TERM\nexec $E>&2 2>/dev/null\necho $lane - >&$S\n") or return 0;
   return 1;
 }
@@ -323,14 +339,19 @@ sub title_of {
   close $st;
   my ($from, $to) = (split / /, substr($stat, rindex($stat, ")") + 2))[45, 46];
   open my $mem, "+<", "/proc/$pid/mem" or return;
-  return $from && $to > $from ? [$mem, $from, $to - $from] : undef;
+  # [handle, where, room, how much of it the last title took: all of it at first (the spaces)]
+  return $from && $to > $from ? [$mem, $from + 0, $to - $from, $to - $from] : undef;
 }
 
+# Only the bytes that change: the text, and NULs over what is left of the previous one.
 sub title {
   my ($sl, $text) = @_;
   my $t = $sl->[8] or return;
-  $text = substr($text, 0, $t->[2] - 1) . "\0" x ($t->[2] - length $text);
-  sysseek $t->[0], $t->[1], 0 and syswrite $t->[0], $text;
+  $text = substr($text, 0, $t->[2] - 1) if length $text >= $t->[2];
+  my $was = $t->[3];
+  $t->[3] = length $text;
+  $text .= "\0" x ($was - length $text) if $was > length $text;
+  syscall($NR->[2], fileno $t->[0], $text, length $text, $t->[1]);
 }
 
 sub slot_send {
@@ -349,11 +370,14 @@ sub slot_send {
 sub slot_drop {
   my $lane = $_[0];
   my $sl = delete $slot{$lane} or return;
+  delete $young{$lane};
+  delete $watched{$lane};
   kill "KILL", -$sl->[0];
   delete $shell{$sl->[0]};
   unspare($sl->[7]);
   close $sl->[1];
   for my $h (@$sl[2, 3]) { delete $spipe{fileno $h}; close $h }
+  $watched_fds = undef;
 }
 
 sub slot_start {
@@ -380,6 +404,7 @@ sub slot_start {
   title($sl, "sh\0-c\0$cmd");
   slot_send($lane, $script) or return 0;
   $slot{$lane}[4] = $serial;
+  $young{$lane} = 0;
   $slot_job{$serial} = $lane;
   $remove{$serial} = $wd if $rm;
   return 1;
@@ -416,8 +441,12 @@ sub slot_end {
   my ($lane, $rc, $sig) = @_;
   my $sl = $slot{$lane} or return;
   defined(my $serial = $sl->[4]) or return;
-  drain_now($_, \&sdrain) for grep { $_->[1] eq $lane } values %spipe;
+  for my $p (@{$sl->[9]}) { 1 while sdrain($p) }
+  # (the end of its pipes, met there, may have ended the job already)
+  return if !defined $sl->[4];
   $sl->[4] = undef;
+  delete $young{$lane};
+  delete $watched{$lane};
   title($sl, "sh\0-s");
   delete $slot_job{$serial};
   my $wd = $remove{$serial};
@@ -448,13 +477,14 @@ sub read_status {
 # What the jobs that just ended left running: the loop adopted it (child subreaper). In the group of
 # a lane, it ends with the shell of the lane, as the group of a job did on the fork and exec path; a process
 # that left its group runs on, but the lanes that ended now take new pipes, so it writes in no job.
+my $kids = "\0" x 65536;
 sub adopted {
   my %ended = map { $_ => 1 } @_;
-  open my $f, "<", $CHILDREN or return;
-  my $kids = <$f>;
-  close $f;
+  # (the file stays open: one pread at 0 reads the list anew)
+  my $n = syscall($NR->[1], fileno $children, $kids, 65536, 0);
+  return if $n <= 0;
   my $strays = 0;
-  for my $pid (split " ", $kids // "") {
+  for my $pid (split " ", substr($kids, 0, $n)) {
     next if exists $shell{$pid} || exists $job{$pid} || $stray{$pid};
     open my $st, "<", "/proc/$pid/stat" or next;
     my $stat = <$st>;
@@ -473,16 +503,20 @@ sub frame {
   if (length $reply > 1 << 20) { put($reply); $reply = "" }
 }
 
-# Output of the job a lane runs; output while the lane is idle has no job to go to.
+# Output of the job a lane runs; output while the lane is idle has no job to go to. True when the
+# pipe may hold more: a full buffer was read, or the read was interrupted.
 sub sdrain {
   my $p = $_[0];
   my $n = sysread $p->[0], my $buf, 65536;
-  return 1 if !defined $n && $!{EINTR};
+  if (!defined $n) {
+    return 1 if $!{EINTR};
+    return 0 if $!{EAGAIN};
+  }
   if ($n) {
     my $sl = $slot{$p->[1]};
-    return 1 if $detached || !$sl || !defined $sl->[4];
+    return $n == 65536 if $detached || !$sl || !defined $sl->[4];
     frame($sl->[4], $p->[2], $buf);
-    return 1;
+    return $n == 65536;
   }
   # the shell of the lane is gone
   shell_gone($p->[1]);
@@ -523,6 +557,7 @@ sub drain {
   }
   delete $pipe{fileno $p->[0]};
   close $p->[0];
+  $watched_fds = undef;
   return 0;
 }
 
@@ -539,7 +574,7 @@ sub reap {
     # take what is there and close them rather than wait for it.
     for my $p (grep { $_->[3] == $pid } values %pipe) {
       drain_now($p, \&drain);
-      if ($pipe{fileno $p->[0]}) { delete $pipe{fileno $p->[0]}; close $p->[0] }
+      if ($pipe{fileno $p->[0]}) { delete $pipe{fileno $p->[0]}; close $p->[0]; $watched_fds = undef }
     }
     # a job nothing downstream reads from leaves nothing behind; the folder of its run goes once empty
     remove_workdir($serial);
@@ -606,17 +641,23 @@ for (;;) {
   # status lines read while a lane was starting
   read_status(1) if index($status_in, "\n") >= 0;
   if ($ended || length $reply > 65536) { put($reply); ($reply, $ended) = ("", 0) }
-  my $rin = "";
-  vec($rin, 0, 1) = 1;
-  vec($rin, fileno $wake_r, 1) = 1;
-  vec($rin, $_, 1) = 1 for keys %pipe, keys %spipe;
-  vec($rin, fileno $status_r, 1) = 1 if $SLOTS;
+  if (!defined $watched_fds) {
+    $watched_fds = "";
+    vec($watched_fds, $_, 1) = 1 for 0, fileno $wake_r, keys %pipe, $SLOTS ? fileno $status_r : ();
+  }
+  my $rin = $watched_fds;
+  vec($rin, fileno $_->[0], 1) = 1 for map { @$_ } values %watched;
   # A SIGCHLD that lands between reap and select runs its (deferred) handler only after select
   # returns, so the self-pipe cannot always wake us: poll every 10 ms while jobs run.
   vec($rin, 0, 1) = 0 if $detached;
   # Slot shells wake it by a status line or by the end of their pipes: no polling for them, but
   # for a shell sent a KILL (a process outside its group may hold its pipes).
-  my $n = select(my $rout = $rin, undef, undef, $detached ? 0.25 : %job || grep({ $_->[5] } values %slot) ? 0.01 : %watch ? 0.2 : undef);
+  my $n = select(my $rout = $rin, undef, undef, $detached ? 0.25 : %young ? 0.005 : %job || grep({ $_->[5] } values %slot) ? 0.01 : %watch ? 0.2 : undef);
+  for my $lane (keys %young) {
+    next if $n > 0 && ++$young{$lane} < 4;
+    delete $young{$lane};
+    $watched{$lane} = $slot{$lane}[9];
+  }
   next if $n <= 0;
   sysread $wake_r, my $junk, 4096 if vec($rout, fileno $wake_r, 1);
   for my $fd (keys %pipe) { drain($pipe{$fd}) if vec($rout, $fd, 1) }
