@@ -12,23 +12,28 @@ use strict;
 my ($M, $SH, $VERSION, $LANES) = @ARGV;
 $LANES = 0 unless defined $LANES && $LANES =~ /^\d{1,4}$/;
 my $LOOP = $$;
+# Errno (%!) and Config would cost a few ms of CPU per session: EINTR is 4 on every Unix cm runs
+# hosts on, EAGAIN 11 on Linux (the slot shells run only there)
+my ($EINTR, $EAGAIN) = (4, 11);
 # WNOHANG is 1 wherever cm runs hosts (Linux, the BSDs, macOS); POSIX says so elsewhere
 my $WNOHANG = $^O =~ /^(linux|darwin|freebsd|openbsd|netbsd|dragonfly|cygwin)$/ ? 1 : do { require POSIX; POSIX::WNOHANG() };
 sub signame { require Config; (split / /, $Config::Config{sig_name})[$_[0]] || "-" }
 my (%job, %pid_of, %pipe);    # pid => serial; serial => pid; fileno => [handle, serial, O|E, pid]
 my %remove;                   # serial => the workdir to remove when the job ends
-my %slot;         # lane => [shell pid, its script pipe, stdout, stderr, serial of its job or undef, KILL sent, gone]
+# lane => [shell pid, its script pipe, stdout, stderr, serial of its job or undef, KILL sent, gone,
+#          spare folder, title, [[stdout, lane, "O"], [stderr, lane, "E"]]]
+my %slot;
 my %shell;        # shell pid => lane, while it runs the lane
 my %slot_job;     # serial => lane
-my %spipe;        # fileno => [handle, lane, O|E]
 my %stray;        # adopted orphans that left their group: left running, as by the fork and exec path
 my $status_in = "";
 my $closing = 0;
-# what the loop selects on, built again only when a pipe comes or goes
+# what the loop selects on but the pipes of lanes, built again when a pipe of a forked job comes or goes
 my $watched_fds;
 # The output pipes of a lane are watched once its job has run a while (5 ms, or 4 turns of a busy
-# loop): a tiny job wakes the loop once, by its status line, and what it wrote is read then. A job
-# that fills a pipe before that waits that long.
+# loop), never while it is idle: a tiny job wakes the loop once, by its status line, and what it
+# wrote is read then. A job that fills a pipe before that waits that long. (A shell that dies is
+# seen by its SIGCHLD.)
 my %young;        # lane => turns its job has run unwatched
 my %watched;      # lane => the output pipes of its job, now watched
 # Detached runs (cm-exec --reattach-within): a job sent with a spool keeps its first <cap> bytes of
@@ -47,7 +52,7 @@ sub put {
   my $s = $_[0];
   while (length $s) {
     my $w = syswrite STDOUT, $s;
-    if (!defined $w) { next if $!{EINTR}; return lost(141) }
+    if (!defined $w) { next if $! == $EINTR; return lost(141) }
     substr($s, 0, $w) = "";
   }
 }
@@ -79,18 +84,19 @@ $SIG{CHLD} = sub { $chld = 1, syswrite $wake_w, "c" if $$ == $LOOP };
 # subreaper of its session, the loop adopts every orphan and lists them in /proc (Linux 3.5+).
 # Elsewhere, the process group of a job, which the fork and exec path kills at its end, does that.
 my $CHILDREN = "/proc/$$/task/$$/children";
-my ($status_r, $status_w, $S, $E, $children, $NR);
+my ($status_r, $status_w, $S, $O, $E, $children, $NR);
 my $SLOTS = $^O eq "linux" && do {
-  require Config;
-  # prctl, pread64, pwrite64: one call where perl would seek, then read or write
-  $NR = { x86_64 => [157, 17, 18], aarch64 => [167, 67, 68] }->{(split /-/, $Config::Config{archname})[0]};
+  # the machine perl was built for (its ELF header): prctl, pread64, pwrite64 there
+  my ($exe, $elf);
+  sysopen $exe, "/proc/self/exe", 0 and sysread $exe, $elf, 20;
+  $NR = { 62 => [157, 17, 18], 183 => [167, 67, 68] }->{unpack "v", substr($elf // "", 18, 2) . "\0\0"};
   # PR_SET_CHILD_SUBREAPER
   $NR && syscall($NR->[0], 36, 1, 0, 0, 0) == 0 && sysopen $children, $CHILDREN, 0
 } && pipe($status_r, $status_w) && fileno $status_w <= 9;
 if ($SLOTS) {
   # every slot shell writes "<lane> <status>" there when a job ends: a line is one atomic write
   $S = fileno $status_w;
-  $E = $S == 9 ? 8 : 9;
+  ($O, $E) = grep { $_ != $S } 7, 8, 9;
 }
 
 sub words {
@@ -269,7 +275,8 @@ sub shq { my $v = $_[0]; $v =~ s/\x27/\x27\\\x27\x27/g; "\x27$v\x27" }
 
 # sh -s reads the jobs of its lane as script. HUP, INT and TERM are caught (a subshell starts with
 # the default handlers) so that signalling the process group of the lane reaches the job, not the shell.
-# Messages of the shell itself (Terminated...) go to /dev/null; the stderr of a job is on fd E.
+# Its stdout is the status pipe (a builtin writes there with no redirection to undo), its messages
+# (Terminated...) go to /dev/null; the stdout and stderr of a job are on fds O and E.
 sub slot_spawn { return slot_fork($_[0]) && slot_ready($_[0]) }
 
 # Starts the shell of a lane and hands it its set-up; slot_ready waits for it.
@@ -302,11 +309,9 @@ sub slot_fork {
   # O_NONBLOCK: when the job of the lane has ended, one read takes all it left there
   fcntl($_, 4, 2048) for $or, $er;
   $shell{$pid} = $lane;
-  my @pipes = ([$or, $lane, "O"], [$er, $lane, "E"]);
-  $slot{$lane} = [$pid, $cw, $or, $er, undef, 0, 0, undef, undef, \@pipes];
-  $spipe{fileno $_->[0]} = $_ for @pipes;
-  $watched_fds = undef;
-  slot_send($lane, "set --\ntrap : HUP INT TERM\nexec $E>&2 2>/dev/null\necho $lane - >&$S\n") or return 0;
+  # the last: [handle, lane, O|E] of each output pipe
+  $slot{$lane} = [$pid, $cw, $or, $er, undef, 0, 0, undef, undef, [[$or, $lane, "O"], [$er, $lane, "E"]]];
+  slot_send($lane, "set --\ntrap : HUP INT TERM\nexec $O>&1 $E>&2 >&$S 2>/dev/null $S>&-\necho $lane -\n") or return 0;
   return 1;
 }
 
@@ -360,7 +365,7 @@ sub slot_send {
     $to_slot = 1;
     my $w = syswrite $slot{$lane}[1], $s;
     $to_slot = 0;
-    if (!defined $w) { next if $!{EINTR}; slot_drop($lane); return 0 }
+    if (!defined $w) { next if $! == $EINTR; slot_drop($lane); return 0 }
     substr($s, 0, $w) = "";
   }
   return 1;
@@ -376,8 +381,7 @@ sub slot_drop {
   delete $shell{$sl->[0]};
   unspare($sl->[7]);
   close $sl->[1];
-  for my $h (@$sl[2, 3]) { delete $spipe{fileno $h}; close $h }
-  $watched_fds = undef;
+  close $_ for @$sl[2, 3];
 }
 
 sub slot_start {
@@ -390,7 +394,7 @@ sub slot_start {
     return 0 unless $k =~ /^[A-Za-z_][A-Za-z0-9_]*$/;
     $script .= "export $k=" . shq($v) . "\n";
   }
-  $script .= "eval " . shq($cmd) . "\n) </dev/null 2>&$E $E>&- $S>&-; echo $lane \$? >&$S\n";
+  $script .= "eval " . shq($cmd) . "\n) </dev/null >&$O 2>&$E $O>&- $E>&-; echo $lane \$?\n";
   $sl || slot_spawn($lane) or return 0;
   $sl = $slot{$lane};
   # The empty folder the previous job of the lane left becomes this one (one rename, where mkdir
@@ -509,8 +513,8 @@ sub sdrain {
   my $p = $_[0];
   my $n = sysread $p->[0], my $buf, 65536;
   if (!defined $n) {
-    return 1 if $!{EINTR};
-    return 0 if $!{EAGAIN};
+    return 1 if $! == $EINTR;
+    return 0 if $! == $EAGAIN;
   }
   if ($n) {
     my $sl = $slot{$p->[1]};
@@ -543,7 +547,7 @@ sub shell_gone {
 sub drain {
   my $p = $_[0];
   my $n = sysread $p->[0], my $buf, 65536;
-  return 1 if !defined $n && $!{EINTR};
+  return 1 if !defined $n && $! == $EINTR;
   if ($n) {
     if (my $sp = $spool{$p->[1]}) {
       my $i = $p->[2] eq "O" ? 4 : 5;
@@ -661,11 +665,15 @@ for (;;) {
   next if $n <= 0;
   sysread $wake_r, my $junk, 4096 if vec($rout, fileno $wake_r, 1);
   for my $fd (keys %pipe) { drain($pipe{$fd}) if vec($rout, $fd, 1) }
-  for my $fd (keys %spipe) { sdrain($spipe{$fd}) if $spipe{$fd} && vec($rout, $fd, 1) }
+  for my $p (map { @$_ } values %watched) {
+    # (a lane dropped in this turn has closed its pipes)
+    my $fd = fileno $p->[0];
+    sdrain($p) if defined $fd && vec($rout, $fd, 1);
+  }
   read_status() if $SLOTS && vec($rout, fileno $status_r, 1);
   next unless vec($rout, 0, 1);
   my $got = sysread STDIN, $in, 65536, length $in;
-  next if !defined $got && $!{EINTR};
+  next if !defined $got && $! == $EINTR;
   lost(0), next unless $got;
   while ((my $i = index $in, "\n") >= 0) {
     my $line = substr $in, 0, $i + 1, "";
