@@ -12,18 +12,30 @@ use strict;
 my ($M, $SH, $VERSION, $LANES) = @ARGV;
 $LANES = 0 unless defined $LANES && $LANES =~ /^\d{1,4}$/;
 my $LOOP = $$;
+# Errno (%!) and Config would cost a few ms of CPU per session: EINTR is 4 on every Unix cm runs
+# hosts on, EAGAIN 11 on Linux (the slot shells run only there)
+my ($EINTR, $EAGAIN) = (4, 11);
 # WNOHANG is 1 wherever cm runs hosts (Linux, the BSDs, macOS); POSIX says so elsewhere
 my $WNOHANG = $^O =~ /^(linux|darwin|freebsd|openbsd|netbsd|dragonfly|cygwin)$/ ? 1 : do { require POSIX; POSIX::WNOHANG() };
 sub signame { require Config; (split / /, $Config::Config{sig_name})[$_[0]] || "-" }
 my (%job, %pid_of, %pipe);    # pid => serial; serial => pid; fileno => [handle, serial, O|E, pid]
 my %remove;                   # serial => the workdir to remove when the job ends
-my %slot;         # lane => [shell pid, its script pipe, stdout, stderr, serial of its job or undef, KILL sent, gone]
+# lane => [shell pid, its script pipe, stdout, stderr, serial of its job or undef, KILL sent, gone,
+#          spare folder, title, [[stdout, lane, "O"], [stderr, lane, "E"]]]
+my %slot;
 my %shell;        # shell pid => lane, while it runs the lane
 my %slot_job;     # serial => lane
-my %spipe;        # fileno => [handle, lane, O|E]
 my %stray;        # adopted orphans that left their group: left running, as by the fork and exec path
 my $status_in = "";
 my $closing = 0;
+# what the loop selects on but the pipes of lanes, built again when a pipe of a forked job comes or goes
+my $watched_fds;
+# The output pipes of a lane are watched once its job has run a while (5 ms, or 4 turns of a busy
+# loop), never while it is idle: a tiny job wakes the loop once, by its status line, and what it
+# wrote is read then. A job that fills a pipe before that waits that long. (A shell that dies is
+# seen by its SIGCHLD.)
+my %young;        # lane => turns its job has run unwatched
+my %watched;      # lane => the output pipes of its job, now watched
 # Detached runs (cm-exec --reattach-within): a job sent with a spool keeps its first <cap> bytes of
 # stdout and stderr, its start, end and status in files of that folder on the host, so that a later
 # session can collect them (request a) if this one loses its controller. The folder goes when the
@@ -40,7 +52,7 @@ sub put {
   my $s = $_[0];
   while (length $s) {
     my $w = syswrite STDOUT, $s;
-    if (!defined $w) { next if $!{EINTR}; return lost(141) }
+    if (!defined $w) { next if $! == $EINTR; return lost(141) }
     substr($s, 0, $w) = "";
   }
 }
@@ -72,22 +84,28 @@ $SIG{CHLD} = sub { $chld = 1, syswrite $wake_w, "c" if $$ == $LOOP };
 # subreaper of its session, the loop adopts every orphan and lists them in /proc (Linux 3.5+).
 # Elsewhere, the process group of a job, which the fork and exec path kills at its end, does that.
 my $CHILDREN = "/proc/$$/task/$$/children";
-my ($status_r, $status_w, $S, $E);
+my ($status_r, $status_w, $S, $O, $E, $children, $NR);
 my $SLOTS = $^O eq "linux" && do {
-  require Config;
-  my $prctl = { x86_64 => 157, aarch64 => 167 }->{(split /-/, $Config::Config{archname})[0]};
+  # the machine perl was built for (its ELF header): prctl, pread64, pwrite64 there
+  my ($exe, $elf);
+  sysopen $exe, "/proc/self/exe", 0 and sysread $exe, $elf, 20;
+  $NR = { 62 => [157, 17, 18], 183 => [167, 67, 68] }->{unpack "v", substr($elf // "", 18, 2) . "\0\0"};
   # PR_SET_CHILD_SUBREAPER
-  $prctl && syscall($prctl, 36, 1, 0, 0, 0) == 0 && -r $CHILDREN
+  $NR && syscall($NR->[0], 36, 1, 0, 0, 0) == 0 && sysopen $children, $CHILDREN, 0
 } && pipe($status_r, $status_w) && fileno $status_w <= 9;
 if ($SLOTS) {
   # every slot shell writes "<lane> <status>" there when a job ends: a line is one atomic write
   $S = fileno $status_w;
-  $E = $S == 9 ? 8 : 9;
+  ($O, $E) = grep { $_ != $S } 7, 8, 9;
 }
 
 sub words {
+  # (a copy: the argument is often $4 of the request, which the next match resets)
+  my $s = $_[0];
+  # most requests: plain quoted words, one regex takes them
+  return $s =~ /\x27([^\x27]*)\x27/g if $s =~ /^\x27[^\x27]*\x27(?: \x27[^\x27]*\x27)*\z/;
   my @w;
-  for my $word ($_[0] =~ /((?:\x27[^\x27]*\x27|\\\x27|"\$_cmq_nl")+)/g) {
+  for my $word ($s =~ /((?:\x27[^\x27]*\x27|\\\x27|"\$_cmq_nl")+)/g) {
     my $v = "";
     $v .= defined $1 ? $1 : defined $2 ? "\x27" : "\n" while $word =~ /\G(?:\x27([^\x27]*)\x27|(\\\x27)|"\$_cmq_nl")/gc;
     push @w, $v;
@@ -250,13 +268,15 @@ sub start {
   }
   $pipe{fileno $or} = [$or, $serial, "O", $pid];
   $pipe{fileno $er} = [$er, $serial, "E", $pid];
+  $watched_fds = undef;
 }
 
 sub shq { my $v = $_[0]; $v =~ s/\x27/\x27\\\x27\x27/g; "\x27$v\x27" }
 
 # sh -s reads the jobs of its lane as script. HUP, INT and TERM are caught (a subshell starts with
 # the default handlers) so that signalling the process group of the lane reaches the job, not the shell.
-# Messages of the shell itself (Terminated...) go to /dev/null; the stderr of a job is on fd E.
+# Its stdout is the status pipe (a builtin writes there with no redirection to undo), its messages
+# (Terminated...) go to /dev/null; the stdout and stderr of a job are on fds O and E.
 sub slot_spawn { return slot_fork($_[0]) && slot_ready($_[0]) }
 
 # Starts the shell of a lane and hands it its set-up; slot_ready waits for it.
@@ -286,11 +306,12 @@ sub slot_fork {
   my $failed = sysread $xr, my $junk, 1;
   close $xr;
   if ($failed) { waitpid $pid, 0; return 0 }
+  # O_NONBLOCK: when the job of the lane has ended, one read takes all it left there
+  fcntl($_, 4, 2048) for $or, $er;
   $shell{$pid} = $lane;
-  $slot{$lane} = [$pid, $cw, $or, $er, undef, 0, 0, undef, undef];
-  $spipe{fileno $or} = [$or, $lane, "O"];
-  $spipe{fileno $er} = [$er, $lane, "E"];
-  slot_send($lane, "set --\ntrap : HUP INT TERM\nexec $E>&2 2>/dev/null\necho $lane - >&$S\n") or return 0;
+  # the last: [handle, lane, O|E] of each output pipe
+  $slot{$lane} = [$pid, $cw, $or, $er, undef, 0, 0, undef, undef, [[$or, $lane, "O"], [$er, $lane, "E"]]];
+  slot_send($lane, "set --\ntrap : HUP INT TERM\nexec $O>&1 $E>&2 >&$S 2>/dev/null $S>&-\necho $lane -\n") or return 0;
   return 1;
 }
 
@@ -323,14 +344,19 @@ sub title_of {
   close $st;
   my ($from, $to) = (split / /, substr($stat, rindex($stat, ")") + 2))[45, 46];
   open my $mem, "+<", "/proc/$pid/mem" or return;
-  return $from && $to > $from ? [$mem, $from, $to - $from] : undef;
+  # [handle, where, room, how much of it the last title took: all of it at first (the spaces)]
+  return $from && $to > $from ? [$mem, $from + 0, $to - $from, $to - $from] : undef;
 }
 
+# Only the bytes that change: the text, and NULs over what is left of the previous one.
 sub title {
   my ($sl, $text) = @_;
   my $t = $sl->[8] or return;
-  $text = substr($text, 0, $t->[2] - 1) . "\0" x ($t->[2] - length $text);
-  sysseek $t->[0], $t->[1], 0 and syswrite $t->[0], $text;
+  $text = substr($text, 0, $t->[2] - 1) if length $text >= $t->[2];
+  my $was = $t->[3];
+  $t->[3] = length $text;
+  $text .= "\0" x ($was - length $text) if $was > length $text;
+  syscall($NR->[2], fileno $t->[0], $text, length $text, $t->[1]);
 }
 
 sub slot_send {
@@ -339,7 +365,7 @@ sub slot_send {
     $to_slot = 1;
     my $w = syswrite $slot{$lane}[1], $s;
     $to_slot = 0;
-    if (!defined $w) { next if $!{EINTR}; slot_drop($lane); return 0 }
+    if (!defined $w) { next if $! == $EINTR; slot_drop($lane); return 0 }
     substr($s, 0, $w) = "";
   }
   return 1;
@@ -349,11 +375,13 @@ sub slot_send {
 sub slot_drop {
   my $lane = $_[0];
   my $sl = delete $slot{$lane} or return;
+  delete $young{$lane};
+  delete $watched{$lane};
   kill "KILL", -$sl->[0];
   delete $shell{$sl->[0]};
   unspare($sl->[7]);
   close $sl->[1];
-  for my $h (@$sl[2, 3]) { delete $spipe{fileno $h}; close $h }
+  close $_ for @$sl[2, 3];
 }
 
 sub slot_start {
@@ -366,7 +394,7 @@ sub slot_start {
     return 0 unless $k =~ /^[A-Za-z_][A-Za-z0-9_]*$/;
     $script .= "export $k=" . shq($v) . "\n";
   }
-  $script .= "eval " . shq($cmd) . "\n) </dev/null 2>&$E $E>&- $S>&-; echo $lane \$? >&$S\n";
+  $script .= "eval " . shq($cmd) . "\n) </dev/null >&$O 2>&$E $O>&- $E>&-; echo $lane \$?\n";
   $sl || slot_spawn($lane) or return 0;
   $sl = $slot{$lane};
   # The empty folder the previous job of the lane left becomes this one (one rename, where mkdir
@@ -380,6 +408,7 @@ sub slot_start {
   title($sl, "sh\0-c\0$cmd");
   slot_send($lane, $script) or return 0;
   $slot{$lane}[4] = $serial;
+  $young{$lane} = 0;
   $slot_job{$serial} = $lane;
   $remove{$serial} = $wd if $rm;
   return 1;
@@ -416,8 +445,12 @@ sub slot_end {
   my ($lane, $rc, $sig) = @_;
   my $sl = $slot{$lane} or return;
   defined(my $serial = $sl->[4]) or return;
-  drain_now($_, \&sdrain) for grep { $_->[1] eq $lane } values %spipe;
+  for my $p (@{$sl->[9]}) { 1 while sdrain($p) }
+  # (the end of its pipes, met there, may have ended the job already)
+  return if !defined $sl->[4];
   $sl->[4] = undef;
+  delete $young{$lane};
+  delete $watched{$lane};
   title($sl, "sh\0-s");
   delete $slot_job{$serial};
   my $wd = $remove{$serial};
@@ -448,13 +481,14 @@ sub read_status {
 # What the jobs that just ended left running: the loop adopted it (child subreaper). In the group of
 # a lane, it ends with the shell of the lane, as the group of a job did on the fork and exec path; a process
 # that left its group runs on, but the lanes that ended now take new pipes, so it writes in no job.
+my $kids = "\0" x 65536;
 sub adopted {
   my %ended = map { $_ => 1 } @_;
-  open my $f, "<", $CHILDREN or return;
-  my $kids = <$f>;
-  close $f;
+  # (the file stays open: one pread at 0 reads the list anew)
+  my $n = syscall($NR->[1], fileno $children, $kids, 65536, 0);
+  return if $n <= 0;
   my $strays = 0;
-  for my $pid (split " ", $kids // "") {
+  for my $pid (split " ", substr($kids, 0, $n)) {
     next if exists $shell{$pid} || exists $job{$pid} || $stray{$pid};
     open my $st, "<", "/proc/$pid/stat" or next;
     my $stat = <$st>;
@@ -473,16 +507,20 @@ sub frame {
   if (length $reply > 1 << 20) { put($reply); $reply = "" }
 }
 
-# Output of the job a lane runs; output while the lane is idle has no job to go to.
+# Output of the job a lane runs; output while the lane is idle has no job to go to. True when the
+# pipe may hold more: a full buffer was read, or the read was interrupted.
 sub sdrain {
   my $p = $_[0];
   my $n = sysread $p->[0], my $buf, 65536;
-  return 1 if !defined $n && $!{EINTR};
+  if (!defined $n) {
+    return 1 if $! == $EINTR;
+    return 0 if $! == $EAGAIN;
+  }
   if ($n) {
     my $sl = $slot{$p->[1]};
-    return 1 if $detached || !$sl || !defined $sl->[4];
+    return $n == 65536 if $detached || !$sl || !defined $sl->[4];
     frame($sl->[4], $p->[2], $buf);
-    return 1;
+    return $n == 65536;
   }
   # the shell of the lane is gone
   shell_gone($p->[1]);
@@ -509,7 +547,7 @@ sub shell_gone {
 sub drain {
   my $p = $_[0];
   my $n = sysread $p->[0], my $buf, 65536;
-  return 1 if !defined $n && $!{EINTR};
+  return 1 if !defined $n && $! == $EINTR;
   if ($n) {
     if (my $sp = $spool{$p->[1]}) {
       my $i = $p->[2] eq "O" ? 4 : 5;
@@ -523,6 +561,7 @@ sub drain {
   }
   delete $pipe{fileno $p->[0]};
   close $p->[0];
+  $watched_fds = undef;
   return 0;
 }
 
@@ -539,7 +578,7 @@ sub reap {
     # take what is there and close them rather than wait for it.
     for my $p (grep { $_->[3] == $pid } values %pipe) {
       drain_now($p, \&drain);
-      if ($pipe{fileno $p->[0]}) { delete $pipe{fileno $p->[0]}; close $p->[0] }
+      if ($pipe{fileno $p->[0]}) { delete $pipe{fileno $p->[0]}; close $p->[0]; $watched_fds = undef }
     }
     # a job nothing downstream reads from leaves nothing behind; the folder of its run goes once empty
     remove_workdir($serial);
@@ -606,25 +645,35 @@ for (;;) {
   # status lines read while a lane was starting
   read_status(1) if index($status_in, "\n") >= 0;
   if ($ended || length $reply > 65536) { put($reply); ($reply, $ended) = ("", 0) }
-  my $rin = "";
-  vec($rin, 0, 1) = 1;
-  vec($rin, fileno $wake_r, 1) = 1;
-  vec($rin, $_, 1) = 1 for keys %pipe, keys %spipe;
-  vec($rin, fileno $status_r, 1) = 1 if $SLOTS;
+  if (!defined $watched_fds) {
+    $watched_fds = "";
+    vec($watched_fds, $_, 1) = 1 for 0, fileno $wake_r, keys %pipe, $SLOTS ? fileno $status_r : ();
+  }
+  my $rin = $watched_fds;
+  vec($rin, fileno $_->[0], 1) = 1 for map { @$_ } values %watched;
   # A SIGCHLD that lands between reap and select runs its (deferred) handler only after select
   # returns, so the self-pipe cannot always wake us: poll every 10 ms while jobs run.
   vec($rin, 0, 1) = 0 if $detached;
   # Slot shells wake it by a status line or by the end of their pipes: no polling for them, but
   # for a shell sent a KILL (a process outside its group may hold its pipes).
-  my $n = select(my $rout = $rin, undef, undef, $detached ? 0.25 : %job || grep({ $_->[5] } values %slot) ? 0.01 : %watch ? 0.2 : undef);
+  my $n = select(my $rout = $rin, undef, undef, $detached ? 0.25 : %young ? 0.005 : %job || grep({ $_->[5] } values %slot) ? 0.01 : %watch ? 0.2 : undef);
+  for my $lane (keys %young) {
+    next if $n > 0 && ++$young{$lane} < 4;
+    delete $young{$lane};
+    $watched{$lane} = $slot{$lane}[9];
+  }
   next if $n <= 0;
   sysread $wake_r, my $junk, 4096 if vec($rout, fileno $wake_r, 1);
   for my $fd (keys %pipe) { drain($pipe{$fd}) if vec($rout, $fd, 1) }
-  for my $fd (keys %spipe) { sdrain($spipe{$fd}) if $spipe{$fd} && vec($rout, $fd, 1) }
+  for my $p (map { @$_ } values %watched) {
+    # (a lane dropped in this turn has closed its pipes)
+    my $fd = fileno $p->[0];
+    sdrain($p) if defined $fd && vec($rout, $fd, 1);
+  }
   read_status() if $SLOTS && vec($rout, fileno $status_r, 1);
   next unless vec($rout, 0, 1);
   my $got = sysread STDIN, $in, 65536, length $in;
-  next if !defined $got && $!{EINTR};
+  next if !defined $got && $! == $EINTR;
   lost(0), next unless $got;
   while ((my $i = index $in, "\n") >= 0) {
     my $line = substr $in, 0, $i + 1, "";

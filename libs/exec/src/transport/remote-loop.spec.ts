@@ -164,8 +164,11 @@ describe.each([
   const dir = mkdtempSync(join(tmpdir(), 'cm-loop-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  /** Runs the loop with `requests`, ends its stdin once `exits` jobs have reported, returns all it wrote. */
-  function runLoop(requests: string[], exits: number): Promise<Buffer> {
+  /**
+   * Runs the loop with `requests`, ends its stdin once `exits` jobs have reported, returns all it wrote.
+   * `oneByOne`: each request once the job before it has reported, as the transport does on one lane.
+   */
+  function runLoop(requests: string[], exits: number, oneByOne = false): Promise<Buffer> {
     const program = remoteProgram(MARKER, loop);
     const child = spawn('dash', ['-c', bootstrapCommand(Buffer.byteLength(program))], {
       cwd: dir,
@@ -175,8 +178,9 @@ describe.each([
     let seen = 0;
     const d = new FrameDecoder(MARKER, (f) => {
       // requests only after hello, as the transport does; EOF ends the loop and kills what runs
-      if (f.type === 'hello') child.stdin.write(requests.join(''));
+      if (f.type === 'hello') child.stdin.write(oneByOne ? (requests[0] ?? '') : requests.join(''));
       if (f.type === 'exit') seen += 1;
+      if (f.type === 'exit' && oneByOne && seen < requests.length) child.stdin.write(requests[seen] as string);
       if ((f.type === 'hello' || f.type === 'exit') && seen === exits) child.stdin.end();
     });
     child.stdout.on('data', (c: Buffer) => {
@@ -264,6 +268,26 @@ describe.each([
     // the folders go, each job's and then its run's, spare folders of lanes included
     expect(readdirSync(join(dir, '.cm/runs'))).toEqual([]);
     rmSync(join(dir, '.cm'), { recursive: true });
+  });
+
+  it.runIf(loop === 'auto' && process.platform === 'linux')('ships what a job writes at once past its pipes, and ps shows each job of a lane as sh -c with its own command', async () => {
+    const mk = (n: number, cmd: string): string => `r ${n} 0 1 ${lineQuote(`./.cm/runs/t/j${n}`)} ${lineQuote(cmd)}\n`;
+    // the command line of the job's subshell, as ps reads it (the parent of a sh it starts)
+    const title = `sh -c 'cat /proc/$PPID/cmdline' | tr -s '\\0' '|'`;
+    const reqs = [
+      // more than a pipe holds, before the loop watches the pipes of the lane (5 ms), then ends
+      mk(1, `head -c 1000000 /dev/zero | tr '\\0' a; head -c 300000 /dev/zero | tr '\\0' b >&2; : ${'x'.repeat(200)}`),
+      mk(2, `${title} # a shorter command after a longer one`),
+      mk(3, title),
+    ];
+    const { got } = decodeAll([await runLoop(reqs, 3, true)]);
+    const out = (n: number) => Buffer.concat(got.get(n)?.out ?? []).toString();
+    expect(out(1)).toBe('a'.repeat(1000000));
+    expect(Buffer.concat(got.get(1)?.err ?? []).toString()).toBe('b'.repeat(300000));
+    expect(out(2)).toBe(`sh|-c|${title} # a shorter command after a longer one|`);
+    expect(out(3)).toBe(`sh|-c|${title}|`);
+    expect([1, 2, 3].map((n) => got.get(n)?.exit)).toMatchObject([{ status: 0 }, { status: 0 }, { status: 0 }]);
+    rmSync(join(dir, '.cm'), { recursive: true, force: true });
   });
 
   it.runIf(loop === 'auto')('writes no file on the host: outputs come through pipes', async () => {
