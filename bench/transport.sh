@@ -24,7 +24,7 @@
 #   SKIP_PARALLEL=1                               its ratios are per job), or not at all
 #   bench/transport.sh --driver OUT.cjs           only build the node driver (used by the bats test)
 #
-# The driver reads job lines {"id","command","host"?,"timeout"?,"maxOutput"?,"env"?} on stdin and
+# The driver reads job lines {"id","command","host"?,"timeout"?,"maxOutput"?,"env"?,"removeWorkdir"?} on stdin and
 # writes one outcome line per job; `driver.cjs persistent|ssh CONFIG HOST... [-- SLOTS]`.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -73,6 +73,7 @@ async function worker(host: (typeof hosts)[number]): Promise<void> {
         command: j.command,
         env: { CM_JOB: j.id, ...(j.env ?? {}) },
         workdir: j.workdir ?? `.cm/runs/bench/${j.id}`,
+        removeWorkdir: j.removeWorkdir === true,
         timeout: j.timeout,
         maxOutput: j.maxOutput ?? 65536,
         logBase: `${process.env.CM_DRIVER_LOGS ?? '/tmp'}/${j.id}`,
@@ -147,7 +148,8 @@ source "$REPO/bench/common.bash"
 build_driver "$WORK/driver.cjs"
 
 # the cm contenders: the same jobs, pinned to the hosts in turn as the floor's
-seq 1 "$N" | awk -v k="$K" '{ printf "{\"id\":\"b%d\",\"command\":\"echo $CM_JOB\",\"host\":\"th%d\"}\n", $1, ($1 - 1) % k + 1 }' \
+# removeWorkdir: as cm-exec sends it for a job with no outputs, so each job's folder goes at its end
+seq 1 "$N" | awk -v k="$K" '{ printf "{\"id\":\"b%d\",\"command\":\"echo $CM_JOB\",\"host\":\"th%d\",\"removeWorkdir\":true}\n", $1, ($1 - 1) % k + 1 }' \
   >"$WORK/jobs.ndjson"
 bench_inputs
 bench_open_masters
