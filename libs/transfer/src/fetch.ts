@@ -363,6 +363,8 @@ export interface FetchOptions {
   servers?: FetchServers;
   /** files of this size and more travel on a session of their own (default BIG_FROM; tests make it small) */
   bigFrom?: number;
+  /** CM_TRACE=2: a line for people per batch, when it leaves and when its files are home */
+  trace?: (what: string) => void;
 }
 
 export interface FetchOutcome {
