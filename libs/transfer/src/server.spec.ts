@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Connections } from './connections';
@@ -93,6 +93,27 @@ describe("cm-fetch's server (serve.pl) on a local host", () => {
     await conns.close();
     expect(readdirSync(path.join(home, '.cm/runs'))).toEqual([]);
     expect(listTree(dest)).toContain('r/c/o/v.txt');
+  }, 30000);
+
+  it('removes a folder the job left read-only, and a symlink in it without touching what it points to', async () => {
+    const home = scratch();
+    const outside = scratch();
+    writeFileSync(path.join(outside, 'keep.txt'), 'keep');
+    jobDir(home, 'a', { 'v.txt': 'a\n', 'ro/deep/x.txt': 'x' });
+    symlinkSync(outside, path.join(home, '.cm/runs/r/a/link'));
+    chmodSync(path.join(home, '.cm/runs/r/a/ro/deep'), 0o500);
+    chmodSync(path.join(home, '.cm/runs/r/a/ro'), 0o500);
+    const conns = new Connections({ home });
+    const servers = new FetchServers(conns);
+    const server = await servers.get(LAP);
+    if (!server) throw new Error('no server');
+    const errors = await server.remove(['.cm/runs/r/a', '.cm/runs/r/not-there']);
+    servers.close();
+    await conns.close();
+    expect(errors).toEqual([]);
+    expect(existsSync(path.join(home, '.cm/runs'))).toBe(true);
+    expect(readdirSync(path.join(home, '.cm/runs'))).toEqual([]);
+    expect(readFileSync(path.join(outside, 'keep.txt'), 'utf8')).toBe('keep');
   }, 30000);
 
   it('requests sent back to back, before any reply: each reply is read in its turn, whole', async () => {
