@@ -1,7 +1,7 @@
 // Fetching a job's outputs: one `tar -cf -` per job through the host's shared connection, read by
 // our own tar reader into temp files, checked against the remote's sha256sum, then renamed into
 // <results>/<run>/<job>/. Refused names never stop the others; a broken transfer is retried whole.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import { closeSync, openSync, read, renameSync, writeSync } from 'node:fs';
 import { copyFile, unlink } from 'node:fs/promises';
@@ -11,7 +11,7 @@ import { shQuote, type FetchedFile, type HostRecord } from '@cm/protocol';
 import type { Connections } from './connections';
 import FETCH_SH from './fetch.sh';
 import SEND_SH from './send.sh';
-import { ensureDirs, safeJoin, safeRelative, UnsafePathError } from './paths';
+import { ensureDirs, safeJoin, safeRelative, tempBeside, UnsafePathError } from './paths';
 import { ServerLost, type FetchServer, type FetchServers } from './server';
 import { readTar, TarFormatError, type BodySink, type TarEntry, type TarHandler } from './tar';
 
@@ -125,7 +125,7 @@ export class SafeExtractor implements TarHandler {
   takesBig = false;
   private current?: { fd: number; hash: ReturnType<typeof createHash>; written: number; pending: Pending };
 
-  /** directories this extractor made (or checked) already: one lstat chain per directory, not per file */
+  /** directories made (or checked) already, absolute: one check per directory, not per file */
   private readonly dirs = new Set<string>();
 
   /** `rootChecked`: the caller has made root and checked it is a real directory */
@@ -134,7 +134,7 @@ export class SafeExtractor implements TarHandler {
     rootChecked = false,
     private readonly writeFn: WriteFn = writeSync,
   ) {
-    if (rootChecked) this.dirs.add('');
+    if (rootChecked) this.dirs.add(root);
   }
 
   /**
@@ -146,11 +146,8 @@ export class SafeExtractor implements TarHandler {
     else throw new LocalWriteError(what, file, err);
   }
 
-  private async dir(rel: string): Promise<void> {
-    if (rel === '.') rel = '';
-    if (this.dirs.has(rel)) return;
-    await ensureDirs(this.root, rel);
-    this.dirs.add(rel);
+  private dir(rel: string): void {
+    ensureDirs(this.root, rel, this.dirs);
   }
 
   async entry(e: TarEntry): Promise<BodySink | null> {
@@ -166,7 +163,7 @@ export class SafeExtractor implements TarHandler {
     switch (e.type) {
       case 'dir':
         try {
-          await this.dir(rel);
+          this.dir(rel);
         } catch (err) {
           this.refuseOrFail(err, 'making directory', final, `refused ${(err as Error).message}`);
         }
@@ -202,9 +199,9 @@ export class SafeExtractor implements TarHandler {
           this.refused.push(`refused ${JSON.stringify(rel)}: hard link to ${JSON.stringify(target)}, which is not in the archive`);
           return null;
         }
-        const temp = this.tempName(final);
+        const temp = tempBeside(final);
         try {
-          await this.dir(path.posix.dirname(rel));
+          this.dir(path.posix.dirname(rel));
           await copyFile(src.temp, temp, fsc.COPYFILE_EXCL);
           this.replace({ rel, temp, final, size: src.size, sha256: src.sha256 });
         } catch (err) {
@@ -242,12 +239,12 @@ export class SafeExtractor implements TarHandler {
   /** A fresh temp file beside final (O_EXCL|O_NOFOLLOW: never something planted under that name); null when refused. */
   private async openTemp(rel: string, final: string, access: number): Promise<{ fd: number; temp: string } | null> {
     try {
-      await this.dir(path.posix.dirname(rel));
+      this.dir(path.posix.dirname(rel));
     } catch (err) {
       this.refuseOrFail(err, 'making directory for', final, `refused ${(err as Error).message}`);
       return null;
     }
-    const temp = this.tempName(final);
+    const temp = tempBeside(final);
     try {
       return { fd: openSync(temp, access | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644), temp };
     } catch (err) {
@@ -287,10 +284,6 @@ export class SafeExtractor implements TarHandler {
     const old = this.pending.get(p.rel);
     if (old) void unlink(old.temp).catch(() => undefined);
     this.pending.set(p.rel, p);
-  }
-
-  private tempName(final: string): string {
-    return path.join(path.dirname(final), `.${path.basename(final).slice(0, 100)}.cm-part-${randomBytes(6).toString('hex')}`);
   }
 
   /** Removes every temp file (after a failed attempt). */
@@ -370,6 +363,8 @@ export interface FetchOptions {
   servers?: FetchServers;
   /** files of this size and more travel on a session of their own (default BIG_FROM; tests make it small) */
   bigFrom?: number;
+  /** CM_TRACE=2: a line for people per batch, when it leaves and when its files are home */
+  trace?: (what: string) => void;
 }
 
 export interface FetchOutcome {
@@ -468,10 +463,12 @@ export async function fetchBatch(conns: Connections, host: HostRecord, jobs: Fet
       let making = base;
       try {
         // every step below the results root made or checked one at a time: a symlink planted on
-        // the way (results/<run>/<task>/size=4000) would redirect every later write
+        // the way (results/<run>/<task>/size=4000) would redirect every later write; the steps
+        // the batch's jobs share are checked once per attempt
+        const checked = new Set<string>();
         for (const s of slots) {
           making = s.root;
-          await ensureDirs(base, s.rel);
+          ensureDirs(base, s.rel, checked);
           s.ex = new SafeExtractor(s.root, true, opts.write);
         }
       } catch (err) {

@@ -48,20 +48,30 @@ export class FetchQueue {
       }
       this.running += 1;
       this.perHostRunning.set(name, (this.perHostRunning.get(name) ?? 0) + 1);
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        this.running -= 1;
+        this.perHostRunning.set(name, (this.perHostRunning.get(name) ?? 1) - 1);
+        this.pump();
+      };
+      const sent = performance.now();
+      this.opts.trace?.(`${name}: a batch of ${batch.length} (${q.jobs.length} more waiting)`);
       fetchBatch(this.conns, q.host, batch.map((w) => w.job), this.opts)
         .then(
           async (outs) => {
+            this.opts.trace?.(`${name}: ${batch.length} home in ${(performance.now() - sent).toFixed(0)} ms`);
+            // the host is free for the next batch once this one's files are home: its request
+            // follows the removal below on the server's stream without waiting for its reply
+            release();
             // each record leaves once its job's directory is gone: a fetch record means done with the host
             await removeWorkdirs(this.conns, q.host, batch.map((w, i) => ({ job: w.job, out: outs[i] as FetchOutcome })), this.opts.warn, this.opts.servers);
             batch.forEach((w, i) => w.resolve(outs[i] as FetchOutcome));
           },
           (err: Error) => batch.forEach((w) => w.resolve({ ok: false, files: [], attempt: 1, error: err.message })),
         )
-        .finally(() => {
-          this.running -= 1;
-          this.perHostRunning.set(name, (this.perHostRunning.get(name) ?? 1) - 1);
-          this.pump();
-        });
+        .finally(release);
       this.pump();
       return;
     }

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Connections } from './connections';
 import { fetchBatch, type FetchJob } from './fetch';
-import { FetchServers } from './server';
+import { FetchServers, ServerLost } from './server';
+import { TarFormatError } from './tar';
 import { FetchQueue } from './queue';
 
 const scratch = (): string => mkdtempSync(path.join(os.tmpdir(), 'cm-srv-'));
@@ -92,6 +93,80 @@ describe("cm-fetch's server (serve.pl) on a local host", () => {
     await conns.close();
     expect(readdirSync(path.join(home, '.cm/runs'))).toEqual([]);
     expect(listTree(dest)).toContain('r/c/o/v.txt');
+  }, 30000);
+
+  it('removes a folder the job left read-only, and a symlink in it without touching what it points to', async () => {
+    const home = scratch();
+    const outside = scratch();
+    writeFileSync(path.join(outside, 'keep.txt'), 'keep');
+    jobDir(home, 'a', { 'v.txt': 'a\n', 'ro/deep/x.txt': 'x' });
+    symlinkSync(outside, path.join(home, '.cm/runs/r/a/link'));
+    chmodSync(path.join(home, '.cm/runs/r/a/ro/deep'), 0o500);
+    chmodSync(path.join(home, '.cm/runs/r/a/ro'), 0o500);
+    const conns = new Connections({ home });
+    const servers = new FetchServers(conns);
+    const server = await servers.get(LAP);
+    if (!server) throw new Error('no server');
+    const errors = await server.remove(['.cm/runs/r/a', '.cm/runs/r/not-there']);
+    servers.close();
+    await conns.close();
+    expect(errors).toEqual([]);
+    expect(existsSync(path.join(home, '.cm/runs'))).toBe(true);
+    expect(readdirSync(path.join(home, '.cm/runs'))).toEqual([]);
+    expect(readFileSync(path.join(outside, 'keep.txt'), 'utf8')).toBe('keep');
+  }, 30000);
+
+  it('requests sent back to back, before any reply: each reply is read in its turn, whole', async () => {
+    const home = scratch();
+    for (const j of ['a', 'b', 'c']) jobDir(home, j, { 'v.txt': `${j}\n` });
+    const conns = new Connections({ home });
+    const servers = new FetchServers(conns);
+    const server = await servers.get(LAP);
+    if (!server) throw new Error('no server');
+    const names: string[][] = [];
+    const into = (k: number) => ({
+      entry: async (e: { name: string }) => {
+        (names[k] ??= []).push(e.name);
+        return { write: () => undefined };
+      },
+      entryEnd: async () => undefined,
+    });
+    // written at once, one behind the other: a fetch, a removal, then another fetch
+    const first = server.fetch(['.cm/runs/r/a/v.txt'], true, into(0));
+    const removed = server.remove(['.cm/runs/r/a']);
+    const second = server.fetch(['.cm/runs/r/b/v.txt', '.cm/runs/r/c/v.txt'], true, into(1));
+    const [r1, errors, r2] = await Promise.all([first, removed, second]);
+    servers.close();
+    await conns.close();
+    expect(names).toEqual([['.cm/runs/r/a/v.txt'], ['.cm/runs/r/b/v.txt', '.cm/runs/r/c/v.txt']]);
+    expect([...r1.sums.values()]).toEqual([sha('a\n')]);
+    expect(errors).toEqual([]);
+    expect([...r2.sums.values()]).toEqual([sha('b\n'), sha('c\n')]);
+    expect(readdirSync(path.join(home, '.cm/runs/r')).sort()).toEqual(['b', 'c']);
+  }, 30000);
+
+  it('a reply that breaks fails the requests sent behind it as lost (they are retried on a fresh server)', async () => {
+    const home = scratch();
+    for (const j of ['a', 'b']) jobDir(home, j, { 'v.txt': `${j}\n` });
+    const conns = new Connections({ home });
+    const servers = new FetchServers(conns);
+    const server = await servers.get(LAP);
+    if (!server) throw new Error('no server');
+    const failing = {
+      entry: async () => {
+        throw new TarFormatError('a bad entry');
+      },
+      entryEnd: async () => undefined,
+    };
+    const first = server.fetch(['.cm/runs/r/a/v.txt'], true, failing);
+    const second = server.fetch(['.cm/runs/r/b/v.txt'], true, { entry: async () => null, entryEnd: async () => undefined });
+    await expect(first).rejects.toThrow(ServerLost);
+    await expect(second).rejects.toThrow(ServerLost);
+    expect(server.dead).toBe(true);
+    const fresh = await servers.get(LAP);
+    expect(fresh).not.toBe(server);
+    servers.close();
+    await conns.close();
   }, 30000);
 
   it('a host without perl: no server, the same fetch by one `sh` with tar per batch', async () => {

@@ -40,6 +40,8 @@ export class FetchServer {
   private readonly reader: ByteReader;
   private busy: Promise<unknown> = Promise.resolve();
   private stderr = '';
+  /** a reply failed: those still to come are not read */
+  private broken = false;
   dead = false;
 
   private constructor(
@@ -89,9 +91,21 @@ export class FetchServer {
     return d ? `: ${d}` : '';
   }
 
-  /** Runs requests one at a time, whoever asks. */
-  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const p = this.busy.then(fn, fn);
+  /**
+   * Sends a request at once and reads its reply after the replies of those sent before it: the
+   * server answers in order, so a request written behind another (a batch's removal, then the next
+   * batch) waits for no round trip of its own.
+   */
+  private request<T>(line: string, read: () => Promise<T>): Promise<T> {
+    try {
+      this.send(line);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const inTurn = (): Promise<T> =>
+      // a reply before this one broke: the stream is out of step, and this one will not come
+      this.broken ? Promise.reject(new ServerLost(`cm-fetch's server on ${this.host.name} is gone${this.why()}`)) : this.reply(read);
+    const p = this.busy.then(inTurn, inTurn);
     this.busy = p.catch(() => undefined);
     return p;
   }
@@ -117,6 +131,7 @@ export class FetchServer {
     try {
       return await fn();
     } catch (err) {
+      this.broken = true;
       this.close();
       if (err instanceof TarFormatError) throw new ServerLost(`transfer from ${this.host.name} broke: ${err.message}${this.why()}`);
       throw err;
@@ -128,30 +143,24 @@ export class FetchServer {
    * files of that size and more come as 'big' entries without their bytes (the caller fetches them).
    */
   fetch(paths: string[], verify: boolean, handler: TarHandler, bigFrom = 0): Promise<ServerReply> {
-    return this.exclusive(() =>
-      this.reply(async () => {
-        this.send(`f ${verify ? 1 : 0} ${bigFrom} ${paths.map(hex).join(' ')}`);
-        await readArchive(this.reader, handler);
-        const out: ServerReply = { sums: new Map(), missing: [], changed: [], errors: [] };
-        for (const l of await this.tail()) {
-          let m: RegExpExecArray | null;
-          if ((m = /^cm-sha256 ([0-9a-f]{64}) (.*)$/.exec(l))) out.sums.set(unescape(m[2] as string), m[1] as string);
-          else if (l.startsWith('cm-missing ')) out.missing.push(unescape(l.slice(11)));
-          else if (l.startsWith('cm-changed ')) out.changed.push(unescape(l.slice(11)));
-          else if (l.startsWith('cm-error ')) out.errors.push(unescape(l.slice(9)));
-        }
-        return out;
-      }),
-    );
+    return this.request(`f ${verify ? 1 : 0} ${bigFrom} ${paths.map(hex).join(' ')}`, async () => {
+      await readArchive(this.reader, handler);
+      const out: ServerReply = { sums: new Map(), missing: [], changed: [], errors: [] };
+      for (const l of await this.tail()) {
+        let m: RegExpExecArray | null;
+        if ((m = /^cm-sha256 ([0-9a-f]{64}) (.*)$/.exec(l))) out.sums.set(unescape(m[2] as string), m[1] as string);
+        else if (l.startsWith('cm-missing ')) out.missing.push(unescape(l.slice(11)));
+        else if (l.startsWith('cm-changed ')) out.changed.push(unescape(l.slice(11)));
+        else if (l.startsWith('cm-error ')) out.errors.push(unescape(l.slice(9)));
+      }
+      return out;
+    });
   }
 
   /** Removes job folders (and their run's folder once empty); the errors, if any. */
   remove(workdirs: string[]): Promise<string[]> {
-    return this.exclusive(() =>
-      this.reply(async () => {
-        this.send(`r ${workdirs.map(hex).join(' ')}`);
-        return (await this.tail()).filter((l) => l.startsWith('cm-error ')).map((l) => unescape(l.slice(9)));
-      }),
+    return this.request(`r ${workdirs.map(hex).join(' ')}`, async () =>
+      (await this.tail()).filter((l) => l.startsWith('cm-error ')).map((l) => unescape(l.slice(9))),
     );
   }
 
@@ -201,7 +210,12 @@ export class FetchServers {
       p = FetchServer.start(this.conns, host);
       this.servers.set(host.name, p);
       p.then(
-        (s) => (s ? this.live.add(s) : this.without.add(host.name)),
+        (s) => {
+          if (!s) this.without.add(host.name);
+          // started for a run that ended meanwhile (a warm-up)
+          else if (this.closed) s.close();
+          else this.live.add(s);
+        },
         () => undefined,
       );
     }

@@ -63,7 +63,10 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
   const servers = opts.env.CM_REMOTE_LOOP === 'sh' ? undefined : new FetchServers(conns);
   const stopServers = (): void => servers?.close(true);
   io.signal.addEventListener('abort', stopServers, { once: true });
+  // servers still starting for warm(): closing their connections under them is not safe
+  const warming = new Set<Promise<unknown>>();
   const closeAll = async (): Promise<void> => {
+    await Promise.allSettled(warming);
     io.signal.removeEventListener('abort', stopServers);
     servers?.close();
     await conns.close();
@@ -77,6 +80,7 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
       signal: io.signal,
       warn: (m) => io.stderr.write(`cm-fetch: ${m}\n`),
       servers,
+      trace: Number(opts.env.CM_TRACE) >= 2 ? (what) => io.stderr.write(`cm-fetch +${performance.now().toFixed(1)} ${what}\n`) : undefined,
     },
     { transfers: opts.transfers, perHost: PER_HOST, maxBatch: MAX_BATCH },
   );
@@ -180,6 +184,24 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
     await writer.write(rec);
   };
 
+  // A host's server starts with the first job started there, not its first finished one: its
+  // login (a key exchange, on hosts busy with the run) then overlaps the job instead of delaying
+  // the fetch. A host that never gets a fetch costs that one idle server.
+  const warmed = new Set<string>();
+  const warm = (name: string): void => {
+    if (!servers || warmed.has(name)) return;
+    warmed.add(name);
+    // the inventory's own errors are for the first fetch to report, as without this
+    const p = hosts()
+      .then((inv) => {
+        const host = inv.hosts.find((h) => h.name === name);
+        return host && servers.get(host);
+      })
+      .catch(() => undefined)
+      .finally(() => warming.delete(p));
+    warming.add(p);
+  };
+
   // --stage-in keeps records in order: each waits for the one before it.
   let chain: Promise<void> = Promise.resolve();
   let queued = 0;
@@ -260,6 +282,7 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
       if (w) await w;
       if (record.kind !== 'event') continue;
       const ev = record as EventRecord;
+      if (ev.event === 'started' && ev.host !== undefined) warm(ev.host);
       if (ev.event !== 'finished' || ev.exit !== 0 || ev.job === undefined) continue;
       const wantsResult = ev.result !== undefined && ev.result !== 'stdout';
       if ((ev.outputs?.length ?? 0) === 0 && !wantsResult) continue;

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,5 +31,18 @@ describe('cm-fetch run()', () => {
     const fetches = `${r.stdout.trim().split('\n').filter((l) => l.includes('"kind":"fetch"')).sort().join('\n')}\n`;
     expect(stable(fetches, join(home, 'results'))).toBe(golden(`${here}/golden/fetch.ndjson`, stable(fetches, join(home, 'results'))));
     expect(readFileSync(join(home, 'results/r1/b/out.txt'), 'utf8')).toBe('two\n');
+  });
+
+  it("starts a host's server when the first job starts there, before any job finished, and waits for it at the end", async () => {
+    const home = mkdtempSync(join(tmpdir(), 'cm-fetch-spec-'));
+    // a perl that only leaves a mark and says it cannot serve (the server's own "no Digest::SHA" line)
+    const bin = join(home, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'perl'), '#!/bin/sh\ntouch "$HOME/server-started"\necho cm-fetch-server 0\n');
+    chmodSync(join(bin, 'perl'), 0o755);
+    const started = JSON.stringify({ kind: 'event', v: 1, event: 'started', job: 'a', task: 'w', run: 'r1', host: 'localhost', attempt: 1 });
+    const r = await runInMemory(USAGE, toArgs, run, ['--dir', 'results'], { cwd: home, stdin: `${started}\n`, env: { PATH: `${bin}:${process.env.PATH}`, HOME: home } });
+    expect(r).toMatchObject({ code: 0, stderr: '', stdout: `${started}\n` });
+    expect(existsSync(join(home, 'server-started'))).toBe(true);
   });
 });

@@ -27,16 +27,18 @@ leaves the folder with a warning on stderr; the fetch record stays ok (its files
 Folders left behind go with \`cm-exec --clean\`. An event replayed by \`cm-exec --resume\` whose
 folder is gone gets its fetch record from the files already in the results tree.
 
-One ControlMaster connection per host, that cm-fetch opens in its own private directory and
-closes at exit (AES-GCM first where this CPU has AES instructions; local hosts: \`sh -c\` in
-$HOME). Over it, one perl process per host for the whole run (cm-fetch's server) sends each batch
+One ControlMaster connection per host, that cm-fetch opens in its own private directory when the
+first job starts there (a \`started\` event), and closes at exit (AES-GCM first where this CPU has
+AES instructions; local hosts: \`sh -c\` in $HOME). Over it, one perl process per host for the
+whole run (cm-fetch's server) sends each batch
 as one tar archive, hashing each file in the same read, and removes the folders: no ssh session
 and no process per batch. A file of 16 MiB or more only has its name and size in that archive: it
 comes on a session of its own whose output is the local file itself (the ssh master writes it
 there; cm-fetch hashes it as it grows, the host's openssl at the same time). Where the host has no perl (or no Digest::SHA), or CM_REMOTE_LOOP=sh,
 each transfer is one \`ssh host 'tar -cf - ...'\` instead, up to 8 at once per host.
 A job is fetched as soon as it finishes when its host is free; jobs that finish while it is busy
-wait and then leave together, up to 64 of one host in one archive.
+wait and then leave together, up to 64 of one host in one archive. CM_TRACE=2 prints a line per
+batch on stderr (when it leaves, when its files are home).
 The archive is read by cm-fetch itself: a name that is absolute or holds \`..\`, a symlink, a device
 or fifo is refused (an error in the fetch record, ok: false) and never written; the job's other
 files are still fetched. Files are written to temp names, checked against the size in the

@@ -1,12 +1,13 @@
 // What every provider does the same way: hash what goes out, write what comes in under a temp
 // name beside its final one and rename it there only when whole.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Want } from '../location';
+import { tempBeside } from '../paths';
 
 export async function hashLocalFile(file: string): Promise<Want> {
   const h = createHash('sha256');
@@ -16,10 +17,6 @@ export async function hashLocalFile(file: string): Promise<Want> {
     size += c.length;
   }
   return { size, sha256: h.digest('hex') };
-}
-
-export function tempBeside(final: string): string {
-  return path.join(path.dirname(final), `.${path.basename(final).slice(0, 100)}.cm-part-${randomBytes(6).toString('hex')}`);
 }
 
 /** A stream into `file`, through a temp file renamed into place once whole (and `check` passed). */
