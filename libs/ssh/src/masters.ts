@@ -81,12 +81,20 @@ export class Masters {
         child.on('exit', (c) => resolve(c));
       });
       if (code === 0) return undefined;
-      const text = readFileSync(errFile, 'utf8').trim().split('\n').filter(Boolean);
-      return text.at(-1) ?? (code === null ? `cannot run ${ssh}` : `ssh exit ${code}`);
+      return lastLine(errFile) ?? (code === null ? `cannot run ${ssh}` : `ssh exit ${code}`);
     } finally {
       closeSync(fd);
       rmSync(errFile, { force: true });
       this.gate.leave();
     }
+  }
+}
+
+/** The last line ssh wrote there; none when the control folder went meanwhile (a run closing). */
+function lastLine(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).at(-1);
+  } catch {
+    return undefined;
   }
 }
