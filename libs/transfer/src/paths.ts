@@ -1,8 +1,8 @@
 // The one rule of the results tree: nothing a remote host says (a declared output, a name inside
 // an archive) may place a file outside the job's own directory.
-import { randomBytes } from 'node:crypto';
 import { lstatSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { randomHex } from '@cm/protocol';
 
 export class UnsafePathError extends Error {}
 
@@ -63,7 +63,7 @@ export function ensureDirs(root: string, rel: string, checked: Set<string> = new
 
 // one random draw per process: a getrandom call per file showed in 1,000-file fetches, and the
 // temp file is opened O_EXCL anyway, so a name taken meanwhile fails rather than being shared
-const PART_TAG = randomBytes(6).toString('hex');
+const PART_TAG = randomHex(6);
 let parts = 0;
 
 /** A fresh temp name beside final, for a file that takes its final name only once whole. */

@@ -3,10 +3,11 @@
 // blob's name until the block list is committed, which happens only once the sha256 of every byte
 // sent matched. The sha256 rides along as blob metadata. The account comes from
 // AZURE_STORAGE_CONNECTION_STRING; the SDK is loaded only when an az:// location is used.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { ContainerClient } from '@azure/storage-blob';
+import { randomHex } from '@cm/protocol';
 import { LocationError, type Location, type LocationSpec, type StoredObject, type Want } from '../location';
 import { joinKey } from '../location';
 import { checkWant, streamToFile } from './common';
@@ -61,7 +62,7 @@ export class AzureLocation implements Location {
     const c = await this.client();
     const blob = c.getBlockBlobClient(this.name(key));
     // a fresh id per upload: blocks an interrupted earlier upload left uncommitted are never mixed in
-    const upload = randomBytes(8).toString('hex');
+    const upload = randomHex(8);
     const ids: string[] = [];
     const h = createHash('sha256');
     let size = 0;
