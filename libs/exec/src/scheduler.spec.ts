@@ -226,9 +226,13 @@ describe('Scheduler', () => {
     expect(events(s.add(job('x', { host: 'nope' })), 'gave-up')[0]!.reason).toMatch(/names no selected host/);
   });
 
-  it('copies workdir, outputs, result, sweep, index, task and run into finished', () => {
-    const s = new Scheduler({ hosts: [host('a', 1)], run: 'r1' });
-    s.add(job('j', { outputs: ['o.txt'], result: 'o.txt', sweep: 'sw', index: 3, task: 't' }));
+  it('copies workdir, outputs, result, sweep, index, task and run into finished; outputs and a result file into started', () => {
+    const s = new Scheduler({ hosts: [host('a', 2)], run: 'r1' });
+    const started = events(s.add(job('j', { outputs: ['o.txt'], result: 'o.txt', sweep: 'sw', index: 3, task: 't' })), 'started')[0]!;
+    expect(started).toMatchObject({ outputs: ['o.txt'], result: 'o.txt' });
+    // a job that leaves nothing to fetch says nothing of it
+    const plain = events(s.add(job('k', { result: 'stdout' })), 'started')[0]!;
+    expect([plain.outputs, plain.result]).toEqual([undefined, undefined]);
     const ev = events(s.done('j', ok()), 'finished')[0]!;
     expect(ev).toMatchObject({ workdir: '.cm/runs/r1/j', outputs: ['o.txt'], result: 'o.txt', sweep: 'sw', index: 3, task: 't', run: 'r1', duration: 1 });
   });

@@ -547,6 +547,9 @@ export class Scheduler {
     started.attempt = s.attempt;
     started.transport = this.opts.transportOf?.(h.rec);
     started.running = h.running;
+    // what the job will leave to fetch: cm-fetch opens its connection to the host now, not at the end
+    if (s.job.outputs?.length) started.outputs = s.job.outputs;
+    if (s.job.result !== undefined && s.job.result !== 'stdout') started.result = s.job.result;
     if (collect !== undefined) started.reattached = true;
     this.emit(started, false);
     const launch: Action = { type: 'launch', job: s.job, host: h.rec, attempt: s.attempt, run: s.run, workdir: workdirOf(s.run, s.job.id) };

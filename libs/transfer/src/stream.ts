@@ -184,9 +184,10 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
     await writer.write(rec);
   };
 
-  // A host's server starts with the first job started there, not its first finished one: its
-  // login (a key exchange, on hosts busy with the run) then overlaps the job instead of delaying
-  // the fetch. A host that never gets a fetch costs that one idle server.
+  // A host's server starts with the first job started there that will leave files to fetch (its
+  // started event names its outputs), not its first finished one: its login (a key exchange, on
+  // hosts busy with the run) then overlaps the job instead of delaying the fetch. A run whose jobs
+  // leave nothing to fetch opens no connection.
   const warmed = new Set<string>();
   const warm = (name: string): void => {
     if (!servers || warmed.has(name)) return;
@@ -282,7 +283,7 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
       if (w) await w;
       if (record.kind !== 'event') continue;
       const ev = record as EventRecord;
-      if (ev.event === 'started' && ev.host !== undefined) warm(ev.host);
+      if (ev.event === 'started' && ev.host !== undefined && (ev.outputs?.length || (ev.result !== undefined && ev.result !== 'stdout'))) warm(ev.host);
       if (ev.event !== 'finished' || ev.exit !== 0 || ev.job === undefined) continue;
       const wantsResult = ev.result !== undefined && ev.result !== 'stdout';
       if ((ev.outputs?.length ?? 0) === 0 && !wantsResult) continue;

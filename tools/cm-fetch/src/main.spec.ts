@@ -33,16 +33,20 @@ describe('cm-fetch run()', () => {
     expect(readFileSync(join(home, 'results/r1/b/out.txt'), 'utf8')).toBe('two\n');
   });
 
-  it("starts a host's server when the first job starts there, before any job finished, and waits for it at the end", async () => {
+  it("starts a host's server when the first job with outputs starts there, before any job finished, and waits for it at the end; none for jobs without", async () => {
     const home = mkdtempSync(join(tmpdir(), 'cm-fetch-spec-'));
     // a perl that only leaves a mark and says it cannot serve (the server's own "no Digest::SHA" line)
     const bin = join(home, 'bin');
     mkdirSync(bin);
     writeFileSync(join(bin, 'perl'), '#!/bin/sh\ntouch "$HOME/server-started"\necho cm-fetch-server 0\n');
     chmodSync(join(bin, 'perl'), 0o755);
-    const started = JSON.stringify({ kind: 'event', v: 1, event: 'started', job: 'a', task: 'w', run: 'r1', host: 'localhost', attempt: 1 });
-    const r = await runInMemory(USAGE, toArgs, run, ['--dir', 'results'], { cwd: home, stdin: `${started}\n`, env: { PATH: `${bin}:${process.env.PATH}`, HOME: home } });
-    expect(r).toMatchObject({ code: 0, stderr: '', stdout: `${started}\n` });
+    const fetchIn = async (started: string) =>
+      runInMemory(USAGE, toArgs, run, ['--dir', 'results'], { cwd: home, stdin: `${started}\n`, env: { PATH: `${bin}:${process.env.PATH}`, HOME: home } });
+    const nothing = JSON.stringify({ kind: 'event', v: 1, event: 'started', job: 'a', task: 'w', run: 'r1', host: 'localhost', attempt: 1 });
+    expect(await fetchIn(nothing)).toMatchObject({ code: 0, stderr: '', stdout: `${nothing}\n` });
+    expect(existsSync(join(home, 'server-started'))).toBe(false);
+    const files = JSON.stringify({ kind: 'event', v: 1, event: 'started', job: 'a', task: 'w', run: 'r1', host: 'localhost', attempt: 1, outputs: ['out.txt'] });
+    expect(await fetchIn(files)).toMatchObject({ code: 0, stderr: '', stdout: `${files}\n` });
     expect(existsSync(join(home, 'server-started'))).toBe(true);
   });
 });
