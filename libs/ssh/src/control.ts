@@ -1,8 +1,8 @@
 // The folder of ControlMaster sockets a cm command multiplexes its ssh connections through.
 //
 // Private (the default): made 0700 under $TMPDIR as <prefix>-<pid>-XXXXXX; at close every master in
-// it is told to exit (what `ssh -O exit` sends, spoken over its socket), including the ones ssh started by itself for ControlMaster=auto
-// clients, and the folder is removed. A command killed with SIGKILL cannot do that, so each start
+// it is told to exit (what `ssh -O exit` sends, spoken over its socket), including the ones ssh
+// started by itself for ControlMaster=auto clients, and the folder is removed. A command killed with SIGKILL cannot do that, so each start
 // first closes and removes the folders of <prefix> processes that no longer run.
 //
 // Shared (opt-in, `keep` seconds): ~/.cm/ssh, reused by the next command, as Ansible keeps
