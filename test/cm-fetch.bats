@@ -77,6 +77,32 @@ logins() { # logins H: ssh logins th$H has accepted so far
   assert_equal "$(ls -A "$TMPDIR")" ""
 }
 
+@test "a started event naming outputs opens its host's connection before any job finished, one without does not; CM_TRACE=2 prints a line per batch (--help)" {
+  local plain with want="0 1 "
+  plain='{"kind":"event","v":1,"event":"started","job":"j1","task":"t","run":"r1","host":"th1","attempt":1}'
+  with='{"kind":"event","v":1,"event":"started","job":"j2","task":"t","run":"r1","host":"th2","attempt":1,"outputs":["logs"]}'
+  # the sh fallback has no server to start early
+  [[ ${CM_REMOTE_LOOP:-} == sh ]] && want="0 0 "
+  before=$(for h in 1 2; do logins $h; done)
+  run --separate-stderr cm-fetch --dir results <<<"$plain
+$with"
+  assert_equal "$status" 0
+  assert_equal "$stderr" ""
+  assert_equal "$output" "$plain
+$with"
+  after=$(for h in 1 2; do logins $h; done)
+  assert_equal "$(paste <(echo "$before") <(echo "$after") | awk '{ print $2 - $1 }' | tr '\n' ' ')" "$want"
+
+  run --separate-stderr env CM_TRACE=2 cm-fetch --transfers 6 --dir results <"$BATS_FILE_TMPDIR/events.ndjson"
+  assert_equal "$status" 0
+  # stdout stays records: the events and a fetch record per job
+  assert_equal "$(grep -c '"kind":"fetch".*"ok":true' <<<"$output")" 40
+  assert_equal "$(grep -vc '^{"kind":"\(event\|fetch\)"' <<<"$output")" 0
+  # stderr: when each batch leaves and when its files are home, every host's batches adding up to its jobs
+  assert_equal "$(grep -Evc '^cm-fetch \+[0-9.]+ th[123]: (a batch of [0-9]+ \([0-9]+ more waiting\)|[0-9]+ home in [0-9]+ ms)$' <<<"$stderr")" 0
+  assert_equal "$(sed -n 's/.* \([0-9]*\) home in .*/\1/p' <<<"$stderr" | awk '{ n += $1 } END { print n }')" 40
+}
+
 @test "cm-fetch | cm-reduce: exact sum of the fetched result files beyond 2^53" {
   {
     echo '{"kind":"reduce","v":1,"id":"total","op":"sum","inputs":[],"sweeps":{"s":40},"final":true}'
