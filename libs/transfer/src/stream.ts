@@ -57,6 +57,10 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
   const home = opts.env.HOME && opts.env.HOME !== '' ? opts.env.HOME : os.homedir();
   let inventory: Promise<Inventory> | undefined;
   const hosts = (): Promise<Inventory> => (inventory ??= loadInventory({ path: opts.inventory, env: opts.env, cwd: opts.cwd }));
+  // each event's host by name, not by a scan of the inventory: a job costs the same on a thousand hosts
+  let byName: Map<string, HostRecord> | undefined;
+  const hostNamed = (inv: Inventory, name: string): HostRecord | undefined =>
+    (byName ??= new Map(inv.hosts.map((h) => [h.name, h]))).get(name);
   const conns = new Connections({ home, env: opts.env });
   const limiter = new Limiter(opts.transfers, PER_HOST);
   // CM_REMOTE_LOOP=sh (as cm-exec --remote-loop sh): no perl on the hosts, one `ssh tar` per batch
@@ -106,7 +110,7 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
   const findHost = async (name: string | undefined): Promise<HostRecord> => {
     if (name === undefined) throw new Error('the event names no host');
     const inv = await inventoryOrStop();
-    const host = inv.hosts.find((h) => h.name === name);
+    const host = hostNamed(inv, name);
     if (!host) throw new Error(`host ${name} is not in ${inv.source}`);
     return host;
   };
@@ -195,7 +199,7 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
     // the inventory's own errors are for the first fetch to report, as without this
     const p = hosts()
       .then((inv) => {
-        const host = inv.hosts.find((h) => h.name === name);
+        const host = hostNamed(inv, name);
         return host && servers.get(host);
       })
       .catch(() => undefined)
