@@ -3,7 +3,9 @@
 # ratio to the first row of each kind (a job's cost must not grow with the hosts or the records).
 # No ssh, no hosts: bench/scheduler.ts drives libs/exec's Scheduler in one node process.
 #
-#   bash bench/scheduler.sh [JOBS [HOSTS,... [JOBS,...]]]    default 200000 16,256,4096 20000,200000,1000000
+#   bash bench/scheduler.sh [JOBS [HOSTS,... [JOBS,... [WAITING,...]]]]
+#     default 200000 16,256,4096 20000,200000,1000000 1024,32768 (the last: jobs pinned to a tag of 4
+#     hosts, with that many jobs waiting behind them)
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=$(mktemp "${TMPDIR:-/tmp}/cm-bench-scheduler.XXXXXX.cjs")

@@ -10,9 +10,12 @@ const done: JobOutcome = {
   ran: true, exit: 0, signal: null, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), stdoutBytes: 0, stderrBytes: 0, truncated: false, start: new Date(0), end: new Date(1),
 };
 
-/** microseconds of CPU per job for `jobs` jobs on `hosts` hosts x `slots` */
-function perJob(hosts: number, slots: number, jobs: number, backlog: number): number {
-  const inventory: HostRecord[] = Array.from({ length: hosts }, (_, i) => ({ kind: 'host', v: 1, name: `h${i}`, address: `h${i}`, slots, tags: [] }));
+/**
+ * microseconds of CPU per job for `jobs` jobs on `hosts` hosts x `slots`, about `backlog` of them
+ * waiting; with `pin`, every job may run only there (the first 4 hosts have the tag `a`)
+ */
+function perJob(hosts: number, slots: number, jobs: number, backlog: number, pin?: string): number {
+  const inventory: HostRecord[] = Array.from({ length: hosts }, (_, i) => ({ kind: 'host', v: 1, name: `h${i}`, address: `h${i}`, slots, tags: i < 4 ? ['a'] : [] }));
   const s = new Scheduler({ hosts: inventory, run: 'bench' });
   const running: string[] = [];
   let head = 0;
@@ -20,7 +23,7 @@ function perJob(hosts: number, slots: number, jobs: number, backlog: number): nu
   const take = (acts: Action[]): void => {
     for (const a of acts) if (a.type === 'launch') running.push(a.job.id);
   };
-  const add = (): void => take(s.add({ kind: 'job', v: 1, id: `j${next++}`, task: 'j', command: 'true', deps: [] } as JobRecord));
+  const add = (): void => take(s.add({ kind: 'job', v: 1, id: `j${next++}`, task: 'j', command: 'true', deps: [], ...(pin ? { host: pin } : {}) } as JobRecord));
   const t0 = process.cpuUsage();
   while (next < jobs && next < backlog + hosts * slots) add();
   while (head < running.length) {
@@ -38,11 +41,21 @@ function perJob(hosts: number, slots: number, jobs: number, backlog: number): nu
   return (c.user + c.system) / jobs;
 }
 
-const [jobs, hostsList, jobsList] = [Number(process.argv[2] ?? 200000), (process.argv[3] ?? '16,256,4096').split(',').map(Number), (process.argv[4] ?? '20000,200000,1000000').split(',').map(Number)];
+const [jobs, hostsList, jobsList, backlogList] = [
+  Number(process.argv[2] ?? 200000),
+  (process.argv[3] ?? '16,256,4096').split(',').map(Number),
+  (process.argv[4] ?? '20000,200000,1000000').split(',').map(Number),
+  (process.argv[5] ?? '1024,32768').split(',').map(Number),
+];
 perJob(16, 4, 20000, 1024); // warm-up: the JIT, not the first row, pays for compiling
 const rows: Array<[string, number]> = [];
 for (const h of hostsList) rows.push([`${h} hosts x 4 slots, ${jobs} jobs`, perJob(h, 4, jobs, 1024)]);
 for (const n of jobsList) rows.push([`16 hosts x 4 slots, ${n} jobs`, perJob(16, 4, n, 1024)]);
-console.log(`${'scheduler alone'.padEnd(40)} ${'us/job'.padStart(8)}  x first of its kind`);
-const first = [rows[0]![1], rows[hostsList.length]![1]];
-rows.forEach(([name, us], i) => console.log(`${name.padEnd(40)} ${us.toFixed(2).padStart(8)}  ${(us / first[i < hostsList.length ? 0 : 1]!).toFixed(2)}x`));
+// a pinned job waits while others start: its cost must not grow with the jobs waiting either
+for (const b of backlogList) rows.push([`16 x 4, ${jobs} jobs on @a (4 hosts), ${b} waiting`, perJob(16, 4, jobs, b, '@a')]);
+console.log(`${'scheduler alone'.padEnd(52)} ${'us/job'.padStart(8)}  x first of its kind`);
+const kinds = [0, hostsList.length, hostsList.length + jobsList.length];
+rows.forEach(([name, us], i) => {
+  const first = rows[kinds.filter((k) => k <= i).pop()!]![1];
+  console.log(`${name.padEnd(52)} ${us.toFixed(2).padStart(8)}  ${(us / first).toFixed(2)}x`);
+});

@@ -72,8 +72,8 @@ table_line() {
   assert_line 'every process under 200 MB RSS: yes'
 }
 
-@test "bench/scheduler.sh at 2,000 jobs: CPU per job on 16 and 64 hosts, and on 1,000 and 3,000 jobs" {
-  bench scheduler -- 2000 16,64 1000,3000
+@test "bench/scheduler.sh at 2,000 jobs: CPU per job on 16 and 64 hosts, on 1,000 and 3,000 jobs, and pinned with 64 and 512 waiting" {
+  bench scheduler -- 2000 16,64 1000,3000 64,512
   assert_equal "$status" 0
   no_complaints
   assert_line --regexp '^scheduler alone +us/job  x first of its kind$'
@@ -81,6 +81,8 @@ table_line() {
   assert_line --regexp '^64 hosts x 4 slots, 2000 jobs +[0-9.]+  [0-9.]+x$'
   assert_line --regexp '^16 hosts x 4 slots, 1000 jobs +[0-9.]+  1\.00x$'
   assert_line --regexp '^16 hosts x 4 slots, 3000 jobs +[0-9.]+  [0-9.]+x$'
+  assert_line --regexp '^16 x 4, 2000 jobs on @a \(4 hosts\), 64 waiting +[0-9.]+  1\.00x$'
+  assert_line --regexp '^16 x 4, 2000 jobs on @a \(4 hosts\), 512 waiting +[0-9.]+  [0-9.]+x$'
 }
 
 @test "bench/plan.sh at 500 runs: cm-plan, awk and GNU parallel --dry-run" {

@@ -65,6 +65,25 @@ lock; n=\$((\$(cat \$d/n) - 1)); echo \$n > \$d/n; rmdir \$d/lock"
     if (max !== 1) { console.error("max", max); process.exit(1); }' <<<"$output"
 }
 
+@test "a job whose pinned host is full waits while a later job starts elsewhere (--help: the host with the most free slots)" {
+  local flag=$BATS_TEST_TMPDIR/flag
+  # p1 and p2 fill th1's 2 slots until u has run; p3 may only run on th1. Were u to wait behind p3,
+  # p1 and p2 would wait for it to the end of their 30 s and fail.
+  local wait="i=0; while [ ! -e $flag ] && [ \$i -lt 600 ]; do sleep 0.05; i=\$((i + 1)); done; [ -e $flag ]"
+  {
+    job p1 "$wait" '{"host":"th1"}'
+    job p2 "$wait" '{"host":"th1"}'
+    job p3 'echo p3' '{"host":"th1"}'
+    job u "touch $flag"
+  } >"$BATS_TEST_TMPDIR/jobs"
+  run --separate-stderr exec_ <"$BATS_TEST_TMPDIR/jobs"
+  assert_equal "$status" 0
+  assert_equal "$(field finished exit <<<"$output" | sort | uniq -c | awk '{ print $1, $2 }')" "4 0"
+  assert_equal "$(field started job <<<"$output" | tr '\n' ' ')" "p1 p2 u p3 "
+  # u went to a host with both slots free, not th1
+  assert_equal "$(field started host <<<"$output" | tr '\n' ' ')" "th1 th1 th2 th1 "
+}
+
 @test "; ordering holds: a dependant starts only after its dependency finished, on any host" {
   local d=/tmp/cm-exec-order.$$
   mkdir -p "$d"

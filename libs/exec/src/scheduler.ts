@@ -6,7 +6,7 @@ import { jobEvent, outcomeEvent, refusedBeforeRun, UNREACHABLE } from './events'
 import { FinalIds, type Final } from './finals';
 import { haltReached, type HaltPolicy } from './halt';
 import type { JobOutcome } from './transport/types';
-import { SlotPool } from './slot-pool';
+import { ReadyQueue } from './ready-queue';
 
 export type Action =
   | { type: 'emit'; event: EventRecord; /** a final state to append to the joblog */ joblog: boolean }
@@ -78,7 +78,6 @@ export class Scheduler {
   private readonly hosts: HostState[];
   private readonly byName = new Map<string, number>();
   private readonly allHosts: number[];
-  private readonly pool: SlotPool;
   /** jobs not yet final */
   private readonly states = new Map<string, JobState>();
   /**
@@ -88,8 +87,8 @@ export class Scheduler {
   private readonly finals = new FinalIds();
   /** dependency id -> ids of jobs waiting for it to end */
   private readonly waiters = new Map<string, string[]>();
-  private ready: JobState[] = [];
-  private head = 0;
+  /** jobs ready to start, waiting for a slot on a host they may run on */
+  private readonly ready: ReadyQueue<JobState>;
   private readonly pinCache = new Map<string, number[] | string>();
   private freeUp = 0;
   private running = 0;
@@ -105,8 +104,7 @@ export class Scheduler {
     this.hosts.forEach((h, i) => this.byName.set(h.rec.name, i));
     this.allHosts = this.hosts.map((_, i) => i);
     this.freeUp = this.hosts.reduce((n, h) => n + h.free, 0);
-    this.pool = new SlotPool(this.hosts.length);
-    this.hosts.forEach((h, i) => this.pool.set(i, h.free));
+    this.ready = new ReadyQueue(this.hosts.map((h) => h.free));
   }
 
   /** True once the input has ended and every job has a final state. */
@@ -128,7 +126,7 @@ export class Scheduler {
 
   /** Jobs ready to start that wait for a slot: the engine reads no more input while there are many. */
   get backlog(): number {
-    return this.ready.length - this.head;
+    return this.ready.size;
   }
 
   stats(): SchedulerStats {
@@ -230,7 +228,7 @@ export class Scheduler {
     const hi = s.host;
     const h = this.hosts[hi]!;
     h.free += 1;
-    if (!h.down) this.pool.set(hi, h.free);
+    if (!h.down) this.ready.setFree(hi, h.free);
     h.running -= 1;
     this.running -= 1;
     // (collected jobs may hold more than a host's slots: free counts up from below zero)
@@ -392,8 +390,7 @@ export class Scheduler {
         this.finalize(s, 'gave-up');
       }
     }
-    this.ready = [];
-    this.head = 0;
+    this.ready.clear();
   }
 
   private cancelRunning(reason: string): void {
@@ -445,7 +442,7 @@ export class Scheduler {
       return;
     }
     s.phase = 'ready';
-    this.ready.push(s);
+    this.ready.push(s, eligible);
   }
 
   private requeue(s: JobState): void {
@@ -456,7 +453,7 @@ export class Scheduler {
     }
     s.phase = 'ready';
     s.host = -1;
-    this.ready.push(s);
+    this.ready.push(s, s.eligible);
   }
 
   private anyUp(s: JobState): boolean {
@@ -471,23 +468,16 @@ export class Scheduler {
   private markDown(hi: number, reason: string, why = `${this.hosts[hi]!.consecutive} consecutive connection failures (last: ${reason})`): void {
     const h = this.hosts[hi]!;
     h.down = true;
-    this.pool.set(hi, -Infinity);
+    this.ready.setFree(hi, -Infinity);
     this.freeUp -= Math.max(0, h.free);
     this.emit({ kind: 'event', v: 1, event: 'host-down', host: h.rec.name, reason: why }, false);
-    const keep: JobState[] = [];
-    for (let i = this.head; i < this.ready.length; i++) {
-      const s = this.ready[i]!;
-      if (s.phase !== 'ready') continue;
-      if (this.anyUp(s)) keep.push(s);
-      else this.giveUp(s, `${UNREACHABLE}: every eligible host is down (${this.downList(s)})`, true);
+    for (const s of this.ready.dropStranded(hi)) {
+      this.giveUp(s, `${UNREACHABLE}: every eligible host is down (${this.downList(s)})`, true);
     }
-    this.ready = keep;
-    this.head = 0;
   }
 
-  private pick(s: JobState): number {
-    // the common case, a job that may run on any host, without a scan of them all
-    if (s.eligible === this.allHosts && !s.failedHosts?.size) return this.pool.best();
+  /** For a job that failed to connect somewhere: a free host, the ones it failed on last. */
+  private pickAvoiding(s: JobState): number {
     let best = -1;
     let bestScore = -1;
     for (const i of s.eligible) {
@@ -506,28 +496,11 @@ export class Scheduler {
   private pump(): void {
     if (this.stopping) return;
     const limit = this.opts.jobs ?? Infinity;
-    const blocked: JobState[] = [];
-    let i = this.head;
-    for (; i < this.ready.length; i++) {
-      if (this.running >= limit || this.freeUp <= 0) break;
-      const s = this.ready[i]!;
-      if (s.phase !== 'ready') continue;
-      const hi = this.pick(s);
-      if (hi < 0) {
-        blocked.push(s);
-        continue;
-      }
-      this.launch(s, hi);
-    }
-    if (blocked.length === 0) {
-      this.head = i;
-      if (this.head > 1024 && this.head * 2 > this.ready.length) {
-        this.ready = this.ready.slice(this.head);
-        this.head = 0;
-      }
-    } else {
-      this.ready = blocked.concat(this.ready.slice(i));
-      this.head = 0;
+    while (this.running < limit && this.freeUp > 0) {
+      const next = this.ready.shift();
+      if (next === undefined) break;
+      const [s, hi] = next;
+      this.launch(s, s.failedHosts?.size ? this.pickAvoiding(s) : hi);
     }
   }
 
@@ -535,7 +508,7 @@ export class Scheduler {
     const h = this.hosts[hi]!;
     if (h.free > 0) this.freeUp -= 1;
     h.free -= 1;
-    if (!h.down) this.pool.set(hi, h.free);
+    if (!h.down) this.ready.setFree(hi, h.free);
     h.running += 1;
     this.running += 1;
     s.attempt += 1;
@@ -561,7 +534,7 @@ export class Scheduler {
   private settle(): void {
     if (!this.inputEnded || this.running > 0 || this.open === 0) return;
     const stuck = [...this.states.values()].filter((s) => s.phase === 'waiting');
-    if (stuck.length === 0 || this.ready.length > this.head) return;
+    if (stuck.length === 0 || this.ready.size > 0) return;
     for (const s of stuck) {
       if (s.phase !== 'waiting') continue;
       const deps = [...new Set([...s.job.deps, ...(s.job.after ?? [])])].filter((d) => !this.finals.has(d));

@@ -21,6 +21,8 @@ queued, started (host, attempt, transport, running), retry, host-down, and one f
 finished (exit code: 0 = done, else failed), gave-up (reason) or skipped (a dependency failed or
 never appeared). Other records pass through unchanged, in order. A job starts as soon as its deps
 have succeeded (its "after" jobs ended) and a slot is free; stdin is not read to the end first.
+It goes to the host with the most free slots among those it may run on (its pin: "host" in the
+record); a job whose hosts are all busy waits while later jobs start on other hosts.
 On a terminal (stdout a TTY, no --json), it prints each job's output instead, as the job ends.
 
 Options:
