@@ -7,7 +7,9 @@
 #   pre-opened masters) and GNU parallel -M (once, after the rounds). Each cm run checks the sum
 #   (N(N+1)/2). The table shows the median of REPEAT runs (default 3) by wall time: wall, jobs/s, CPU
 #   per job split between the hosts, the controller and the machine, x faster than the floor (the
-#   target is 6x) and host CPU x the fork limit's.
+#   target is 6x) and host CPU x the fork limit's. A cold run of one job per slot, in the same rounds,
+#   gives what its sessions cost the hosts before any job (logins, loops): the line after the table
+#   shows a job's host CPU past it.
 #   Then 64 x sleep 0.5 on 16 slots against the ideal 2.0 s, timed from the start of
 #   `cm-plan | cm-exec`, cold and with --keep-connections, and the floor; median of SLEEP_REPEAT
 #   (default 5); beside the wall time, the makespan (first job start to last job end, from the events)
@@ -52,6 +54,7 @@ bench_inputs
 bench_open_masters
 
 transports=(${TRANSPORTS:-persistent ssh})
+SLOTS_ALL=16
 WANT_SUM=$(awk -v n="$N" 'BEGIN { printf "%.0f", n * (n + 1) / 2 }')
 export WANT_SUM
 
@@ -95,6 +98,9 @@ for ((round = 1; round <= ${REPEAT:-3}; round++)); do
   done
   [[ " ${transports[*]} " == *" persistent "* ]] &&
     HOME=$WORK/home bench_measure "cm persistent kept" cm_pipeline kept --transport persistent --keep-connections 600
+  # what a cold run costs before its jobs: a job per slot, the logins and loops of the 4 sessions
+  [[ " ${transports[*]} " == *" persistent "* ]] && N=$SLOTS_ALL BENCH_JOBS=$SLOTS_ALL WANT_SUM=$((SLOTS_ALL * (SLOTS_ALL + 1) / 2)) \
+    bench_measure "cm persistent start" cm_pipeline start --transport persistent
 done
 peers=()
 if [[ -z ${SKIP_PARALLEL:-} ]] && command -v parallel >/dev/null; then
@@ -103,6 +109,7 @@ if [[ -z ${SKIP_PARALLEL:-} ]] && command -v parallel >/dev/null; then
   bench_check parallel-M "$PARALLEL_N"
 fi
 for name in fork-limit floor "${cms[@]}"; do bench_check "$name" "$N"; done
+[[ -n ${B_WALL[cm persistent start]:-} ]] && bench_check "cm persistent start" "$SLOTS_ALL"
 
 S=${SLEEP_JOBS:-64}
 # the ideal makespan: rounds of 16 slots x 0.5 s
@@ -180,6 +187,16 @@ printf '%s tiny jobs (echo $i) through cm-plan | cm-exec | cm-reduce on 4 hosts 
 printf 'median of %s runs; fork limit: dash subshells; kept: --keep-connections, masters from a previous run\n' \
   "${REPEAT:-3}"
 bench_table floor fork-limit "${peers[@]}" "${cms[@]}"
+# a cold run's host CPU less its sessions' start (logins, loops), per job: what a job adds
+if [[ -n ${B_WALL[cm persistent start]:-} ]]; then
+  read -r _ hs _ _ _ < <(bench_median "cm persistent start")
+  read -r _ hn _ _ _ < <(bench_median "cm persistent")
+  read -r _ _ fh _ _ < <(bench_median fork-limit)
+  awk -v hs="$hs" -v hn="$hn" -v fh="$fh" -v n="$N" -v s="$SLOTS_ALL" 'BEGIN {
+    per = (hn - hs) / (n - s)
+    printf "cm persistent: host CPU of a run of %d jobs (the 4 logins and loops, a job per slot) %.0f ms; past it, %.3f ms/job, %s the fork limit\n",
+      s, hs, per, (fh > 0 ? sprintf("%.2fx", per / (fh / n)) : "-") }'
+fi
 for name in "${cms[@]}"; do
   read -r wall _ _ _ _ < <(bench_median "$name")
   read -r fw _ _ _ _ < <(bench_median floor)

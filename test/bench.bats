@@ -40,6 +40,7 @@ table_line() {
     table_line "$name" 20
   done
   assert_line --regexp '^cm persistent: the whole pipeline [0-9.]+x faster than the floor \(target 6x\)$'
+  assert_line --regexp '^cm persistent: host CPU of a run of 16 jobs \(the 4 logins and loops, a job per slot\) [0-9]+ ms; past it, -?[0-9.]+ ms/job, (-?[0-9.]+x|-) the fork limit$'
   assert_line --regexp '^16 x sleep 0.5 on 16 slots +seconds  ratio to ideal 0.50 s'
   assert_line --regexp '^cm-plan \| cm-exec --transport persistent +[0-9.]+  [0-9.]+x +[0-9.]+ \([0-9.]+x\); '
   assert_line --regexp '^  same, --keep-connections \(kept\) +[0-9.]+  [0-9.]+x'
