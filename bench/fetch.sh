@@ -16,7 +16,8 @@
 #                                  times, and shows the median run by wall time, with every run's
 #   BENCH_BASELINE=DIR             also DIR's cm-fetch (another checkout, built), "before" beside "after"
 # CPU seconds by bench/cpu-split.pl: host = the test sshds' trees, ctl = the command's tree (with the
-# ssh masters it starts).
+# ssh masters it starts). Last, the CPU per file of each copy, in ms: its median run's (a live run's
+# less the median run of cm-exec alone), the same file count for all.
 set -euo pipefail
 
 CM_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,7 +47,7 @@ for ((i = 0; i < small; i++)); do
 done >"$work/small.ndjson"
 echo '{"kind":"event","v":1,"event":"finished","job":"b0","run":"big","host":"th1","exit":0,"workdir":".cm/runs/big/b0","outputs":["big.bin"],"kept":true}' >"$work/big.ndjson"
 
-declare -A secs B_WALL B_HOST B_CTL
+declare -A secs hostms ctlms B_WALL B_HOST B_CTL
 check_count() { # the copy really happened
   local n
   n=$(find "$work/dest" -type f -name "$1" | wc -l)
@@ -87,7 +88,7 @@ section() {
       for (i = 1; i <= n; i++) idx[i] = i
       for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (W[idx[j]] < W[idx[i]]) { t = idx[i]; idx[i] = idx[j]; idx[j] = t }
       k = idx[int((n + 1) / 2)]; print W[k], H[k], C[k] }')
-    secs[$label]=$(echo "$w / 1000" | bc -l)
+    secs[$label]=$(echo "$w / 1000" | bc -l) hostms[$label]=$h ctlms[$label]=$c
     printf '%-38s %8.2f s %9.1f MB/s %7.2f %7.2f  %s\n' "$label" "${secs[$label]}" "$(echo "$bytes / 1000 / $w" | bc -l)" \
       "$(echo "$h / 1000" | bc -l)" "$(echo "$c / 1000" | bc -l)" \
       "$(awk -v w="${B_WALL[$label]}" 'BEGIN { n = split(w, W, " "); for (i = 1; i <= n; i++) printf "%.2f ", W[i] / 1000 }')"
@@ -152,3 +153,20 @@ ratio small "rsync -a (one per host)" "cm-fetch (per job, sha256 checked)"
 ratio big scp "cm-fetch (sha256 checked)"
 ratio big rsync "cm-fetch (sha256 checked)"
 ratio live "cm-exec, then rsync -a (one per host)" "cm-exec | cm-fetch" "cm-exec, then rsync -a"
+# per_file SECTION LABEL [LESS]: the median run's CPU per file, less LESS's median run (the cm-exec
+# under a live fetch), host and controller apart: what the copy itself costs the machine
+per_file() {
+  [[ -n ${ctlms[$2]:-} && -n ${ctlms[${3:-$2}]:-} ]] || return 0
+  local h=${hostms[$2]} c=${ctlms[$2]}
+  [[ -z ${3:-} ]] || h=$(echo "$h - ${hostms[$3]}" | bc -l) c=$(echo "$c - ${ctlms[$3]}" | bc -l)
+  printf '%-6s %-40s host %6.3f  ctl %6.3f\n' "$1," "$2:" "$(echo "$h / $small" | bc -l)" "$(echo "$c / $small" | bc -l)"
+}
+if [[ -n ${ctlms["rsync -a (one per host)"]:-} || -n ${ctlms["cm-exec alone (no fetch)"]:-} ]]; then
+  echo "== CPU per file, ms (median runs; live: less the median run of cm-exec alone)"
+  per_file small "cm-fetch (per job, sha256 checked)"
+  per_file small "baseline cm-fetch (sha256 checked)"
+  per_file small "rsync -a (one per host)"
+  per_file live "cm-exec | cm-fetch" "cm-exec alone (no fetch)"
+  per_file live "cm-exec | baseline cm-fetch" "cm-exec alone (no fetch)"
+  per_file live "cm-exec, then rsync -a (one per host)" "cm-exec alone (no fetch)"
+fi

@@ -88,6 +88,12 @@ export class ByteReader {
     let size = 0;
     while (await this.fill()) {
       const nl = this.chunk.indexOf(0x0a, this.off);
+      // the whole line in this chunk (a reply's line per file, nearly always): no copy to join
+      if (nl !== -1 && parts.length === 0 && nl - this.off <= limit) {
+        const text = this.chunk.toString('utf8', this.off, nl);
+        this.off = nl + 1;
+        return text;
+      }
       const end = nl === -1 ? this.chunk.length : nl;
       parts.push(this.chunk.subarray(this.off, end));
       size += end - this.off;
