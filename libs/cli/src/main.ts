@@ -1,5 +1,7 @@
+import { restoreStringBuiltins } from './builtins';
 import * as docoptModule from 'docopt';
 
+restoreStringBuiltins();
 const { docopt } = docoptModule;
 // @types/docopt does not declare the error class docopt throws for a command line that does not match.
 const { DocoptExit } = docoptModule as unknown as { DocoptExit: new (message: string) => Error };
