@@ -10,8 +10,9 @@
 // 40% past it keeps a million-job run far under 200 MB.
 // --interrupt-budget: V8 compiles a hot function again with TurboFan once it has run that much
 // bytecode; at 4 times the default, a run of a few thousand jobs makes fewer compiles it never pays
-// back (2,000 jobs over kept connections: 620-640 ms of CPU with cm-exec's ssh clients, 430-480 with
-// it), and a longer one still gets there (12,000: 1.73-1.92 s, 1.76-2.02). cm-fetch's is larger.
+// back (2,000 jobs over kept connections: 580-740 ms of CPU with cm-exec's ssh clients, median 640;
+// 430-550 with it, median 480), and a longer one still gets there (12,000: 1.73-2.05 s either way).
+// 16 times (cm-fetch's) made the longer runs dearer (1.96-2.29 s).
 // Both on the command line, not set from the code: V8 refuses a code cache made under other
 // flags, and every start would compile again.
 require('../dist/start.cjs');
