@@ -119,6 +119,16 @@ describe('Scheduler', () => {
     expect(events(s.add(job('z', { host: 'a' })), 'gave-up')).toHaveLength(1);
   });
 
+  it('a host down that strands queued jobs and trips --halt gives each of them one final event', () => {
+    const s = new Scheduler({ hosts: [host('a', 1), host('b', 1)], run: 'r', halt: parseHalt('now,fail=1') });
+    expect(launches(['p1', 'p2', 'p3'].flatMap((id) => s.add(job(id, { host: 'a' })))).map((l) => l.job.id)).toEqual(['p1']);
+    // a never answered: down at once, and p2, p3 have no host left; the first of them to give up halts
+    const acts = s.done('p1', refused());
+    const finals = events(acts, 'gave-up').map((e) => e.job);
+    expect(finals.sort()).toEqual(['p1', 'p2', 'p3']);
+    expect(s.stats()).toMatchObject({ gaveUp: 3, running: 0 });
+  });
+
   it('a host never reached that refuses or times out is down at its first failure: one host-down, its jobs move or give up', () => {
     const s = new Scheduler({ hosts: [host('a', 1), host('b', 1), host('c', 1)], run: 'r', downAfter: 3 });
     const first = ['j1', 'j2', 'j3', 'p', 'j4'].flatMap((id) => launches(s.add(job(id, id === 'p' ? { host: 'a' } : {}))));

@@ -472,7 +472,8 @@ export class Scheduler {
     this.freeUp -= Math.max(0, h.free);
     this.emit({ kind: 'event', v: 1, event: 'host-down', host: h.rec.name, reason: why }, false);
     for (const s of this.ready.dropStranded(hi)) {
-      this.giveUp(s, `${UNREACHABLE}: every eligible host is down (${this.downList(s)})`, true);
+      // (the first to give up may trip --halt, which ends the others as 'halted')
+      if (s.phase === 'ready') this.giveUp(s, `${UNREACHABLE}: every eligible host is down (${this.downList(s)})`, true);
     }
   }
 
@@ -500,6 +501,8 @@ export class Scheduler {
       const next = this.ready.shift();
       if (next === undefined) break;
       const [s, hi] = next;
+      // (a queued job leaves the queue when it ends otherwise; this keeps a slip from running it)
+      if (s.phase !== 'ready') continue;
       this.launch(s, s.failedHosts?.size ? this.pickAvoiding(s) : hi);
     }
   }
