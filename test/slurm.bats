@@ -18,6 +18,12 @@ teardown_file() {
 teardown() {
   # only the sweep test starts ssh hosts; stopping none is a no-op
   cm_hosts_stop
+  # the SIGINT test's cm-exec, if the test ended before it did (TERM: it cancels what it submitted)
+  if [[ -f $BATS_TEST_TMPDIR/cm-exec.pid ]]; then
+    local pid
+    pid=$(<"$BATS_TEST_TMPDIR/cm-exec.pid")
+    kill -TERM "$pid" 2>/dev/null && wait_for 30 pid_gone "$pid" || true
+  fi
 }
 
 setup() {
@@ -28,6 +34,8 @@ setup() {
 }
 
 cm_exec_js=$CM_REPO/tools/cm-exec/dist/main.cjs
+
+pid_gone() { ! kill -0 "$1" 2>/dev/null; }
 
 # started_all N FILE: FILE holds at least N started events
 started_all() {
@@ -186,14 +194,19 @@ EOF
   local tok=cmslurmint$$
   for i in 1 2 3; do echo "{\"kind\":\"job\",\"v\":1,\"id\":\"s$i\",\"task\":\"s\",\"command\":\": $tok; sleep 60\",\"deps\":[]}"; done >sleep.ndjson
   for mode in steps workers jobs; do
+    # the three jobs need the three nodes: a step cancelled by the test before may hold one a minute
+    wait_for 120 nodes_idle 3
     # node itself in the background (not a function's subshell), so the signal reaches it
     node "$cm_exec_js" --engine slurm --slurm-mode "$mode" --run "int-$mode" <sleep.ndjson >events.ndjson &
     local pid=$!
+    # (should a wait below fail, teardown stops it: bats would otherwise wait for it to the file's limit)
+    echo "$pid" >"$BATS_TEST_TMPDIR/cm-exec.pid"
     # wait until the three jobs run, then interrupt
     wait_for 60 started_all 3 events.ndjson
     kill -INT "$pid"
     local rc=0
     wait "$pid" || rc=$?
+    rm -f "$BATS_TEST_TMPDIR/cm-exec.pid"
     assert_equal "$rc" 130
     assert_equal "$(jq -r 'select(.event == "gave-up") | .job' events.ndjson | sort | paste -sd,)" s1,s2,s3
     # nothing of the run waits or runs in Slurm any more (COMPLETING is Slurm's own clean-up), and

@@ -25,3 +25,10 @@ slurm_lab_down() {
 none_queued() {
   (($(squeue -h "${@:2}" -o %j | grep -cE "$1") == 0))
 }
+
+# nodes_idle N: at least N of the lab's nodes are idle, none completing (for wait_for). A node whose
+# step was cancelled stays completing while its slurmstepd waits for the step's output to close,
+# up to a minute ("Abandoning IO 60 secs after job shutdown initiated" in slurmd's log).
+nodes_idle() {
+  (($(sinfo -h -N -o '%N %t' | awk '$2 == "idle" { print $1 }' | sort -u | wc -l) >= $1))
+}
