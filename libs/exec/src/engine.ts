@@ -2,7 +2,7 @@
 // joblog, turns signals, EPIPE and input errors into orderly stops.
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { CmError, ExitCode, formatTable, freshRunId, InputError, isEnvName, readRecordBatches, readRecords, RecordWriter, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
+import { CmError, ExitCode, formatTable, freshRunId, InputError, isEnvName, leavesFiles, readRecordBatches, readRecords, RecordWriter, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { ControlDir, sshArgs } from '@cm/ssh';
 import type { HaltPolicy } from './halt';
 import { JobCancel } from './cancel';
@@ -143,11 +143,6 @@ function remoteTransport(opts: ExecOptions): Transport {
     loop: opts.remoteLoop,
   });
   return new PersistentWithFallback(persistent, ssh);
-}
-
-/** Something downstream reads the job's directory after it ends: cm-fetch, for its outputs or result file. */
-export function needsWorkdir(job: Pick<JobRecord, 'outputs' | 'result'>): boolean {
-  return (job.outputs?.length ?? 0) > 0 || (job.result !== undefined && job.result !== 'stdout');
 }
 
 /**
@@ -317,7 +312,8 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
       command: job.command,
       env: { ...(job.env ?? {}), CM_JOB: job.id, CM_RUN: runId, CM_TASK: job.task },
       workdir,
-      removeWorkdir: !opts.keepWorkdirs && !needsWorkdir(job),
+      // (cm-fetch reads the directory of a job that leaves files, after it ends)
+      removeWorkdir: !opts.keepWorkdirs && !leavesFiles(job),
       timeout: job.timeout ?? opts.timeout,
       maxOutput: opts.maxOutput ?? 1024 * 1024,
       // (logs is resolved, a job id holds no slash: no join needed per job)

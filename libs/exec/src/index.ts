@@ -1,7 +1,7 @@
 export { Scheduler, type Action, type SchedulerOptions, type SchedulerStats } from './scheduler';
 export { parseHalt, haltReached, type HaltPolicy } from './halt';
 export { JobLog, readJoblog, replayable } from './joblog';
-export { execute, checkJobInput, chooseRun, priorRun, replayedJobs, runReport, needsWorkdir, DEFAULT_TRANSPORT, type ExecOptions, type ExecIO, type TransportName } from './engine';
+export { execute, checkJobInput, chooseRun, priorRun, replayedJobs, runReport, DEFAULT_TRANSPORT, type ExecOptions, type ExecIO, type TransportName } from './engine';
 export { OutputCapture } from './transport/capture';
 export { LocalTransport } from './transport/local';
 export { SshTransport, remoteCommand, remoteWrapper } from './transport/ssh';

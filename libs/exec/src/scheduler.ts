@@ -1,7 +1,7 @@
 // Which job runs where and when: no I/O, no clock, no timers. The engine feeds it jobs, outcomes
 // and stop requests; it answers with actions (events to emit, jobs to launch or cancel). Keeping
 // it pure is what makes slots, dependencies, failover and --halt testable in milliseconds.
-import { workdirOf, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
+import { resultFileOf, workdirOf, type EventRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { jobEvent, outcomeEvent, refusedBeforeRun, UNREACHABLE } from './events';
 import { FinalIds, type Final } from './finals';
 import { haltReached, type HaltPolicy } from './halt';
@@ -525,7 +525,8 @@ export class Scheduler {
     started.running = h.running;
     // what the job will leave to fetch: cm-fetch opens its connection to the host now, not at the end
     if (s.job.outputs?.length) started.outputs = s.job.outputs;
-    if (s.job.result !== undefined && s.job.result !== 'stdout') started.result = s.job.result;
+    const resultFile = resultFileOf(s.job);
+    if (resultFile !== undefined) started.result = resultFile;
     if (collect !== undefined) started.reattached = true;
     this.emit(started, false);
     const launch: Action = { type: 'launch', job: s.job, host: h.rec, attempt: s.attempt, run: s.run, workdir: workdirOf(s.run, s.job.id) };

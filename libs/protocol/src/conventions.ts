@@ -9,6 +9,16 @@ export function workdirOf(run: string, job: string): string {
   return `.cm/runs/${run}/${job}`;
 }
 
+/** The file a job's result is read from, in its directory; undefined when it is its stdout (or unset). */
+export function resultFileOf(rec: { result?: string }): string | undefined {
+  return rec.result === undefined || rec.result === 'stdout' ? undefined : rec.result;
+}
+
+/** A job leaves files in its directory for cm-fetch: outputs, or a result file. */
+export function leavesFiles(rec: { outputs?: readonly string[]; result?: string }): boolean {
+  return (rec.outputs?.length ?? 0) > 0 || resultFileOf(rec) !== undefined;
+}
+
 /** The folder holding every job directory of a run on a host. */
 export function runDirOf(run: string): string {
   return `.cm/runs/${run}`;

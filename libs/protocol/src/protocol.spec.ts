@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PassThrough } from 'node:stream';
-import { readRecords, readRecordBatches, parseRecords, RecordWriter, recordProblem, InputError, formatBytes, plural, freshRunId, randomHex } from './index';
+import { readRecords, readRecordBatches, parseRecords, RecordWriter, recordProblem, InputError, formatBytes, plural, freshRunId, randomHex, resultFileOf, leavesFiles } from './index';
 
 async function readAll(text: string | Buffer, maxLineBytes?: number): Promise<unknown[]> {
   const input = new PassThrough();
@@ -111,6 +111,18 @@ describe('RecordWriter', () => {
     expect(w.writeLine('x')).toBe(pending);
     out.read();
     await pending;
+  });
+});
+
+describe('resultFileOf and leavesFiles', () => {
+  it('a result read from stdout is no file; outputs or a result file are files to fetch', () => {
+    expect(resultFileOf({})).toBeUndefined();
+    expect(resultFileOf({ result: 'stdout' })).toBeUndefined();
+    expect(resultFileOf({ result: 'out/value.txt' })).toBe('out/value.txt');
+    expect(leavesFiles({})).toBe(false);
+    expect(leavesFiles({ outputs: [], result: 'stdout' })).toBe(false);
+    expect(leavesFiles({ outputs: ['a.csv'] })).toBe(true);
+    expect(leavesFiles({ result: 'value.txt' })).toBe(true);
   });
 });
 

@@ -3,7 +3,7 @@
 // arrives, and finishes a reduce as soon as its last input is in. With `by`, a reduce folds each
 // combination of those parameters' values apart (a group) and prints one value per group and op.
 // No I/O of its own: reading result files, running cmd: reducers and writing value records are injected.
-import type { EventRecord, FetchRecord, Params, ReduceRecord, ValueRecord } from '@cm/protocol';
+import { resultFileOf, type EventRecord, type FetchRecord, type Params, type ReduceRecord, type ValueRecord } from '@cm/protocol';
 import { makeReducer, parseOps, type CmdRunner, type Reducer } from './ops';
 import { ValueError, type JVal } from './value';
 
@@ -252,7 +252,7 @@ export class ReduceEngine {
         const why = ev.signal ? `killed by ${ev.signal}` : `exit ${ev.exit}`;
         return this.outcome(key, { ok: false, reason: `job ${ev.job} failed (${why})` });
       }
-      if (ev.result !== undefined && ev.result !== 'stdout') {
+      if (resultFileOf(ev) !== undefined) {
         this.awaitingFetch.set(ev.job, ev.params);
         return;
       }

@@ -7,7 +7,7 @@ import { closeSync, openSync, read, renameSync, writeSync } from 'node:fs';
 import { copyFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { shQuote, type FetchedFile, type HostRecord } from '@cm/protocol';
+import { resultFileOf, shQuote, type FetchedFile, type HostRecord } from '@cm/protocol';
 import type { Connections } from './connections';
 import FETCH_SH from './fetch.sh';
 import SEND_SH from './send.sh';
@@ -422,7 +422,8 @@ export async function fetchBatch(conns: Connections, host: HostRecord, jobs: Fet
     const errors: string[] = [];
     const names: string[] = [];
     const declared = [...job.outputs];
-    if (job.result !== undefined && job.result !== 'stdout' && !declared.includes(job.result)) declared.push(job.result);
+    const resultFile = resultFileOf(job);
+    if (resultFile !== undefined && !declared.includes(resultFile)) declared.push(resultFile);
     for (const name of declared) {
       try {
         const clean = safeRelative(name);
@@ -479,7 +480,8 @@ export async function fetchBatch(conns: Connections, host: HostRecord, jobs: Fet
         const committed = await s.ex.commit();
         const files: FetchedFile[] = committed.files.map((f) => ({ remote: path.posix.join(s.job.workdir, f.rel), path: f.path, size: f.size, sha256: f.sha256 }));
         const all = [...s.errors, ...s.missing, ...s.ex.refused, ...committed.errors];
-        const resultRel = s.job.result !== undefined && s.job.result !== 'stdout' ? safeRelativeOrNull(s.job.result) : null;
+        const resultName = resultFileOf(s.job);
+        const resultRel = resultName !== undefined ? safeRelativeOrNull(resultName) : null;
         const resultFile = resultRel ? committed.files.find((f) => f.rel === resultRel) : undefined;
         if (resultRel && !resultFile) all.push(`result file ${JSON.stringify(s.job.result)} was not fetched`);
         outcomes[s.i] = { ok: all.length === 0, verified, files, result: resultFile?.path, attempt, error: all.length ? all.join('; ') : undefined };

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { FetchedFile } from '@cm/protocol';
+import { resultFileOf, type FetchedFile } from '@cm/protocol';
 import type { FetchJob, FetchOutcome } from './fetch';
 import { safeJoin, safeRelative } from './paths';
 
@@ -20,8 +20,8 @@ export async function alreadyFetched(dir: string, job: FetchJob): Promise<FetchO
   try {
     const root = safeJoin(path.resolve(dir), path.posix.join(safeRelative(job.run), safeRelative(job.folder ?? job.job)));
     const declared = [...job.outputs];
-    const wantsResult = job.result !== undefined && job.result !== 'stdout';
-    if (wantsResult && !declared.includes(job.result as string)) declared.push(job.result as string);
+    const resultFile = resultFileOf(job);
+    if (resultFile !== undefined && !declared.includes(resultFile)) declared.push(resultFile);
     const names = [...new Set(declared.map(safeRelative))];
     if (names.length === 0) return undefined;
     const files: FetchedFile[] = [];
@@ -37,8 +37,8 @@ export async function alreadyFetched(dir: string, job: FetchJob): Promise<FetchO
       return true;
     };
     for (const n of names) if (!(await add(n))) return undefined;
-    const result = wantsResult ? files.find((f) => f.path === safeJoin(root, safeRelative(job.result as string)))?.path : undefined;
-    if (wantsResult && result === undefined) return undefined;
+    const result = resultFile !== undefined ? files.find((f) => f.path === safeJoin(root, safeRelative(resultFile)))?.path : undefined;
+    if (resultFile !== undefined && result === undefined) return undefined;
     return { ok: true, files, result, attempt: 1 };
   } catch {
     return undefined;

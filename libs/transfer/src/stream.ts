@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { loadInventory, type Inventory } from '@cm/inventory';
-import { ExitCode, readRecordBatches, RecordWriter, workdirOf, type EventRecord, type FetchRecord, type HostRecord, type JobRecord } from '@cm/protocol';
+import { ExitCode, leavesFiles, readRecordBatches, RecordWriter, workdirOf, type EventRecord, type FetchRecord, type HostRecord, type JobRecord } from '@cm/protocol';
 import { Connections } from './connections';
 import { FetchServers } from './server';
 import type { FetchOutcome } from './fetch';
@@ -290,10 +290,8 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
         if (w) await w;
         if (record.kind !== 'event') continue;
         const ev = record as EventRecord;
-        if (ev.event === 'started' && ev.host !== undefined && (ev.outputs?.length || (ev.result !== undefined && ev.result !== 'stdout'))) warm(ev.host);
-        if (ev.event !== 'finished' || ev.exit !== 0 || ev.job === undefined) continue;
-        const wantsResult = ev.result !== undefined && ev.result !== 'stdout';
-        if ((ev.outputs?.length ?? 0) === 0 && !wantsResult) continue;
+        if (ev.event === 'started' && ev.host !== undefined && leavesFiles(ev)) warm(ev.host);
+        if (ev.event !== 'finished' || ev.exit !== 0 || ev.job === undefined || !leavesFiles(ev)) continue;
         const p: Promise<void> = fetchFor(ev as EventRecord & { job: string }).finally(() => inflight.delete(p));
         inflight.add(p);
       }
