@@ -152,14 +152,14 @@ export class SafeExtractor implements TarHandler {
 
   async entry(e: TarEntry): Promise<BodySink | null> {
     let rel: string;
+    let final: string;
     try {
       rel = safeRelative(e.name);
+      final = safeJoin(this.root, rel);
     } catch (err) {
       this.refused.push(`refused ${(err as Error).message}`);
       return null;
     }
-    // rel is clean (no "..", "." or empty step, not absolute): joined, it stays below root
-    const final = path.join(this.root, rel);
     switch (e.type) {
       case 'dir':
         try {
