@@ -89,7 +89,7 @@ export class ByteReader {
     while (await this.fill()) {
       const nl = this.chunk.indexOf(0x0a, this.off);
       // the whole line in this chunk (a reply's line per file, nearly always): no copy to join
-      if (nl !== -1 && parts.length === 0 && nl - this.off <= limit) {
+      if (nl !== -1 && parts.length === 0) {
         const text = this.chunk.toString('utf8', this.off, nl);
         this.off = nl + 1;
         return text;
