@@ -54,7 +54,9 @@ bench_inputs
 bench_open_masters
 
 transports=(${TRANSPORTS:-persistent ssh})
-SLOTS_ALL=16
+# a job per slot of every host: the cold run that costs only its sessions' start
+read -ra hosts <<<"$NAMES"
+SLOTS_ALL=$((${#hosts[@]} * SLOTS))
 WANT_SUM=$(awk -v n="$N" 'BEGIN { printf "%.0f", n * (n + 1) / 2 }')
 export WANT_SUM
 
