@@ -48,14 +48,14 @@ const [jobs, hostsList, jobsList, backlogList] = [
   (process.argv[5] ?? '1024,32768').split(',').map(Number),
 ];
 perJob(16, 4, 20000, 1024); // warm-up: the JIT, not the first row, pays for compiling
-const rows: Array<[string, number]> = [];
-for (const h of hostsList) rows.push([`${h} hosts x 4 slots, ${jobs} jobs`, perJob(h, 4, jobs, 1024)]);
-for (const n of jobsList) rows.push([`16 hosts x 4 slots, ${n} jobs`, perJob(16, 4, n, 1024)]);
-// a pinned job waits while others start: its cost must not grow with the jobs waiting either
-for (const b of backlogList) rows.push([`16 x 4, ${jobs} jobs on @a (4 hosts), ${b} waiting`, perJob(16, 4, jobs, b, '@a')]);
+// each kind of row against its first: a job must cost the same as the hosts, the jobs or the jobs
+// waiting behind pinned ones grow
+const kinds: Array<Array<[string, number]>> = [
+  hostsList.map((h) => [`${h} hosts x 4 slots, ${jobs} jobs`, perJob(h, 4, jobs, 1024)]),
+  jobsList.map((n) => [`16 hosts x 4 slots, ${n} jobs`, perJob(16, 4, n, 1024)]),
+  backlogList.map((b) => [`16 x 4, ${jobs} jobs on @a (4 hosts), ${b} waiting`, perJob(16, 4, jobs, b, '@a')]),
+];
 console.log(`${'scheduler alone'.padEnd(52)} ${'us/job'.padStart(8)}  x first of its kind`);
-const kinds = [0, hostsList.length, hostsList.length + jobsList.length];
-rows.forEach(([name, us], i) => {
-  const first = rows[kinds.filter((k) => k <= i).pop()!]![1];
-  console.log(`${name.padEnd(52)} ${us.toFixed(2).padStart(8)}  ${(us / first).toFixed(2)}x`);
-});
+for (const rows of kinds) {
+  for (const [name, us] of rows) console.log(`${name.padEnd(52)} ${us.toFixed(2).padStart(8)}  ${(us / rows[0]![1]).toFixed(2)}x`);
+}
