@@ -276,7 +276,8 @@ sub shq { my $v = $_[0]; $v =~ s/\x27/\x27\\\x27\x27/g; "\x27$v\x27" }
 # sh -s reads the jobs of its lane as script. HUP, INT and TERM are caught (a subshell starts with
 # the default handlers) so that signalling the process group of the lane reaches the job, not the shell.
 # Its stdout is the status pipe (a builtin writes there with no redirection to undo), its messages
-# (Terminated...) go to /dev/null; the stdout and stderr of a job are on fds O and E.
+# (Terminated...) go to /dev/null, open for reading too: the stdin of a job is that descriptor, with
+# no open per job. The stdout and stderr of a job are on fds O and E.
 sub slot_spawn { return slot_fork($_[0]) && slot_ready($_[0]) }
 
 # Starts the shell of a lane and hands it its set-up; slot_ready waits for it.
@@ -311,7 +312,7 @@ sub slot_fork {
   $shell{$pid} = $lane;
   # the last: [handle, lane, O|E] of each output pipe
   $slot{$lane} = [$pid, $cw, $or, $er, undef, 0, 0, undef, undef, [[$or, $lane, "O"], [$er, $lane, "E"]]];
-  slot_send($lane, "set --\ntrap : HUP INT TERM\nexec $O>&1 $E>&2 >&$S 2>/dev/null $S>&-\necho $lane -\n") or return 0;
+  slot_send($lane, "set --\ntrap : HUP INT TERM\nexec $O>&1 $E>&2 >&$S 2<>/dev/null $S>&-\necho $lane -\n") or return 0;
   return 1;
 }
 
@@ -394,7 +395,7 @@ sub slot_start {
     return 0 unless $k =~ /^[A-Za-z_][A-Za-z0-9_]*$/;
     $script .= "export $k=" . shq($v) . "\n";
   }
-  $script .= "eval " . shq($cmd) . "\n) </dev/null >&$O 2>&$E $O>&- $E>&-; echo $lane \$?\n";
+  $script .= "eval " . shq($cmd) . "\n) <&2 >&$O 2>&$E $O>&- $E>&-; echo $lane \$?\n";
   $sl || slot_spawn($lane) or return 0;
   $sl = $slot{$lane};
   # The empty folder the previous job of the lane left becomes this one (one rename, where mkdir

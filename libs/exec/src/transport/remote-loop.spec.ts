@@ -249,6 +249,16 @@ describe.each([
     rmSync(join(dir, '.cm'), { recursive: true });
   });
 
+  it('gives a job an empty stdin: what it reads is not the loop\'s, and the next job of its lane runs', async () => {
+    const mk = (n: number, cmd: string): string => `r ${n} 0 1 ${lineQuote(`./.cm/runs/i/j${n}`)} ${lineQuote(cmd)}\n`;
+    const reqs = [mk(1, 'cat; read x || echo "end of input"'), mk(2, 'echo next')];
+    const { got } = decodeAll([await runLoop(reqs, 2, true)]);
+    const out = (n: number) => Buffer.concat(got.get(n)?.out ?? []).toString();
+    expect(out(1)).toBe('end of input\n');
+    expect(out(2)).toBe('next\n');
+    rmSync(join(dir, '.cm'), { recursive: true, force: true });
+  });
+
   it.runIf(loop === 'auto' && process.platform === 'linux')('runs a job as sh -c would, in a subshell of its lane\'s shell', async () => {
     const mk = (n: number, lane: number, cmd: string, env: string[] = []): string =>
       `r ${n} ${lane} 1 ${lineQuote(`./.cm/runs/s/j${n}`)} ${lineQuote(cmd)}${env.map((w) => ` ${lineQuote(w)}`).join('')}\n`;
