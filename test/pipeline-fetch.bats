@@ -85,3 +85,35 @@ EOF
   assert_equal "$(jq -c 'select(.kind == "value") | .value' <<<"$output")" 6000
   assert_equal "$(jq -c 'select(.kind == "fetch" and .direction == "in") | .ok' <<<"$output" | sort -u)" true
 }
+
+# logins: "Accepted publickey" lines in the log of a test host's sshd
+logins() { grep -c 'Accepted publickey' "$CM_TEST_HOSTS_DIR/hosts/$1/log"; }
+
+@test "cm-exec | cm-fetch logs in to a host once: cm-fetch rides cm-exec's master, which serves it after cm-exec has exited" {
+  # the later jobs end once cm-fetch's server runs over their own connection (a child of the sshd
+  # that runs them): cm-fetch then rides that connection before cm-exec ends
+  cat >plan.cm <<'EOF'
+@outputs(a.txt)
+def w(i=1..4):
+    echo $i > a.txt
+    if [ $i != 1 ]; then
+        s=$PPID; while [ "$(ps -o comm= -p $s)" != sshd ]; do s=$(ps -o ppid= -p $s | tr -d ' '); done
+        n=0; until ps -o args= --ppid $s | grep -q cm-fetch-server || [ $n -gt 1200 ]; do sleep 0.05; n=$((n + 1)); done
+    fi
+w
+EOF
+  # the records after the first started event reach cm-fetch only once cm-exec has exited (and
+  # told its master to stop listening): its fetches ride a master cm-exec no longer holds
+  cat >hold.sh <<'EOF'
+while IFS= read -r l; do printf '%s\n' "$l"; [[ $l == *'"started"'* ]] && break; done
+rest=$(cat)
+printf '%s\n' "$rest"
+EOF
+  local before
+  before=$(logins th1)
+  run --separate-stderr bash -o pipefail -c 'cm-plan -f plan.cm --run pf4 | cm-exec -q -H th1 | bash hold.sh | cm-fetch --dir results'
+  assert_equal "$status" 0
+  assert_equal "$(jq -c 'select(.kind == "fetch") | .ok' <<<"$output" | sort | uniq -c | awk '{ print $1, $2 }')" "4 true"
+  assert_equal "$(cat results/pf4/w/i=*/a.txt | sort | tr '\n' ' ')" "1 2 3 4 "
+  assert_equal "$(($(logins th1) - before))" 1
+}

@@ -121,14 +121,13 @@ class PersistentWithFallback implements Transport {
   }
 }
 
-function remoteTransport(opts: ExecOptions): Transport {
+function remoteTransport(opts: ExecOptions, control: ControlDir): Transport {
   const sshOpts = {
     hostKeyChecking: opts.strictHostKeys ? ('yes' as const) : ('accept-new' as const),
     configFile: opts.sshConfig,
     connectTimeout: opts.connectTimeout,
     grace: opts.grace,
   };
-  const control = new ControlDir({ prefix: 'cm-exec', keep: opts.keepConnections, home: opts.home });
   const ssh = new SshTransport({ ...sshOpts, control });
   if ((opts.transport ?? DEFAULT_TRANSPORT) === 'ssh') return ssh;
   const persistent = new PersistentTransport({
@@ -250,7 +249,10 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
 
   const needsRemote = opts.hosts.some((h) => !h.local && !own(h));
   const local = opts.transports?.local ?? new LocalTransport({ home: opts.home, grace: opts.grace });
-  const remote = needsRemote ? (opts.transports?.remote ?? remoteTransport(opts)) : undefined;
+  // the runs of its jobs, listed in the folder of its masters, let a cm-fetch behind this cm-exec
+  // ride them (ControlDir.serve)
+  const control = needsRemote && !opts.transports?.remote ? new ControlDir({ prefix: 'cm-exec', keep: opts.keepConnections, home: opts.home }) : undefined;
+  const remote = needsRemote ? (opts.transports?.remote ?? remoteTransport(opts, control!)) : undefined;
   const transportOf = (h: HostRecord): Transport => own(h) ?? (h.local ? local : remote!);
   // Connect while the first records are still on their way (cm-plan starting up, a slow producer):
   // a job then starts on an open session instead of waiting for a key exchange.
@@ -304,6 +306,7 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
   };
 
   const launch = (job: JobRecord, host: HostRecord, attempt: number, runId: string, workdir: string, collect?: string): void => {
+    if (!host.local) control?.serve(runId);
     const ac = new JobCancel();
     controllers.set(job.id, ac);
     inflight += 1;
@@ -446,6 +449,9 @@ export async function execute(opts: ExecOptions, io: ExecIO): Promise<number> {
     closing = true;
     trace('every job ended: closing');
     if (!detached) for (const c of controllers.values()) c.abort();
+    // a detached loop outlives its session, and an interrupted run does not wait for its sessions
+    // to end: their masters are cut rather than left to end with them
+    if (detached || stopCode !== undefined || fatal !== undefined) control?.cutAtClose();
     await Promise.all([local.close(), remote?.close()]);
     trace('connections closed');
     if (detached && !opts.quiet) {

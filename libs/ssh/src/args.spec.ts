@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import type { HostRecord } from '@cm/protocol';
-import { sshArgs } from './args';
+import { controlName, FAST_CIPHERS, sshArgs } from './args';
 
 const host = (extra: Partial<HostRecord> = {}): HostRecord => ({ kind: 'host', v: 1, name: 'h', address: '127.0.0.1', tags: [], slots: 1, ...extra });
 
@@ -31,6 +31,25 @@ describe('sshArgs', () => {
     const defaults = resolved(sshArgs(host()));
     expect(defaults.get('serveraliveinterval')).toBe('15');
     expect(defaults.get('stricthostkeychecking')).toBe('accept-new');
+  });
+
+  it("names a host's master socket as %C would (address, port, user, jump), and rides another's master without making one", () => {
+    const own = resolved(sshArgs(host({ user: 'u' }), { controlDir: '/tmp/c', controlPersist: 9 }));
+    expect(own.get('controlmaster')).toBe('auto');
+    expect(own.get('controlpath')).toBe(`/tmp/c/${controlName(host({ user: 'u' }))}`);
+    expect(controlName(host({ user: 'u' }))).toMatch(/^[0-9a-f]{40}$/);
+    // the same destination under another inventory name shares the master; another user does not
+    expect(controlName(host({ user: 'u', name: 'other' }))).toBe(controlName(host({ user: 'u' })));
+    expect(controlName(host({ user: 'v' }))).not.toBe(controlName(host({ user: 'u' })));
+    expect(controlName(host({ user: 'u', port: 2222 }))).not.toBe(controlName(host({ user: 'u' })));
+    const ride = resolved(sshArgs(host(), { controlDir: '/tmp/c', rideSocket: '/tmp/x/abc' }));
+    expect(ride.get('controlmaster')).toBe('false');
+    expect(ride.get('controlpath')).toBe('/tmp/x/abc');
+  });
+
+  it.runIf(FAST_CIPHERS !== undefined)("prefers AES-GCM where the CPU has AES instructions, after the host's own Ciphers", () => {
+    expect(resolved(sshArgs(host())).get('ciphers')).toBe(FAST_CIPHERS);
+    expect(resolved(sshArgs(host({ options: { Ciphers: 'aes256-ctr' } }))).get('ciphers')).toBe('aes256-ctr');
   });
 
   it('refuses what would become an option or shell code, and options off the allow-list', () => {

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { CmError, ExitCode, PATTERNS, type HostRecord } from '@cm/protocol';
 
 /**
@@ -49,6 +51,11 @@ export function assertSshToken(what: string, value: string): void {
 export interface SshArgOptions {
   /** directory for ControlMaster sockets; no multiplexing when absent */
   controlDir?: string;
+  /**
+   * the socket of a master another cm command keeps (cm-exec's, for cm-fetch): sessions go through
+   * it and never make a master of their own; when it is gone, ssh connects directly
+   */
+  rideSocket?: string;
   /** seconds an idle master stays up */
   controlPersist?: number;
   connectTimeout?: number;
@@ -56,6 +63,35 @@ export interface SshArgOptions {
   hostKeyChecking?: 'accept-new' | 'yes';
   /** extra ssh_config file (tests use a generated one) */
   configFile?: string;
+}
+
+/**
+ * With AES instructions, AES-GCM costs ssh half the CPU of OpenSSH's default chacha20-poly1305 (200 MB
+ * on loopback: 0.17 s against 0.37 s in the local ssh), and a bulk transfer is CPU-bound at both ends.
+ * cm's default for every connection: cm-fetch rides the masters of cm-exec (see SshArgOptions.rideSocket),
+ * whose cipher its transfers then use.
+ * The whole modern list follows, so a server that refuses AES-GCM still agrees on one. Where the CPU
+ * lacks them (or is not Linux and we cannot tell), ssh's own order stays.
+ */
+export const FAST_CIPHERS = ((): string | undefined => {
+  try {
+    const cpu = readFileSync('/proc/cpuinfo', 'utf8');
+    if (!/^(flags|Features)\s*:.*\baes\b/m.test(cpu)) return undefined;
+  } catch {
+    return undefined;
+  }
+  return 'aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr';
+})();
+
+/**
+ * The name of a host's master socket in a control folder: what ssh's %C hashes (address, port, user,
+ * jump), computed here so that another cm command can find the master of a host without asking ssh.
+ * 40 hex digits, as %C.
+ */
+export function controlName(host: HostRecord): string {
+  return createHash('sha1')
+    .update(JSON.stringify([host.address, host.port ?? null, host.user ?? null, host.jump ?? null]))
+    .digest('hex');
 }
 
 /** The ssh arguments up to and including the destination; the remote command goes after them. */
@@ -82,10 +118,13 @@ export function sshArgs(host: HostRecord, opts: SshArgOptions = {}): string[] {
     '-o', 'ServerAliveInterval=15',
     '-o', 'ServerAliveCountMax=3',
   );
-  if (opts.controlDir) {
+  if (FAST_CIPHERS) args.push('-o', `Ciphers=${FAST_CIPHERS}`);
+  if (opts.rideSocket) {
+    args.push('-o', 'ControlMaster=no', '-o', `ControlPath=${opts.rideSocket}`);
+  } else if (opts.controlDir) {
     args.push(
       '-o', 'ControlMaster=auto',
-      '-o', `ControlPath=${opts.controlDir}/%C`,
+      '-o', `ControlPath=${opts.controlDir}/${controlName(host)}`,
       '-o', `ControlPersist=${opts.controlPersist ?? 60}`,
     );
   }

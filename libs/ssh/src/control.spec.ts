@@ -4,7 +4,7 @@ import { type Server, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { ControlDir, exitMasters, sweepStale } from './control';
+import { ControlDir, controlMasters, findRunControl, sweepStale } from './control';
 
 const root = mkdtempSync(join(tmpdir(), 'cm-control-spec-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -48,6 +48,33 @@ describe('ControlDir', () => {
     expect([dead, alive, other, old].map((d) => existsSync(d))).toEqual([false, true, true, true]);
   });
 
+  it('lists the runs it serves in a private folder, where findRunControl finds them while its command runs', async () => {
+    const tmp = join(root, 'r');
+    mkdirSync(tmp);
+    const c = new ControlDir({ prefix: 'cm-t', tmp });
+    expect(findRunControl('cm-t', 'run-1', [tmp])).toBeUndefined();
+    c.serve('run-0');
+    c.serve('run-1');
+    c.serve('run-1');
+    expect(readFileSync(join(c.path, 'run'), 'utf8')).toBe('run-0\nrun-1\n');
+    expect(findRunControl('cm-t', 'run-1', [tmp])).toBe(c.path);
+    expect(findRunControl('cm-t', 'run-0', [tmp])).toBe(c.path);
+    expect(findRunControl('cm-t', 'run', [tmp])).toBeUndefined();
+    expect(findRunControl('cm-t', 'run-2', [tmp])).toBeUndefined();
+    expect(findRunControl('cm-u', 'run-1', [tmp])).toBeUndefined();
+    // a folder others can enter is not one whose masters may be ridden
+    chmodSync(c.path, 0o750);
+    expect(findRunControl('cm-t', 'run-1', [tmp])).toBeUndefined();
+    chmodSync(c.path, 0o700);
+    // the folder of a command that no longer runs, left by SIGKILL
+    const dead = join(tmp, `cm-t-${deadPid()}-abcDEF`);
+    mkdirSync(dead, { mode: 0o700 });
+    writeFileSync(join(dead, 'run'), 'run-3');
+    expect(findRunControl('cm-t', 'run-3', [tmp])).toBeUndefined();
+    await c.close();
+    expect(findRunControl('cm-t', 'run-1', [tmp])).toBeUndefined();
+  });
+
   it('shares ~/.cm/ssh when asked to keep connections, and refuses it when others can enter', async () => {
     const home = join(root, 'home');
     const c = new ControlDir({ prefix: 'cm-t', keep: 300, home });
@@ -59,7 +86,7 @@ describe('ControlDir', () => {
   });
 });
 
-describe('exitMasters', () => {
+describe('controlMasters', () => {
   const hello = Buffer.from('000000080000000100000004', 'hex');
   const terminate = Buffer.from('000000081000000500000001', 'hex');
 
@@ -85,12 +112,20 @@ describe('exitMasters', () => {
     writeFileSync(ssh, `#!/bin/sh\necho "$@" >>${calls}\n`, { mode: 0o755 });
     const a = await listener(dir, 'a'.repeat(40), hello);
     const b = await listener(dir, 'b'.repeat(40), hello);
-    await exitMasters(dir, ssh);
+    await controlMasters(dir, 'exit', ssh);
     for (const m of [a, b]) {
       expect(Buffer.concat(m.got)).toEqual(Buffer.concat([hello, terminate]));
       m.server.close();
     }
     expect(existsSync(calls)).toBe(false);
+  });
+
+  it('asks each master to stop listening (hello, stop), as ssh -O stop does', async () => {
+    const dir = mkdtempSync(join(root, 'mux-'));
+    const a = await listener(dir, 'e'.repeat(40), hello);
+    await controlMasters(dir, 'stop');
+    expect(Buffer.concat(a.got)).toEqual(Buffer.concat([hello, Buffer.from('000000081000000900000001', 'hex')]));
+    a.server.close();
   });
 
   it('asks ssh when the socket does not speak the protocol, and skips a socket nobody listens on', async () => {
@@ -104,7 +139,7 @@ describe('exitMasters', () => {
     spawnSync('perl', ['-MIO::Socket::UNIX', '-e', 'IO::Socket::UNIX->new(Local => $ARGV[0], Listen => 1) or die', stale]);
     expect(lstatSync(stale).isSocket()).toBe(true);
     writeFileSync(join(dir, 'not-a-socket'), '');
-    await exitMasters(dir, ssh);
+    await controlMasters(dir, 'exit', ssh);
     odd.server.close();
     expect(readFileSync(calls, 'utf8')).toBe(`-S ${join(dir, 'c'.repeat(40))} -O exit cm-control\n`);
   });

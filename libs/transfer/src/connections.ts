@@ -1,25 +1,12 @@
-// Runs a shell script on a host: over ssh through one ControlMaster connection per host (in a
-// private control directory removed at close), or as a local `sh -c` in $HOME for local hosts.
+// Runs a shell script on a host: over ssh through one ControlMaster connection per host, or as a
+// local `sh -c` in $HOME for local hosts. The master is cm-exec's when it runs the same run (cm-exec |
+// cm-fetch: ride), or one kept in ~/.cm/ssh (--keep-connections), so that a host is logged in to once;
+// else one of its own, in a private control directory removed at close.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { HostRecord } from '@cm/protocol';
-import { ControlDir, Masters, sshArgs, type SshArgOptions } from '@cm/ssh';
-
-/**
- * With AES instructions, AES-GCM costs ssh half the CPU of OpenSSH's default chacha20-poly1305 (200 MB
- * on loopback: 0.17 s against 0.37 s in the local ssh), and a bulk transfer is CPU-bound at both ends.
- * The whole modern list follows, so a server that refuses AES-GCM still agrees on one. Where the CPU
- * lacks them (or is not Linux and we cannot tell), ssh's own order stays.
- */
-export const FAST_CIPHERS = ((): string | undefined => {
-  try {
-    const cpu = readFileSync('/proc/cpuinfo', 'utf8');
-    if (!/^(flags|Features)\s*:.*\baes\b/m.test(cpu)) return undefined;
-  } catch {
-    return undefined;
-  }
-  return 'aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-ctr,aes192-ctr,aes256-ctr';
-})();
+import { ControlDir, findRunControl, isPrivateFolder, Masters, masterSocket, sharedControlPath, sshArgs, type SshArgOptions } from '@cm/ssh';
 
 export interface ConnectionOptions {
   ssh?: string;
@@ -39,22 +26,35 @@ export class Connections {
   private readonly control: ControlDir;
   private readonly masters: Masters;
   private closed = false;
+  /** the run ride() was last told of, and its cm-exec's control folder */
+  private run: string | undefined;
+  private exec: string | undefined;
+  /** ~/.cm/ssh, where cm-exec --keep-connections keeps masters */
+  private readonly kept: string;
 
   constructor(private readonly opts: ConnectionOptions) {
-    // Short and private: socket paths are limited to ~104 bytes and must not be shared with cm-exec.
+    // Short and private: socket paths are limited to ~104 bytes.
     this.control = new ControlDir({ prefix: 'cm-fetch', ssh: opts.ssh, env: opts.env });
     this.masters = new Masters({ control: this.control, ssh: opts.ssh, env: opts.env });
+    this.kept = sharedControlPath(opts.env?.HOME ?? process.env.HOME ?? '/');
   }
 
   get controlDir(): string {
     return this.control.path;
   }
 
-  private args(host: HostRecord): string[] {
-    const args = sshArgs(host, { ...this.opts.sshOptions, controlDir: this.control.path, controlPersist: this.control.persist });
-    // after the host's own options (ssh keeps the first value), before the destination
-    if (FAST_CIPHERS) args.splice(args.lastIndexOf('--'), 0, '-o', `Ciphers=${FAST_CIPHERS}`);
-    return args;
+  /**
+   * The records are of `run`: its cm-exec, while it runs, holds a master to each of its hosts, which
+   * the sessions to them then ride instead of logging in again. Cheap to call for every record.
+   */
+  ride(run: string): void {
+    if (run === this.run) return;
+    this.run = run;
+    this.exec = findRunControl('cm-exec', run);
+  }
+
+  private args(host: HostRecord, rideSocket?: string): string[] {
+    return sshArgs(host, { ...this.opts.sshOptions, controlDir: this.control.path, controlPersist: this.control.persist, rideSocket });
   }
 
   /**
@@ -67,9 +67,10 @@ export class Connections {
       const child = spawn('sh', ['-c', script], { cwd: this.opts.home, stdio: [stdin, stdout, 'pipe'], env: this.opts.env });
       return { child, viaSsh: false };
     }
+    const ride = (this.exec && (await execMaster(this.exec, host))) || (isPrivateFolder(this.kept) ? masterSocket(this.kept, host) : undefined);
     // a master that could not be set up fails this spawn's own ssh, which says why
-    await this.masters.ensure(host, this.args(host));
-    const child = spawn(this.opts.ssh ?? 'ssh', [...this.args(host), script], { stdio: [stdin, stdout, 'pipe'], env: this.opts.env });
+    if (!ride) await this.masters.ensure(host, this.args(host));
+    const child = spawn(this.opts.ssh ?? 'ssh', [...this.args(host, ride), script], { stdio: [stdin, stdout, 'pipe'], env: this.opts.env });
     return { child, viaSsh: true };
   }
 
@@ -85,3 +86,19 @@ export class Connections {
     await this.control.close();
   }
 }
+
+/**
+ * The master cm-exec holds to host in its control folder dir. A job's started event can come before
+ * its session is up (the key exchange still under way), so it is waited for, up to cm-exec's own
+ * connect timeout; undefined if it does not come, or cm-exec closes its folder first.
+ */
+async function execMaster(dir: string, host: HostRecord): Promise<string | undefined> {
+  const deadline = Date.now() + MASTER_WAIT_MS;
+  for (;;) {
+    const socket = masterSocket(dir, host);
+    if (socket || Date.now() > deadline || !existsSync(dir)) return socket;
+    await delay(MASTER_POLL_MS);
+  }
+}
+const MASTER_WAIT_MS = 15_000;
+const MASTER_POLL_MS = 20;

@@ -290,6 +290,7 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
         if (w) await w;
         if (record.kind !== 'event') continue;
         const ev = record as EventRecord;
+        if (ev.run !== undefined) conns.ride(ev.run);
         if (ev.event === 'started' && ev.host !== undefined && leavesFiles(ev)) warm(ev.host);
         if (ev.event !== 'finished' || ev.exit !== 0 || ev.job === undefined || !leavesFiles(ev)) continue;
         const p: Promise<void> = fetchFor(ev as EventRecord & { job: string }).finally(() => inflight.delete(p));

@@ -27,9 +27,11 @@ leaves the folder with a warning on stderr; the fetch record stays ok (its files
 Folders left behind go with \`cm-exec --clean\`. An event replayed by \`cm-exec --resume\` whose
 folder is gone gets its fetch record from the files already in the results tree.
 
-One ControlMaster connection per host, that cm-fetch opens in its own private directory when the
-first job starts there (a \`started\` event), and closes at exit (AES-GCM first where this CPU has
-AES instructions; local hosts: \`sh -c\` in $HOME). Over it, one perl process per host for the
+One ControlMaster connection per host: behind a cm-exec of the same run, the one cm-exec holds
+(a host is logged in to once; its master serves cm-fetch past cm-exec's end), else one that
+cm-fetch opens in its own private directory when the first job starts there (a \`started\` event),
+and closes at exit (AES-GCM first where this CPU has AES instructions, as cm-exec's; local hosts:
+\`sh -c\` in $HOME). Over it, one perl process per host for the
 whole run (cm-fetch's server) sends each batch
 as one tar archive, hashing each file in the same read, and removes the folders: no ssh session
 and no process per batch. A file of 16 MiB or more only has its name and size in that archive: it
