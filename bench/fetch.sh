@@ -127,7 +127,7 @@ echo "load $(cut -d' ' -f1-3 /proc/loadavg); $rounds rounds, the contenders in t
 if [[ -z $only || $only == small ]]; then
   echo "== $small small files ($((sbytes / 1024)) KiB)"
   set -- "cm-fetch (per job, sha256 checked)" cm_small "cm-fetch --no-verify" cm_small_nv
-  [[ -z $baseline ]] || set -- "$@" "baseline cm-fetch (sha256 checked)" base_small
+  [[ -z $baseline ]] || set -- "$@" "baseline cm-fetch (per job, sha256 checked)" base_small
   section $sbytes f.bin "$small" "$@" "scp -r (one per host)" scp_small "rsync -a (one per host)" rsync_small
 fi
 if [[ -z $only || $only == big ]]; then
@@ -164,7 +164,8 @@ per_file() {
 if [[ -n ${ctlms["rsync -a (one per host)"]:-} || -n ${ctlms["cm-exec alone (no fetch)"]:-} ]]; then
   echo "== CPU per file, ms (median runs; live: less the median run of cm-exec alone)"
   per_file small "cm-fetch (per job, sha256 checked)"
-  per_file small "baseline cm-fetch (sha256 checked)"
+  # (a label of its own: the big file's baseline row would overwrite its figures)
+  per_file small "baseline cm-fetch (per job, sha256 checked)"
   per_file small "rsync -a (one per host)"
   per_file live "cm-exec | cm-fetch" "cm-exec alone (no fetch)"
   per_file live "cm-exec | baseline cm-fetch" "cm-exec alone (no fetch)"
