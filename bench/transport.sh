@@ -161,14 +161,27 @@ run_persistent() {
   # shellcheck disable=SC2086
   CM_REMOTE_LOOP=$2 node "$WORK/driver.cjs" persistent "$CFG" $NAMES -- "$SLOTS" <"$WORK/jobs.ndjson" \
     >"$WORK/out.$1" 2>"$WORK/err.$1"
-  grep -c '"exit":0,' "$WORK/out.$1"
+  kept_if_short "$1"
+}
+# kept_if_short NAME: prints how many jobs of the run succeeded; a run with fewer than N keeps its
+# outputs (the next run would overwrite them) under $WORK/short/
+kept_if_short() {
+  local ok
+  ok=$(grep -c '"exit":0,' "$WORK/out.$1")
+  if ((ok != N)); then
+    mkdir -p "$WORK/short"
+    cp "$WORK/out.$1" "$WORK/short/out.$1.$(date +%s%N)"
+    cp "$WORK/err.$1" "$WORK/short/err.$1.$(date +%s%N)"
+    echo "bench: $1: a run with $ok of $N jobs ok; its outputs are in $WORK/short" >&2
+  fi
+  echo "$ok"
 }
 run_perjob() {
   # shellcheck disable=SC2086
   node "$WORK/driver.cjs" ssh "$CFG" $NAMES -- "$SLOTS" <"$WORK/jobs.ndjson" >"$WORK/out.per-job" 2>"$WORK/err.per-job"
-  grep -c '"exit":0,' "$WORK/out.per-job"
+  kept_if_short per-job
 }
-export -f run_persistent run_perjob
+export -f run_persistent run_perjob kept_if_short
 
 wanted() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
 cms=()

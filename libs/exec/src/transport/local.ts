@@ -78,13 +78,18 @@ export class LocalTransport implements Transport {
   async close(): Promise<void> {}
 }
 
-/** mkdir -p, once more when another job's clean-up removed the run's folder between its steps. */
+/**
+ * mkdir -p, up to 10 times: another job's clean-up removes the run's folder whenever it is empty,
+ * which can fall between the steps again and again when jobs are tiny.
+ */
 function mkdirWithRetry(dir: string): void {
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    mkdirSync(dir, { recursive: true });
+  for (let tries = 1; ; tries += 1) {
+    try {
+      mkdirSync(dir, { recursive: true });
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || tries >= 10) throw e;
+    }
   }
 }
 

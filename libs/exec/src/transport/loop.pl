@@ -113,17 +113,23 @@ sub words {
   return @w;
 }
 
-# mkdir -p: a single mkdir when the parent exists, as for every job after the first of a run (tried
-# twice by start: the clean-up of another session may remove the folder of the run between the steps)
+# mkdir -p: a single mkdir when the parent exists, as for every job after the first of a run. Up to
+# MKDIR_TRIES times: the clean-up of another job or session removes the folder of the run whenever it
+# is empty, which can fall between the steps again and again when the hosts are busy with tiny jobs
+# (twice was not enough: 2 of 6 runs of 2,000 jobs lost one with the sh loop, at load 11).
+my $MKDIR_TRIES = 10;
 sub mkpath {
   return 1 if mkdir($_[0]) || -d $_[0];
-  my $p = "";
-  for my $part (split m{(?=/)}, $_[0]) {
-    $p .= $part;
-    next if $p eq "" || $p eq "/" || -d $p;
-    mkdir $p or -d $p or return 0;
+  TRY: for (1 .. $MKDIR_TRIES) {
+    my $p = "";
+    for my $part (split m{(?=/)}, $_[0]) {
+      $p .= $part;
+      next if $p eq "" || $p eq "/" || -d $p;
+      mkdir $p or -d $p or next TRY;
+    }
+    return 1;
   }
-  return 1;
+  return 0;
 }
 
 # rm -rf without File::Path (no module at start-up). lstat: a symlink is removed, never followed.
@@ -234,10 +240,10 @@ sub start {
   # must outlive the session, and so the slots of its loop.
   return if !$sp && $SLOTS && $cmd !~ /\$\{?\$/ && slot_start($serial, $lane, $rm, $wd, $cmd, @env);
   # as the per-job transport: mkdir -p DIR && cd DIR, else status 1 with the reason on stderr
-  return failed($serial, "mkdir: cannot create directory $wd: $!\n") if !mkpath($wd) && !mkpath($wd);
+  return failed($serial, "mkdir: cannot create directory $wd: $!\n") if !mkpath($wd);
   my ($sout, $serr);
   if ($sp) {
-    return failed($serial, "mkdir: cannot create directory $sp->[0]: $!\n") if !mkpath($sp->[0]) && !mkpath($sp->[0]);
+    return failed($serial, "mkdir: cannot create directory $sp->[0]: $!\n") if !mkpath($sp->[0]);
     open $sout, ">", "$sp->[0]/out" and open $serr, ">", "$sp->[0]/err" or return failed($serial, "cannot write in $sp->[0]: $!\n");
   }
   # perl marks the pipes close-on-exec: a job holds its own two ends and nothing else of the loop
@@ -404,7 +410,7 @@ sub slot_start {
   $sl->[7] = undef;
   if (!defined $spare || up($spare) ne up($wd) || !rename $spare, $wd) {
     unspare($spare);
-    return failed($serial, "mkdir: cannot create directory $wd: $!\n") || 1 if !mkpath($wd) && !mkpath($wd);
+    return failed($serial, "mkdir: cannot create directory $wd: $!\n") || 1 if !mkpath($wd);
   }
   title($sl, "sh\0-c\0$cmd");
   slot_send($lane, $script) or return 0;

@@ -37,6 +37,15 @@ mkfifo "$_cmq_d/lock" || { printf '%s fail cannot create %s/lock\n' "$_cmq_M" "$
 exec 3<>"$_cmq_d/lock"
 printf '\n' >&3
 _cmq_kill() { kill -"$1" -"$2" 2>/dev/null || kill -"$1" "$2" 2>/dev/null; }
+# mkdir -p, up to 10 times: another job's clean-up removes the run's folder whenever it is empty,
+# which can fall between mkdir -p's steps again and again when the host is busy with tiny jobs
+_cmq_mkdirs() {
+  _cmq_m=1
+  until mkdir -p "$1" 2>/dev/null; do
+    _cmq_m=$((_cmq_m + 1))
+    [ "$_cmq_m" -lt 10 ] || { mkdir -p "$1"; return; }
+  done
+}
 _cmq_end() {
   trap - EXIT
   for _cmq_f in "$_cmq_d"/*.p; do
@@ -134,11 +143,10 @@ _cmq_run() {
     # The runner becomes the job's environment (one fork less per job): past this point it uses
     # only quoted expansions, absolute paths and _cmq_ names, which the transport never exports.
     _cmq_x=0 _cmq_o=$_cmq_f.o _cmq_e=$_cmq_f.e
-    # twice: another job's clean-up may remove the run's folder between mkdir -p's steps
-    { [ -d "$_cmq_w" ] || mkdir -p "$_cmq_w" 2>/dev/null || mkdir -p "$_cmq_w"; } 2>"$_cmq_e" && cd "$_cmq_w" 2>>"$_cmq_e" || _cmq_x=1
+    { [ -d "$_cmq_w" ] || _cmq_mkdirs "$_cmq_w"; } 2>"$_cmq_e" && cd "$_cmq_w" 2>>"$_cmq_e" || _cmq_x=1
     if [ "$_cmq_x" = 0 ] && [ -n "$_cmq_sd" ]; then
       # the job writes into its spool: it goes on writing there when the session ends
-      { mkdir -p "$_cmq_sd" 2>/dev/null || mkdir -p "$_cmq_sd"; } 2>>"$_cmq_e" && : >"$_cmq_sd/o" 2>>"$_cmq_e" || _cmq_x=1
+      _cmq_mkdirs "$_cmq_sd" 2>>"$_cmq_e" && : >"$_cmq_sd/o" 2>>"$_cmq_e" || _cmq_x=1
       [ "$_cmq_x" = 0 ] && _cmq_o=$_cmq_sd/o _cmq_e=$_cmq_sd/e
     fi
     if [ "$_cmq_x" = 0 ]; then

@@ -168,11 +168,11 @@ describe.each([
    * Runs the loop with `requests`, ends its stdin once `exits` jobs have reported, returns all it wrote.
    * `oneByOne`: each request once the job before it has reported, as the transport does on one lane.
    */
-  function runLoop(requests: string[], exits: number, oneByOne = false): Promise<Buffer> {
+  function runLoop(requests: string[], exits: number, oneByOne = false, env: NodeJS.ProcessEnv = {}): Promise<Buffer> {
     const program = remoteProgram(MARKER, loop);
     const child = spawn('dash', ['-c', bootstrapCommand(Buffer.byteLength(program))], {
       cwd: dir,
-      env: { ...process.env, TMPDIR: dir },
+      env: { ...process.env, TMPDIR: dir, ...env },
     });
     const out: Buffer[] = [];
     let seen = 0;
@@ -229,6 +229,23 @@ describe.each([
     await runLoop([], 0);
     expect(readdirSync(dir).filter((n) => n.startsWith('cm-persist.'))).toEqual([`cm-persist.${process.pid}`]);
     rmSync(join(dir, `cm-persist.${process.pid}`), { recursive: true });
+  });
+
+  it.runIf(loop === 'sh')("makes a job's folder though mkdir fails again and again (another job's clean-up removing the run's folder)", async () => {
+    // a mkdir first on the PATH that fails its first 6 calls for the job's folder, as mkdir -p does
+    // when the run's folder goes between its steps
+    const bin = join(dir, 'flaky-bin');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(
+      join(bin, 'mkdir'),
+      `#!/bin/sh\ncase "$*" in *flaky*) n=$(cat ${bin}/n 2>/dev/null || echo 0); echo $((n + 1)) >${bin}/n\n  [ "$n" -ge 6 ] || { echo "mkdir: cannot create directory: No such file or directory" >&2; exit 1; } ;; esac\nexec /bin/mkdir "$@"\n`,
+      { mode: 0o755 },
+    );
+    const { got } = decodeAll([await runLoop([`r 1 0 1 ${lineQuote('./.cm/runs/flaky/j1')} ${lineQuote('echo ran')}\n`], 1, false, { PATH: `${bin}:${process.env.PATH}` })]);
+    expect(Buffer.concat(got.get(1)?.out ?? []).toString()).toBe('ran\n');
+    expect(got.get(1)?.exit).toMatchObject({ status: 0 });
+    rmSync(bin, { recursive: true });
+    rmSync(join(dir, '.cm'), { recursive: true, force: true });
   });
 
   it('removes a workdir asked to (rm 1) before the job reports its end, and the run folder once empty', async () => {

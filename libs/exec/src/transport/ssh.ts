@@ -30,14 +30,14 @@ export function remoteCommand(job: JobLaunch, trailer: string, graceTenths: numb
   const exports = env.length > 0 ? ` && export ${env.map(([k, v]) => `${k}=${shQuote(v)}`).join(' ')}` : '';
   const wd = shQuote(job.workdir);
   // $3: the directory the wrapper removes when the job ends ('' keeps it), taken before the job's
-  // env could change PWD. mkdir -p runs twice when another job's clean-up removed the run's folder
-  // between its steps.
+  // env could change PWD. mkdir -p runs up to 10 times: another job's clean-up removes the run's
+  // folder whenever it is empty, which can fall between its steps again and again on a busy host.
   const remove = job.removeWorkdir && removableWorkdir(job.workdir) ? '"$PWD"' : "''";
   // $4..$6: the spool of a job that outlives its session (--reattach-within), the bytes of each
   // stream it keeps, and the seconds it waits for cm-exec
   const spool = job.spool ? ` ${shQuote(job.spool.dir)} ${job.maxOutput} ${job.spool.linger}` : '';
   // the wrapper runs in the login shell itself (one exec less per job); $1..$6 come from `set --`
-  return `{ { mkdir -p ${wd} 2>/dev/null || mkdir -p ${wd}; } && cd ${wd} && set -- ${shQuote(job.command)} ${trailer} ${remove}${spool}${exports}; } || exit 1\n${remoteWrapper(graceTenths)}`;
+  return `{ { _cmq_m=1; until mkdir -p ${wd} 2>/dev/null || [ $_cmq_m -ge 10 ]; do _cmq_m=$((_cmq_m + 1)); done; [ -d ${wd} ] || mkdir -p ${wd}; } && cd ${wd} && set -- ${shQuote(job.command)} ${trailer} ${remove}${spool}${exports}; } || exit 1\n${remoteWrapper(graceTenths)}`;
 }
 
 export interface SshTransportOptions {

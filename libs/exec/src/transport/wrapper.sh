@@ -15,7 +15,7 @@
 exec 3<&0
 if [ -n "$4" ]; then
 case $4 in /*) ;; *) set -- "$1" "$2" "$3" "$OLDPWD/$4" "$5" "$6" ;; esac
-{ mkdir -p "$4" 2>/dev/null || mkdir -p "$4"; } && : >"$4/o" && : >"$4/e" || exit 1
+{ _cmq_m=1; until mkdir -p "$4" 2>/dev/null || [ "$_cmq_m" -ge 10 ]; do _cmq_m=$((_cmq_m + 1)); done; [ -d "$4" ] || mkdir -p "$4"; } && : >"$4/o" && : >"$4/e" || exit 1
 t=$(date +%s%N 2>/dev/null); case $t in '' | *[!0-9]*) t=$(($(date +%s) * 1000)) ;; *) t=${t%??????} ;; esac
 if command -v setsid >/dev/null 2>&1; then setsid /bin/sh -c "$1" </dev/null >"$4/o" 2>"$4/e" 3<&- & else /bin/sh -c "$1" </dev/null >"$4/o" 2>"$4/e" 3<&- & fi
 else
