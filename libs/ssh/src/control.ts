@@ -78,7 +78,11 @@ export class ControlDir {
   serve(run: string): void {
     if (this.shared || this.closed || this.runs.has(run)) return;
     this.runs.add(run);
-    appendFileSync(join(this.path, RUN_FILE), `${run}\n`, { mode: 0o600 });
+    try {
+      appendFileSync(join(this.path, RUN_FILE), `${run}\n`, { mode: 0o600 });
+    } catch {
+      // only lets a cm-fetch skip its logins: without it, the cm-fetch logs in itself
+    }
   }
 
   /**

@@ -26,9 +26,10 @@ export class Connections {
   private readonly control: ControlDir;
   private readonly masters: Masters;
   private closed = false;
-  /** the run ride() was last told of, and its cm-exec's control folder */
+  /** the run ride() was last told of, its cm-exec's control folder, and when that was looked for */
   private run: string | undefined;
   private exec: string | undefined;
+  private lookedAt = 0;
   /** ~/.cm/ssh, where cm-exec --keep-connections keeps masters */
   private readonly kept: string;
 
@@ -48,8 +49,11 @@ export class Connections {
    * the sessions to them then ride instead of logging in again. Cheap to call for every record.
    */
   ride(run: string): void {
-    if (run === this.run) return;
+    // not found yet (its cm-exec may start no job of the run before a while, or be gone): looked
+    // for again at most once a second, since each look reads the temp folder
+    if (run === this.run && (this.exec !== undefined || Date.now() - this.lookedAt < 1000)) return;
     this.run = run;
+    this.lookedAt = Date.now();
     this.exec = findRunControl('cm-exec', run);
   }
 
