@@ -1,17 +1,21 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { golden, runInMemory } from '@cm/cli';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { run, toArgs, USAGE } from './main';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const job = (id: string, command: string, deps: string[] = []) => JSON.stringify({ kind: 'job', v: 1, id, task: id, command, deps });
 
+// every scratch folder of the file, removed at its end
+const scratch = mkdtempSync(join(tmpdir(), 'cm-exec-spec-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
 /** cm-exec on the embedded inventory (this machine, no ssh) in a scratch folder that is also HOME. */
 function exec(argv: string[], stdin: string) {
-  const cwd = mkdtempSync(join(tmpdir(), 'cm-exec-spec-'));
+  const cwd = mkdtempSync(join(scratch, 'run-'));
   return runInMemory(USAGE, toArgs, run, argv, { cwd, stdin, env: { PATH: process.env.PATH, HOME: cwd } });
 }
 
@@ -56,7 +60,7 @@ describe('cm-exec run()', () => {
   });
 
   it('--retry-failed runs again the job that failed and replays the one that succeeded', async () => {
-    const cwd = mkdtempSync(join(tmpdir(), 'cm-exec-spec-'));
+    const cwd = mkdtempSync(join(scratch, 'run-'));
     const env = { PATH: process.env.PATH, HOME: cwd };
     const stdin = `${job('a', 'echo a')}\n${job('b', `test -f ${cwd}/fixed || exit 4`)}\n`;
     const first = await runInMemory(USAGE, toArgs, run, ['--joblog', 'log', '-q'], { cwd, stdin, env });
