@@ -1,12 +1,16 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { runStatus, statusText } from './status';
+
+// every scratch folder of the file, removed at its end
+const scratch = mkdtempSync(join(tmpdir(), 'cm-status-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 describe('runStatus', () => {
   it('tells the jobs started and not ended from those that ended, by their last joblog line', () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'cm-status-')), 'log');
+    const path = join(mkdtempSync(join(scratch, 'run-')), 'log');
     const line = (o: object) => `${JSON.stringify({ kind: 'event', v: 1, task: 't', run: 'r', ...o })}\n`;
     writeFileSync(
       path,

@@ -1,10 +1,14 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { HostRecord } from '@cm/protocol';
 import { checkHosts, classifySshError, parseProbe, PROBE_COMMAND } from './check';
+
+// every scratch folder of the file, removed at its end
+const scratch = mkdtempSync(path.join(tmpdir(), 'check-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 const host = (name: string, extra: Partial<HostRecord> = {}): HostRecord => ({ kind: 'host', v: 1, name, address: '127.0.0.1', tags: [], slots: 1, ...extra });
 
@@ -42,7 +46,7 @@ describe('checkHosts', () => {
     expect(results[1]?.suggested_slots).toBe(results[1]?.cpus);
   });
   it('kills a probe that outlives --timeout', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'check-'));
+    const dir = mkdtempSync(path.join(scratch, 'run-'));
     const fake = path.join(dir, 'slow-ssh');
     writeFileSync(fake, '#!/bin/sh\nexec sleep 30\n', { mode: 0o755 });
     const [r] = await checkHosts([host('slow')], { timeout: 0.3, parallel: 1, ssh: fake });

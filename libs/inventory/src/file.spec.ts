@@ -1,9 +1,13 @@
-import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CmError, InputError } from '@cm/protocol';
 import { InventoryFile } from './file';
+
+// every scratch folder of the file, removed at its end
+const scratch = mkdtempSync(path.join(tmpdir(), 'invfile-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 const TEXT = `# my machines
 defaults:
@@ -23,7 +27,7 @@ hosts:
 `;
 
 function temp(text: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'invfile-'));
+  const dir = mkdtempSync(path.join(scratch, 'run-'));
   const file = path.join(dir, 'hosts.yaml');
   writeFileSync(file, text);
   return file;
@@ -92,7 +96,7 @@ hosts:
   });
 
   it('creates a missing file only when asked', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'invfile-'));
+    const dir = mkdtempSync(path.join(scratch, 'run-'));
     const file = path.join(dir, 'sub', 'hosts.yaml');
     await expect(InventoryFile.open(file)).rejects.toThrow(/no such inventory file/);
     const f = await InventoryFile.open(file, { create: true });

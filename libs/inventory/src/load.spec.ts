@@ -1,11 +1,15 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { CmError, InputError, recordProblem } from '@cm/protocol';
 import { defaultInventory, loadInventory, parseInventory, resolveInventoryPath } from './load';
+
+// every scratch folder of the file, removed at its end
+const scratch = mkdtempSync(path.join(tmpdir(), 'inv-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 const env = { HOME: '/home/u' };
 const load = (text: string) => parseInventory(text, 'hosts.yaml', env);
@@ -125,7 +129,7 @@ describe('parseInventory', () => {
 
 describe('search order', () => {
   it('prefers --inventory, then $CM_INVENTORY, then ./cm.yaml, ./config/hosts.yaml, ~/.config/cm/hosts.yaml', () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'inv-'));
+    const dir = mkdtempSync(path.join(scratch, 'run-'));
     const home = path.join(dir, 'home');
     const cwd = path.join(dir, 'cwd');
     mkdirSync(path.join(home, '.config', 'cm'), { recursive: true });
@@ -142,7 +146,7 @@ describe('search order', () => {
     expect(resolveInventoryPath({ path: '/abs.yaml', env: { ...e, CM_INVENTORY: 'x.yaml' }, cwd })).toBe('/abs.yaml');
   });
   it('falls back to the embedded default and reports a missing explicit file', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'inv-'));
+    const dir = mkdtempSync(path.join(scratch, 'run-'));
     const inv = await loadInventory({ env: { HOME: dir }, cwd: dir });
     expect(inv.source).toBe('(default)');
     expect(inv.hosts).toEqual(defaultInventory().hosts);
