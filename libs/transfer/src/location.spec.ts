@@ -1,7 +1,8 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { FetchRecord } from '@cm/protocol';
 import { getStored, readCatalogue, recordKey, removeStored, storeFetched, withRetries } from './catalogue';
 import { LocationError, objectUrl, parseLocation, redact } from './location';
@@ -50,8 +51,12 @@ describe('withRetries', () => {
 });
 
 describe('the catalogue on a file: location', () => {
+  // every scratch folder of the block, removed at its end
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'cm-loc-'));
+  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
   it('stores files then the record; get brings them back checked; rm removes both', async () => {
-    const tmp = await mkdtemp(path.join(os.tmpdir(), 'cm-loc-'));
+    const tmp = await mkdtemp(path.join(scratch, 'd-'));
     const dir = path.join(tmp, 'results');
     const f = path.join(dir, 'r1', 'w', 'i=1', 'out.txt');
     await (await import('node:fs/promises')).mkdir(path.dirname(f), { recursive: true });
@@ -71,7 +76,7 @@ describe('the catalogue on a file: location', () => {
   });
 
   it('a file that does not match its sha256 is not stored and leaves no temp file', async () => {
-    const tmp = await mkdtemp(path.join(os.tmpdir(), 'cm-loc-'));
+    const tmp = await mkdtemp(path.join(scratch, 'd-'));
     const dir = path.join(tmp, 'results');
     await (await import('node:fs/promises')).mkdir(path.join(dir, 'r'), { recursive: true });
     const f = path.join(dir, 'r', 'a.txt');

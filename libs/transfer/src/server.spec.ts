@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Connections } from './connections';
@@ -9,7 +9,10 @@ import { FetchServers, ServerLost } from './server';
 import { TarFormatError } from './tar';
 import { FetchQueue } from './queue';
 
-const scratch = (): string => mkdtempSync(path.join(os.tmpdir(), 'cm-srv-'));
+// every scratch folder of the file, removed at its end
+const scratchRoot = mkdtempSync(path.join(os.tmpdir(), 'cm-srv-'));
+afterAll(() => rmSync(scratchRoot, { recursive: true, force: true }));
+const scratch = (): string => mkdtempSync(path.join(scratchRoot, 'd-'));
 const LAP = { kind: 'host' as const, v: 1 as const, name: 'lap', address: 'localhost', local: true, slots: 1, tags: [] };
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 

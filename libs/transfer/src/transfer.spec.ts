@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, existsSync, mkdirSync, writeFileSync, symlinkSync, openSync, writeSync, readlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync, mkdirSync, writeFileSync, symlinkSync, openSync, writeSync, readlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
@@ -45,8 +45,11 @@ async function* chunks(buf: Buffer, size = 100): AsyncGenerator<Buffer> {
 const listTree = (dir: string): string[] => readdirSync(dir, { recursive: true }).map(String).sort();
 
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
-/** a fresh folder under the OS temp dir */
-const scratch = (): string => mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+// every scratch folder of the file, removed at its end
+const scratchRoot = mkdtempSync(path.join(os.tmpdir(), 'cm-t-'));
+afterAll(() => rmSync(scratchRoot, { recursive: true, force: true }));
+/** a fresh folder under the file's scratch folder */
+const scratch = (): string => mkdtempSync(path.join(scratchRoot, 'd-'));
 /** the local host the real-sh-and-tar specs run against (no ssh) */
 const LAP = { kind: 'host' as const, v: 1 as const, name: 'lap', address: 'localhost', local: true, slots: 1, tags: [] };
 
