@@ -1,12 +1,16 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { golden, runInMemory } from '@cm/cli';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { run, toArgs, USAGE } from './main';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
+
+// every scratch folder of the file, removed at its end
+const scratchRoot = mkdtempSync(join(tmpdir(), 'cm-fetch-spec-'));
+afterAll(() => rmSync(scratchRoot, { recursive: true, force: true }));
 
 /** A finished job on the local host (the embedded inventory) whose workdir holds `files`. */
 function finishedJob(home: string, job: string, files: Record<string, string>): string {
@@ -21,7 +25,7 @@ const stable = (ndjson: string, root: string) => ndjson.split(root).join('<resul
 
 describe('cm-fetch run()', () => {
   it("copies each finished job's outputs under <dir>/<run>/<job>, checksummed, and passes every record on", async () => {
-    const home = mkdtempSync(join(tmpdir(), 'cm-fetch-spec-'));
+    const home = mkdtempSync(join(scratchRoot, 'home-'));
     const stdin = `${finishedJob(home, 'a', { 'out.txt': 'one\n' })}\n${finishedJob(home, 'b', { 'out.txt': 'two\n', 'log.txt': 'x' })}\n`;
     const r = await runInMemory(USAGE, toArgs, run, ['--dir', 'results'], { cwd: home, stdin, env: { PATH: process.env.PATH, HOME: home } });
     expect(r).toMatchObject({ code: 0, stderr: '' });
@@ -34,7 +38,7 @@ describe('cm-fetch run()', () => {
   });
 
   it("starts a host's server when the first job with outputs starts there, before any job finished, and waits for it at the end; none for jobs without", async () => {
-    const home = mkdtempSync(join(tmpdir(), 'cm-fetch-spec-'));
+    const home = mkdtempSync(join(scratchRoot, 'home-'));
     // a perl that only leaves a mark and says it cannot serve (the server's own "no Digest::SHA" line)
     const bin = join(home, 'bin');
     mkdirSync(bin);

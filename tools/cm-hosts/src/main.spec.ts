@@ -1,15 +1,19 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { golden, runInMemory } from '@cm/cli';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { run, toArgs, USAGE } from './main';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 
+// every scratch folder of the file, removed at its end
+const scratchRoot = mkdtempSync(join(tmpdir(), 'cm-hosts-spec-'));
+afterAll(() => rmSync(scratchRoot, { recursive: true, force: true }));
+
 function scratch(inventory: string): { cwd: string; file: string } {
-  const cwd = mkdtempSync(join(tmpdir(), 'cm-hosts-spec-'));
+  const cwd = mkdtempSync(join(scratchRoot, 'run-'));
   const file = join(cwd, 'hosts.yaml');
   writeFileSync(file, inventory);
   return { cwd, file };
@@ -68,7 +72,7 @@ describe('cm-hosts run()', () => {
   });
 
   it('add with no inventory anywhere creates ./cm.yaml, not one in ~/.config, and says so', async () => {
-    const cwd = mkdtempSync(join(tmpdir(), 'cm-hosts-spec-'));
+    const cwd = mkdtempSync(join(scratchRoot, 'run-'));
     const r = await hosts(cwd, ['add', 'web1', '--address', '192.0.2.10']);
     expect(r.code).toBe(0);
     expect(r.stderr).toContain('cm-hosts: created ./cm.yaml (new inventory; cm commands in this folder use it)\n');

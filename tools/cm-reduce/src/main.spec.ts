@@ -1,14 +1,16 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PassThrough } from 'node:stream';
 import { golden, parseUsage, runInMemory, type DocoptArgs } from '@cm/cli';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { run, toArgs, USAGE } from './main';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
+// the scratch folder of the file, removed at its end
 const cwd = mkdtempSync(join(tmpdir(), 'cm-reduce-spec-'));
+afterAll(() => rmSync(cwd, { recursive: true, force: true }));
 const fin = (job: string, stdout: string, extra: object = {}) =>
   JSON.stringify({ kind: 'event', v: 1, event: 'finished', job, task: job, run: 'r', host: 'h', exit: 0, stdout, ...extra });
 const reduce = (argv: string[], stdin: string) => runInMemory(USAGE, toArgs, run, argv, { cwd, stdin });

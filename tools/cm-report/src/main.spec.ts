@@ -1,14 +1,16 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { golden, parseUsage, runInMemory, type DocoptArgs } from '@cm/cli';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { run, toArgs, USAGE } from './main';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
+// the scratch folder of the file, removed at its end
 const cwd = mkdtempSync(join(tmpdir(), 'cm-report-spec-'));
+afterAll(() => rmSync(cwd, { recursive: true, force: true }));
 const report = (argv: string[], stdin: string) => runInMemory(USAGE, toArgs, run, argv, { cwd, stdin });
 const T = (s: number) => new Date(Date.parse('2026-01-05T09:00:00Z') + s * 1000).toISOString();
 const stream = [

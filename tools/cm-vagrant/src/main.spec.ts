@@ -1,16 +1,20 @@
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { golden, runInMemory } from '@cm/cli';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { run, toArgs, USAGE } from './main';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
+
+// every scratch folder of the file, removed at its end
+const scratchRoot = mkdtempSync(join(tmpdir(), 'cm-vagrant-spec-'));
+afterAll(() => rmSync(scratchRoot, { recursive: true, force: true }));
 // test/stand-ins/vagrant replays what vagrant 2.3.4 printed (test/helpers/vagrant-captures)
 const standIns = fileURLToPath(new URL('../../../test/stand-ins', import.meta.url));
 
-function vagrant(argv: string[], path: string, cwd = mkdtempSync(join(tmpdir(), 'cm-vagrant-spec-')), terminal = false) {
+function vagrant(argv: string[], path: string, cwd = mkdtempSync(join(scratchRoot, 'run-')), terminal = false) {
   return runInMemory(USAGE, toArgs, run, [...argv, '--dir', cwd, '--inventory', join(cwd, 'hosts.yaml')], {
     cwd,
     env: { PATH: path, HOME: cwd, CM_VAGRANT_SCENARIO: 'libvirt' },
@@ -24,9 +28,9 @@ describe('cm-vagrant run()', () => {
   });
 
   it('up 2 then status: host records for the new machines, then one machine record each', async () => {
-    const cwd = mkdtempSync(join(tmpdir(), 'cm-vagrant-spec-'));
+    const cwd = mkdtempSync(join(scratchRoot, 'run-'));
     // libvirt, the stand-in's provider, is usable when its program is on PATH: a fake virsh says so
-    const fake = mkdtempSync(join(tmpdir(), 'cm-vagrant-fake-'));
+    const fake = mkdtempSync(join(scratchRoot, 'fake-'));
     writeFileSync(join(fake, 'virsh'), '#!/bin/sh\nexit 0\n');
     chmodSync(join(fake, 'virsh'), 0o755);
     const path = `${standIns}:${fake}:${process.env.PATH}`;
