@@ -23,6 +23,11 @@ sums() {
   fi
 }
 if t=$(mktemp 2>/dev/null); then
+  # the temp file goes however this ends: a reader that went away (PIPE), a session gone (HUP)
+  trap 'rm -f "$t"' EXIT
+  trap 'exit 141' PIPE
+  trap 'exit 129' HUP
+  trap 'exit 143' TERM
   (sums "$@" >"$t") & p=$!
   tar -cf - "$@"; s=$?; wait $p
   printf 'cm-sha256\n'; cat "$t"; rm -f "$t"; exit $s

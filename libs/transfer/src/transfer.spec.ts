@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync, mkdirSync, writeFileSync, symlinkSync, openSync, writeSync, readlinkSync } from 'node:fs';
 import os from 'node:os';
@@ -351,7 +351,9 @@ describe('a local disk that fills up during a fetch', () => {
       writeFileSync(path.join(home, '.cm/runs/r', j, 'out.bin'), randomBytes(1024 * 1024));
     }
     const disk = fillingDisk(1536 * 1024);
-    const conns = new Connections({ home });
+    // the host's TMPDIR: fetch.sh hashes into a temp file there
+    const hostTmp = scratch();
+    const conns = new Connections({ home, env: { ...process.env, TMPDIR: hostTmp } });
     const host = LAP;
     const job = (j: string) => ({ job: j, run: 'r', host, workdir: `.cm/runs/r/${j}`, outputs: ['out.bin'], result: 'out.bin' });
     // Before the fix tar was left blocked on a pipe nobody read: this call never returned.
@@ -369,6 +371,8 @@ describe('a local disk that fills up during a fetch', () => {
     // tar got EPIPE once its reader was gone; nothing is left running in the host's directory
     for (let i = 0; i < 50 && procsIn(home).length > 0; i += 1) await new Promise((r) => setTimeout(r, 100));
     expect(procsIn(home)).toEqual([]);
+    // nor its temp file of sums on the host
+    expect(readdirSync(hostTmp)).toEqual([]);
   }, 30000);
 
   it('a batch after the failed one still fetches once there is room', async () => {
@@ -380,7 +384,8 @@ describe('a local disk that fills up during a fetch', () => {
       mkdirSync(path.join(home, '.cm/runs/r', j), { recursive: true });
       writeFileSync(path.join(home, '.cm/runs/r', j, 'out.bin'), `${j}\n`.repeat(100000));
     }
-    const conns = new Connections({ home });
+    const hostTmp = scratch();
+    const conns = new Connections({ home, env: { ...process.env, TMPDIR: hostTmp } });
     const host = LAP;
     const job = (j: string) => ({ job: j, run: 'r', host, workdir: `.cm/runs/r/${j}`, outputs: ['out.bin'] });
     const [bad] = await fetchBatch(conns, host, [job('a')], { dir: dest, retries: 0, verify: true, write: fillingDisk(1000).write });
@@ -390,6 +395,7 @@ describe('a local disk that fills up during a fetch', () => {
     expect(bad?.error).toMatch(/No space left on device/);
     expect(good).toMatchObject({ ok: true, files: [{ remote: '.cm/runs/r/b/out.bin', size: 200000 }] });
     expect(listTree(dest)).toEqual(['r', 'r/a', 'r/b', 'r/b/out.bin']);
+    await vi.waitFor(() => expect(readdirSync(hostTmp)).toEqual([]), { timeout: 5000, interval: 50 });
   }, 30000);
 
   it('SafeExtractor: a failing write rejects readTar with the disk error; discard removes the temp file', async () => {
