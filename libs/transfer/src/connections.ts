@@ -93,8 +93,8 @@ export class Connections {
 
 /**
  * The master cm-exec holds to host in its control folder dir. A job's started event can come before
- * its session is up (the key exchange still under way), so it is waited for, up to cm-exec's own
- * connect timeout; undefined if it does not come, or cm-exec closes its folder first.
+ * its session is up (the key exchange still under way), so it is waited for, 15 s at most (cm-exec's
+ * connect timeout is 10); undefined if it does not come, or cm-exec closes its folder first.
  */
 async function execMaster(dir: string, host: HostRecord): Promise<string | undefined> {
   const deadline = Date.now() + MASTER_WAIT_MS;
