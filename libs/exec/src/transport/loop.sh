@@ -37,15 +37,8 @@ mkfifo "$_cmq_d/lock" || { printf '%s fail cannot create %s/lock\n' "$_cmq_M" "$
 exec 3<>"$_cmq_d/lock"
 printf '\n' >&3
 _cmq_kill() { kill -"$1" -"$2" 2>/dev/null || kill -"$1" "$2" 2>/dev/null; }
-# mkdir -p, up to 10 times: another job's clean-up removes the run's folder whenever it is empty,
-# which can fall between mkdir -p's steps again and again when the host is busy with tiny jobs
-_cmq_mkdirs() {
-  _cmq_m=1
-  until mkdir -p "$1" 2>/dev/null; do
-    _cmq_m=$((_cmq_m + 1))
-    [ "$_cmq_m" -lt 10 ] || { mkdir -p "$1"; return; }
-  done
-}
+# _cmq_mkdirs (mkdirs.sh), filled in per session
+@MKDIRS@
 _cmq_end() {
   trap - EXIT
   for _cmq_f in "$_cmq_d"/*.p; do

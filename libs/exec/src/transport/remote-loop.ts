@@ -40,6 +40,7 @@
 import { shQuote } from '@cm/protocol';
 import LOOP_PL from './loop.pl';
 import LOOP_SH from './loop.sh';
+import { MKDIRS } from './ssh';
 
 /** Bumped when the wire format changes; the hello line carries it. */
 export const LOOP_VERSION = 4;
@@ -63,6 +64,7 @@ export function remoteProgram(marker: string, loop: RemoteLoop = 'auto', lanes =
   return PROGRAM.replace('@MARKER@', marker)
     .replace('@TRY_PERL@', loop === 'auto' ? '1' : '0')
     .replace('@LANES@', String(Math.min(lanes, 64)))
+    .replace('@MKDIRS@', () => MKDIRS)
     .replace('@PERL@', () => PERL_LOOP)
     .replaceAll('@VERSION@', String(LOOP_VERSION));
 }

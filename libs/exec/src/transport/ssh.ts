@@ -11,11 +11,14 @@ import { OutputCapture, outcomeOf } from './capture';
 import { JobStops } from './stops';
 import { notRun } from './local';
 import { removableWorkdir, type JobLaunch, type JobOutcome, type Transport } from './types';
+import MKDIRS_SH from './mkdirs.sh';
 import WRAPPER_SH from './wrapper.sh';
 import COLLECT_SH from './collect.sh';
 
 // the wrapper's comment lines stay in the file: each job's command line carries only the code
 const WRAPPER = WRAPPER_SH.replace(/^#.*\n/gm, '').trimEnd();
+/** _cmq_mkdirs, the one mkdir -p with retries of the sh programs on hosts */
+export const MKDIRS = MKDIRS_SH.replace(/^#.*\n/gm, '').trimEnd();
 const COLLECT = COLLECT_SH.replace(/^#.*\n/gm, '').trimEnd();
 
 /** The remote wrapper (wrapper.sh) with the seconds between TERM and KILL, in tenths. */
@@ -30,14 +33,14 @@ export function remoteCommand(job: JobLaunch, trailer: string, graceTenths: numb
   const exports = env.length > 0 ? ` && export ${env.map(([k, v]) => `${k}=${shQuote(v)}`).join(' ')}` : '';
   const wd = shQuote(job.workdir);
   // $3: the directory the wrapper removes when the job ends ('' keeps it), taken before the job's
-  // env could change PWD. mkdir -p runs up to 10 times: another job's clean-up removes the run's
-  // folder whenever it is empty, which can fall between its steps again and again on a busy host.
+  // env could change PWD. _cmq_mkdirs (mkdirs.sh, sent first) also makes the spool in the wrapper.
   const remove = job.removeWorkdir && removableWorkdir(job.workdir) ? '"$PWD"' : "''";
   // $4..$6: the spool of a job that outlives its session (--reattach-within), the bytes of each
   // stream it keeps, and the seconds it waits for cm-exec
   const spool = job.spool ? ` ${shQuote(job.spool.dir)} ${job.maxOutput} ${job.spool.linger}` : '';
   // the wrapper runs in the login shell itself (one exec less per job); $1..$6 come from `set --`
-  return `{ { _cmq_m=1; until mkdir -p ${wd} 2>/dev/null || [ $_cmq_m -ge 10 ]; do _cmq_m=$((_cmq_m + 1)); done; [ -d ${wd} ] || mkdir -p ${wd}; } && cd ${wd} && set -- ${shQuote(job.command)} ${trailer} ${remove}${spool}${exports}; } || exit 1\n${remoteWrapper(graceTenths)}`;
+  return `${MKDIRS}
+{ _cmq_mkdirs ${wd} && cd ${wd} && set -- ${shQuote(job.command)} ${trailer} ${remove}${spool}${exports}; } || exit 1\n${remoteWrapper(graceTenths)}`;
 }
 
 export interface SshTransportOptions {

@@ -11,11 +11,12 @@
 # cm-exec was last seen (its ssh session gone and no collect.sh touching the folder), it kills what
 # still runs and removes the spool (and $3).
 # The async list gets fd 3 (ssh's stdin) explicitly: without job control its stdin is /dev/null.
-# Comment lines are not sent; @GRACE_TENTHS@ is filled in per run.
+# Comment lines are not sent; @GRACE_TENTHS@ is filled in per run. _cmq_mkdirs (mkdirs.sh) comes
+# ahead of it, with the command (ssh.ts).
 exec 3<&0
 if [ -n "$4" ]; then
 case $4 in /*) ;; *) set -- "$1" "$2" "$3" "$OLDPWD/$4" "$5" "$6" ;; esac
-{ _cmq_m=1; until mkdir -p "$4" 2>/dev/null || [ "$_cmq_m" -ge 10 ]; do _cmq_m=$((_cmq_m + 1)); done; [ -d "$4" ] || mkdir -p "$4"; } && : >"$4/o" && : >"$4/e" || exit 1
+_cmq_mkdirs "$4" && : >"$4/o" && : >"$4/e" || exit 1
 t=$(date +%s%N 2>/dev/null); case $t in '' | *[!0-9]*) t=$(($(date +%s) * 1000)) ;; *) t=${t%??????} ;; esac
 if command -v setsid >/dev/null 2>&1; then setsid /bin/sh -c "$1" </dev/null >"$4/o" 2>"$4/e" 3<&- & else /bin/sh -c "$1" </dev/null >"$4/o" 2>"$4/e" 3<&- & fi
 else
