@@ -133,16 +133,8 @@ export function isPrivateFolder(dir: string): boolean {
  */
 export function findRunControl(prefix: string, run: string, tmps: string[] = [tmpdir(), '/tmp']): string | undefined {
   for (const tmp of new Set(tmps)) {
-    let names: string[];
-    try {
-      names = readdirSync(tmp);
-    } catch {
-      continue;
-    }
-    for (const name of names) {
-      const pid = privateFolderPid(prefix, name);
-      if (pid === undefined || !isRunning(pid)) continue;
-      const dir = join(tmp, name);
+    for (const { dir, pid } of privateFolders(prefix, tmp)) {
+      if (!isRunning(pid)) continue;
       try {
         // ours and no one else's, as the folder of its masters must be
         if (isPrivateFolder(dir) && readFileSync(join(dir, RUN_FILE), 'utf8').split('\n').includes(run)) return dir;
@@ -251,16 +243,8 @@ function isSocket(p: string): boolean {
  * that no longer run. Not awaited: the next start finishes what this one could not.
  */
 export function sweepStale(prefix: string, tmp: string, ssh?: string, env?: NodeJS.ProcessEnv): void {
-  let names: string[];
-  try {
-    names = readdirSync(tmp);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const pid = privateFolderPid(prefix, name);
-    if (pid === undefined || pid === process.pid || isRunning(pid)) continue;
-    const dir = join(tmp, name);
+  for (const { dir, pid } of privateFolders(prefix, tmp)) {
+    if (pid === process.pid || isRunning(pid)) continue;
     try {
       const st = lstatSync(dir);
       if (!st.isDirectory() || (process.getuid && st.uid !== process.getuid())) continue;
@@ -271,11 +255,21 @@ export function sweepStale(prefix: string, tmp: string, ssh?: string, env?: Node
   }
 }
 
-/** The pid in the name of a private folder <prefix>-<pid>-XXXXXX (mkdtemp's six characters). */
-function privateFolderPid(prefix: string, name: string): number | undefined {
-  if (!name.startsWith(`${prefix}-`)) return undefined;
-  const m = /^(\d+)-[A-Za-z0-9]{6}$/.exec(name.slice(prefix.length + 1));
-  return m ? Number(m[1]) : undefined;
+/** The private folders <prefix>-<pid>-XXXXXX (mkdtemp's six characters) in tmp, by name, with their pid. */
+function privateFolders(prefix: string, tmp: string): Array<{ dir: string; pid: number }> {
+  let names: string[];
+  try {
+    names = readdirSync(tmp);
+  } catch {
+    return [];
+  }
+  const found: Array<{ dir: string; pid: number }> = [];
+  for (const name of names) {
+    if (!name.startsWith(`${prefix}-`)) continue;
+    const m = /^(\d+)-[A-Za-z0-9]{6}$/.exec(name.slice(prefix.length + 1));
+    if (m) found.push({ dir: join(tmp, name), pid: Number(m[1]) });
+  }
+  return found;
 }
 
 function isRunning(pid: number): boolean {
