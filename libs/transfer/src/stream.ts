@@ -290,9 +290,11 @@ export async function transferStream(opts: TransferOptions, io: TransferIO): Pro
         if (w) await w;
         if (record.kind !== 'event') continue;
         const ev = record as EventRecord;
+        // only a job that leaves files needs a session to its host: a run without any reads no folder
+        if (!leavesFiles(ev)) continue;
         if (ev.run !== undefined) conns.ride(ev.run);
-        if (ev.event === 'started' && ev.host !== undefined && leavesFiles(ev)) warm(ev.host);
-        if (ev.event !== 'finished' || ev.exit !== 0 || ev.job === undefined || !leavesFiles(ev)) continue;
+        if (ev.event === 'started' && ev.host !== undefined) warm(ev.host);
+        if (ev.event !== 'finished' || ev.exit !== 0 || ev.job === undefined) continue;
         const p: Promise<void> = fetchFor(ev as EventRecord & { job: string }).finally(() => inflight.delete(p));
         inflight.add(p);
       }
